@@ -1,0 +1,1 @@
+"""Experiment configurations: `python -m deblur_jax.main --config=configs/NAME.py`."""

@@ -1,0 +1,134 @@
+"""The embedded demo data: scikit-image's colour photos with synthetic blur.
+
+Used when `config.data.dir` is empty, so the main command runs on a fresh
+machine with nothing downloaded. Training crops of the training photos are
+blurred on the fly with seed report 001's Gaussian kernels or random linear
+motion kernels. The held-out photos, blurred with fixed kernels, are written
+once as PNG pairs in the GOPRO_Large layout (one 'sequence' per blur), so
+evaluation reads them like any dataset and reports each blur apart.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from deblur_jax.data import kernels, transforms
+from deblur_jax.errors import InputError
+
+TRAIN_PHOTOS = ('astronaut', 'rocket', 'motorcycle_left', 'motorcycle_right',
+                'immunohistochemistry', 'hubble_deep_field', 'retina')
+HELD_OUT_PHOTOS = ('chelsea', 'coffee')
+
+KERNEL_SIZE = 15  # Every training kernel is zero-padded to this size.
+_NUM_MOTION_KERNELS = 32
+_MOTION_BANK_SEED = 1
+
+# The fixed blurs of the held-out photos, by name.
+EVAL_BLURS = {
+    **{name: kernels.gaussian_kernel(*spec) for name, spec in kernels.REPORT_001_GAUSSIANS.items()},
+    'motion': kernels.linear_motion_kernel(9.0, 30.0, 11),
+}
+
+
+def load_photo(name: str) -> np.ndarray:
+  """A bundled scikit-image photo as uint8 RGB (H, W, 3)."""
+  try:
+    import skimage.data  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise InputError('The demo data needs scikit-image (pip install scikit-image), or set '
+                     'config.data.dir to a dataset.') from None
+  if name in ('motorcycle_left', 'motorcycle_right'):
+    left, right, _ = skimage.data.stereo_motorcycle()
+    photo = left if name == 'motorcycle_left' else right
+  else:
+    photo = getattr(skimage.data, name)()
+  return np.ascontiguousarray(photo[..., :3])
+
+
+def training_kernel_bank(motion_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+  """(kernels (K, 15, 15), probabilities (K,)): the three report-001 Gaussians
+  sharing 1 - motion_fraction, and 32 random motion kernels sharing the rest."""
+  if not 0.0 <= motion_fraction <= 1.0:
+    raise InputError(f'config.data.demo.motion_fraction={motion_fraction} must lie in [0, 1].')
+  gaussians = [kernels.pad_kernel(kernels.gaussian_kernel(*spec), KERNEL_SIZE)
+               for spec in kernels.REPORT_001_GAUSSIANS.values()]
+  motions = kernels.random_motion_kernels(_NUM_MOTION_KERNELS, KERNEL_SIZE, min_length=5.0,
+                                          seed=_MOTION_BANK_SEED)
+  bank = np.concatenate([np.stack(gaussians), motions]).astype(np.float32)
+  probs = np.concatenate([np.full(len(gaussians), (1 - motion_fraction) / len(gaussians)),
+                          np.full(len(motions), motion_fraction / len(motions))])
+  return bank, probs
+
+
+def train_dataset(demo_config, *, crop_size: int, hflip: bool, seed: int,
+                  example_indices: tf.data.Dataset) -> tf.data.Dataset:
+  """Blurred/sharp crops of the training photos, one per global example index."""
+  photos = [load_photo(name) for name in TRAIN_PHOTOS]
+  patch = crop_size + KERNEL_SIZE - 1
+  too_small = [n for n, p in zip(TRAIN_PHOTOS, photos) if min(p.shape[:2]) < patch]
+  if too_small:
+    raise InputError(f'config.data.crop_size={crop_size} is too large for the demo photos '
+                     f'{too_small}; use at most {min(min(p.shape[:2]) for p in photos) - KERNEL_SIZE + 1}.')
+  bank, probs = training_kernel_bank(demo_config.motion_fraction)
+  flat = tf.constant(np.concatenate([p.ravel() for p in photos]))
+  sizes = np.array([p.size for p in photos])
+  offsets = tf.constant(np.concatenate([[0], np.cumsum(sizes)[:-1]]), tf.int64)
+  shapes = tf.constant([p.shape for p in photos], tf.int64)
+  bank = tf.constant(bank)
+  log_probs = tf.math.log(tf.constant(probs[None], tf.float32))
+
+  def make_example(g):
+    i = transforms.shuffled_index(g, len(photos), seed)
+    photo = tf.reshape(flat[offsets[i]:offsets[i] + tf.reduce_prod(shapes[i])], shapes[i])
+    photo.set_shape([None, None, 3])
+    crop_seed, flip_seed, kernel_seed = transforms.example_seeds(g, seed, 3)
+    sharp_patch = transforms.random_crop_flip(tf.image.convert_image_dtype(photo, tf.float32),
+                                              patch, hflip, crop_seed, flip_seed)
+    k = tf.random.stateless_categorical(log_probs, 1, kernel_seed)[0, 0]
+    blur = transforms.quantize_8bit(transforms.blur_valid(sharp_patch, bank[k]))
+    sharp = transforms.centre_crop(sharp_patch, KERNEL_SIZE // 2)
+    blur.set_shape([crop_size, crop_size, 3])
+    sharp.set_shape([crop_size, crop_size, 3])
+    return {'blur': blur, 'sharp': sharp}
+
+  return example_indices.map(make_example, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _to_uint8(image) -> np.ndarray:
+  return np.round(np.asarray(image) * 255.0).astype(np.uint8)
+
+
+def _write_png_atomically(path: str, image: np.ndarray) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f'{path}.tmp{os.getpid()}'
+  Image.fromarray(image).save(tmp, format='PNG')
+  os.replace(tmp, path)
+
+
+def write_eval_pairs(root: str, blur_names: list[str]) -> str:
+  """Writes the held-out photos blurred with each of `blur_names` under `root`.
+
+  Layout: root/test/BLUR/{blur,sharp}/PHOTO.png. The sharp image is the centre
+  of the photo that the blurred one covers with full kernel windows. Existing
+  files are kept. Returns `root`.
+  """
+  unknown = [b for b in blur_names if b not in EVAL_BLURS]
+  if unknown or not blur_names:
+    raise InputError(f'config.data.demo.eval_blurs names {unknown or "no blur"}; choose from '
+                     f'{sorted(EVAL_BLURS)}, comma-separated.')
+  for blur_name in blur_names:
+    kernel = EVAL_BLURS[blur_name]
+    for photo_name in HELD_OUT_PHOTOS:
+      folder = os.path.join(root, 'test', blur_name)
+      blur_path = os.path.join(folder, 'blur', f'{photo_name}.png')
+      sharp_path = os.path.join(folder, 'sharp', f'{photo_name}.png')
+      if os.path.exists(blur_path) and os.path.exists(sharp_path):
+        continue
+      photo = tf.image.convert_image_dtype(load_photo(photo_name), tf.float32)
+      blurred = transforms.quantize_8bit(transforms.blur_valid(photo, kernel))
+      sharp = transforms.centre_crop(photo, kernel.shape[0] // 2)
+      _write_png_atomically(sharp_path, _to_uint8(sharp))
+      _write_png_atomically(blur_path, _to_uint8(blurred))
+  return root

@@ -1,0 +1,108 @@
+"""Training and evaluation datasets built from `config.data`.
+
+Training: an endless tf.data stream of this process's slice of each global
+batch of random crops, from step `start_step` on (see transforms.py).
+Evaluation: full-size test pairs, batched by image size across all devices,
+the last batch of each size padded and masked, each image seen exactly once.
+"""
+
+import dataclasses
+import itertools
+import os
+from typing import Sequence
+
+import tensorflow as tf
+
+from deblur_jax.data import demo, pairs as pairs_lib, transforms
+from deblur_jax.errors import InputError
+
+
+def pairs_train_dataset(pairs: Sequence[pairs_lib.ImagePair], *, crop_size: int, hflip: bool,
+                        seed: int, example_indices: tf.data.Dataset) -> tf.data.Dataset:
+  """Paired random crops (and flips) of blurred/sharp image files."""
+  blur_paths = tf.constant([p.blur for p in pairs])
+  sharp_paths = tf.constant([p.sharp for p in pairs])
+
+  def make_example(g):
+    i = transforms.shuffled_index(g, len(pairs), seed)
+    crop_seed, flip_seed = transforms.example_seeds(g, seed, 2)
+    both = tf.concat([transforms.decode_image(blur_paths[i]),
+                      transforms.decode_image(sharp_paths[i])], axis=-1)
+    both = transforms.random_crop_flip(both, crop_size, hflip, crop_seed, flip_seed)
+    return {'blur': both[..., :3], 'sharp': both[..., 3:]}
+
+  return example_indices.map(make_example, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def create_train_dataset(data_config, *, seed: int, global_batch: int, local_batch: int,
+                         process_index: int, start_step: int):
+  """(dataset of local batches {'blur', 'sharp'}: float32 (B, crop, crop, 3) in [0, 1],
+  number of training images, which sets the length of an epoch)."""
+  crop = data_config.crop_size
+  if crop <= 0:
+    raise InputError(f'config.data.crop_size={crop} must be positive.')
+  indices = transforms.global_example_indices(start_step, local_batch, global_batch,
+                                              process_index)
+  common = dict(crop_size=crop, hflip=data_config.hflip, seed=seed, example_indices=indices)
+  if data_config.dir:
+    pairs = pairs_lib.find_pairs(data_config.dir, data_config.train_split,
+                                 data_config.blur_folder, data_config.sharp_folder,
+                                 min_size=crop).pairs
+    dataset, num_images = pairs_train_dataset(pairs, **common), len(pairs)
+  else:
+    dataset, num_images = demo.train_dataset(data_config.demo, **common), len(demo.TRAIN_PHOTOS)
+  options = tf.data.Options()
+  options.deterministic = True
+  dataset = dataset.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  return dataset.with_options(options), num_images
+
+
+def find_eval_pairs(data_config, workdir: str, min_size: int) -> list[pairs_lib.ImagePair]:
+  """The evaluation pairs: `data.eval_split` of `data.dir`, or the demo's held-out
+  photos (written under workdir/demo_data on first use)."""
+  if data_config.dir:
+    root, split = data_config.dir, data_config.eval_split
+    blur_folder, sharp_folder = data_config.blur_folder, data_config.sharp_folder
+  else:
+    blurs = [b.strip() for b in data_config.demo.eval_blurs.split(',') if b.strip()]
+    root = demo.write_eval_pairs(os.path.join(workdir, 'demo_data'), blurs)
+    split, blur_folder, sharp_folder = 'test', 'blur', 'sharp'
+  if data_config.max_eval_images < 0:
+    raise InputError(f'config.data.max_eval_images={data_config.max_eval_images} must be >= 0.')
+  return pairs_lib.find_pairs(root, split, blur_folder, sharp_folder, min_size=min_size,
+                              max_pairs=data_config.max_eval_images or None).pairs
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalChunk:
+  """One global evaluation batch: images of one size; padding repeats the first."""
+  pairs: tuple[pairs_lib.ImagePair, ...]
+  num_valid: int
+
+
+def plan_eval_batches(pairs: Sequence[pairs_lib.ImagePair],
+                      global_batch: int) -> list[EvalChunk]:
+  """Splits `pairs` into global batches of equal-sized images, padding each size's last."""
+  by_size = sorted(pairs, key=lambda p: (p.height, p.width, p.name))
+  chunks = []
+  for _, group in itertools.groupby(by_size, key=lambda p: (p.height, p.width)):
+    group = list(group)
+    for start in range(0, len(group), global_batch):
+      chunk = group[start:start + global_batch]
+      padded = tuple(chunk + [chunk[0]] * (global_batch - len(chunk)))
+      chunks.append(EvalChunk(padded, len(chunk)))
+  return chunks
+
+
+def eval_dataset(chunks: Sequence[EvalChunk], *, local_batch: int,
+                 process_index: int) -> tf.data.Dataset:
+  """This process's slice of each chunk, as local batches {'blur', 'sharp'}."""
+  mine = [c.pairs[process_index * local_batch + j] for c in chunks for j in range(local_batch)]
+  paths = tf.data.Dataset.from_tensor_slices(([p.blur for p in mine], [p.sharp for p in mine]))
+
+  def load(blur_path, sharp_path):
+    return {'blur': transforms.decode_image(blur_path),
+            'sharp': transforms.decode_image(sharp_path)}
+
+  dataset = paths.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return dataset.batch(local_batch).prefetch(2)

@@ -1,0 +1,82 @@
+"""TensorFlow ops of the input pipelines: decoding, example indexing, crops, blur.
+
+Every training example is a pure function of (seed, global example index g):
+g picks the image through a per-epoch stateless permutation, and seeds the
+crop, flip and blur. So a run resumed at step s restarts exactly at example
+s * global_batch, and each process computes its own disjoint slice of every
+global batch, whatever the number of processes.
+"""
+
+import tensorflow as tf
+
+# tensorflow-cpu sees no accelerator; a full TensorFlow must not take its memory.
+tf.config.set_visible_devices([], 'GPU')
+
+_INT64_MAX = 2 ** 62
+
+
+def decode_image(path):
+  """Any PNG (8 or 16 bit, gray, palette, RGBA), JPEG or BMP as float32 RGB in [0, 1]."""
+  image = tf.io.decode_image(tf.io.read_file(path), channels=3, dtype=tf.float32,
+                             expand_animations=False)
+  image.set_shape([None, None, 3])
+  return image
+
+
+def global_example_indices(start_step: int, local_batch: int, global_batch: int,
+                           process_index: int) -> tf.data.Dataset:
+  """The global indices of this process's examples, from step `start_step` on.
+
+  Global batch s holds examples s * global_batch ... (s + 1) * global_batch - 1;
+  process p takes the p-th run of `local_batch` of them.
+  """
+  def to_global(k):
+    step, j = k // local_batch, k % local_batch
+    return step * global_batch + process_index * local_batch + j
+
+  return tf.data.Dataset.range(start_step * local_batch, _INT64_MAX).map(to_global)
+
+
+def shuffled_index(g, num_items: int, seed: int):
+  """Item of example g: epoch g // n visits all n items in its own random order."""
+  g = tf.cast(g, tf.int64)
+  epoch, position = g // num_items, g % num_items
+  key = tf.stack([tf.constant(seed, tf.int64), epoch])
+  return tf.random.experimental.index_shuffle(position, key, num_items - 1)
+
+
+def example_seeds(g, seed: int, count: int):
+  """`count` independent stateless seeds (shape [2]) for example g."""
+  base = tf.stack([tf.constant(seed, tf.int64), tf.cast(g, tf.int64)])
+  return tf.unstack(tf.random.experimental.stateless_split(base, count))
+
+
+def random_crop_flip(images, size: int, hflip: bool, crop_seed, flip_seed):
+  """The same random size x size crop (and horizontal flip) of HxWxC `images`."""
+  channels = images.shape[-1]
+  images = tf.image.stateless_random_crop(images, [size, size, channels], seed=crop_seed)
+  if hflip:
+    images = tf.image.stateless_random_flip_left_right(images, seed=flip_seed)
+  return images
+
+
+def blur_valid(image, kernel):
+  """Convolves HxWx3 `image` with `kernel` (k x k), keeping only full windows.
+
+  The output is (H - k + 1) x (W - k + 1); its sharp counterpart is the
+  centre crop of the input (see `centre_crop`).
+  """
+  kernel = tf.convert_to_tensor(kernel, tf.float32)[::-1, ::-1]  # convolution, not correlation
+  depthwise = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
+  blurred = tf.nn.depthwise_conv2d(image[None], depthwise, [1, 1, 1, 1], 'VALID')
+  return blurred[0]
+
+
+def centre_crop(image, margin):
+  """Removes `margin` pixels from every side of HxWxC `image`."""
+  return image[margin:tf.shape(image)[0] - margin, margin:tf.shape(image)[1] - margin]
+
+
+def quantize_8bit(image):
+  """Rounds [0, 1] values to the 256 levels an 8-bit image file stores."""
+  return tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0) / 255.0

@@ -1,0 +1,68 @@
+"""Resizes and padding with the exact semantics of the official PyTorch MIMO-UNet.
+
+All functions take NHWC arrays. PyTorch's `F.interpolate` differs from
+`jax.image.resize` in ways that matter for weight compatibility: nearest
+halving keeps the even pixels (jax keeps the odd ones), and bilinear
+downsampling does not antialias. Slices, repeats and block means reproduce
+PyTorch exactly and compile to cheap XLA ops (jax's linear resize is a dense
+matmul).
+"""
+
+import jax.numpy as jnp
+
+
+def _check_divisible(x, factor: int, what: str):
+  height, width = x.shape[1], x.shape[2]
+  if height % factor or width % factor:
+    raise ValueError(
+        f'{what} needs height and width divisible by {factor}, got {height}x{width}.')
+
+
+def nearest_downsample_2x(x):
+  """`F.interpolate(x, scale_factor=0.5)`: keeps pixels 0, 2, 4, ... on each axis."""
+  return x[:, ::2, ::2, :]
+
+
+def nearest_upsample_2x(x):
+  """`F.interpolate(x, scale_factor=2)`: output pixel i copies input pixel i // 2."""
+  n, h, w, c = x.shape
+  x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, 2, w, 2, c))
+  return x.reshape(n, 2 * h, 2 * w, c)
+
+
+def bilinear_downsample_2x(x):
+  """`F.interpolate(x, scale_factor=0.5, mode='bilinear')`: the mean of each 2x2 block."""
+  _check_divisible(x, 2, 'bilinear_downsample_2x')
+  n, h, w, c = x.shape
+  return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def bilinear_downsample_4x(x):
+  """`F.interpolate(x, scale_factor=0.25, mode='bilinear')`.
+
+  Without antialiasing, output pixel i samples input coordinate 4i + 1.5, so it
+  is the mean of pixels 4i+1 and 4i+2 on each axis.
+  """
+  _check_divisible(x, 4, 'bilinear_downsample_4x')
+  n, h, w, c = x.shape
+  blocks = x.reshape(n, h // 4, 4, w // 4, 4, c)[:, :, 1:3, :, 1:3, :]
+  return blocks.mean(axis=(2, 4))
+
+
+def pad_to_multiple(x, multiple: int):
+  """Reflect-pads the bottom and right of NHWC `x` so H and W divide by `multiple`.
+
+  Returns the padded array and the original (height, width) for `crop_to`.
+  """
+  height, width = x.shape[1], x.shape[2]
+  pad_h = -height % multiple
+  pad_w = -width % multiple
+  if pad_h or pad_w:
+    mode = 'reflect' if pad_h < height and pad_w < width else 'edge'
+    x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode=mode)
+  return x, (height, width)
+
+
+def crop_to(x, size):
+  """Undoes `pad_to_multiple`: keeps the top-left `size` = (height, width)."""
+  return x[:, :size[0], :size[1], :]

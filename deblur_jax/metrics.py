@@ -1,0 +1,71 @@
+"""Image quality metrics, jittable, per image: NHWC float images in [0, 1] -> (N,).
+
+The evaluation protocol of MIMO-UNet: clamp the restored image to [0, 1], keep
+it in float (no uint8 rounding), no border crop, all three channels, data
+range 1. Clamping is the caller's job (see `train_step.eval_step`).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def psnr(pred, target, max_value: float = 1.0):
+  """Peak signal-to-noise ratio in dB of each image: 10 log10(MAX^2 / MSE)."""
+  err = jnp.mean(jnp.square(pred.astype(jnp.float32) - target.astype(jnp.float32)),
+                 axis=(1, 2, 3))
+  return 10.0 * jnp.log10(max_value ** 2 / err)
+
+
+def _gaussian_taps(sigma: float, truncate: float) -> np.ndarray:
+  """scipy.ndimage's Gaussian: radius int(truncate * sigma + 0.5), normalised."""
+  radius = int(truncate * sigma + 0.5)
+  x = np.arange(-radius, radius + 1, dtype=np.float64)
+  taps = np.exp(-0.5 * (x / sigma) ** 2)
+  return (taps / taps.sum()).astype(np.float32)
+
+
+def _filter_valid(x, taps):
+  """Separable Gaussian filter of each channel, keeping only fully covered pixels."""
+  channels = x.shape[-1]
+  k = taps.shape[0]
+  dn = ('NHWC', 'HWIO', 'NHWC')
+  column = jnp.broadcast_to(jnp.asarray(taps)[:, None, None, None], (k, 1, 1, channels))
+  row = column.reshape(1, k, 1, channels)
+  x = jax.lax.conv_general_dilated(x, column, (1, 1), 'VALID', dimension_numbers=dn,
+                                   feature_group_count=channels)
+  return jax.lax.conv_general_dilated(x, row, (1, 1), 'VALID', dimension_numbers=dn,
+                                      feature_group_count=channels)
+
+
+def ssim(pred, target, max_value: float = 1.0, sigma: float = 1.5, truncate: float = 3.5,
+         k1: float = 0.01, k2: float = 0.03):
+  """Mean structural similarity of each image (Wang et al. 2004).
+
+  Equal to scikit-image's `structural_similarity(gaussian_weights=True,
+  sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1)`:
+  an 11x11 Gaussian window, population statistics, SSIM averaged over the
+  channels and over the positions where the window fits inside the image.
+  """
+  taps = _gaussian_taps(sigma, truncate)
+  if min(pred.shape[1], pred.shape[2]) < taps.shape[0]:
+    raise ValueError(f'SSIM needs images of at least {taps.shape[0]}x{taps.shape[0]} pixels, '
+                     f'got {pred.shape[1]}x{pred.shape[2]}.')
+  x = pred.astype(jnp.float32)
+  y = target.astype(jnp.float32)
+  # Second moments of the images shifted to mid-grey: the same variances, but
+  # E[x^2] - E[x]^2 cancels far less in float32.
+  xs = x - 0.5 * max_value
+  ys = y - 0.5 * max_value
+  stats = _filter_valid(jnp.concatenate([x, y, xs * xs, ys * ys, xs * ys], axis=-1), taps)
+  mu_x, mu_y, e_xx, e_yy, e_xy = jnp.split(stats, 5, axis=-1)
+  mu_xs = mu_x - 0.5 * max_value
+  mu_ys = mu_y - 0.5 * max_value
+  var_x = e_xx - mu_xs * mu_xs
+  var_y = e_yy - mu_ys * mu_ys
+  cov = e_xy - mu_xs * mu_ys
+  c1 = (k1 * max_value) ** 2
+  c2 = (k2 * max_value) ** 2
+  ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)
+              / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)))
+  return jnp.mean(ssim_map, axis=(1, 2, 3))

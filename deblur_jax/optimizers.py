@@ -1,0 +1,83 @@
+"""The Optax chain and learning-rate schedule built from `config.optimizer`."""
+
+import math
+
+import optax
+
+from deblur_jax.errors import InputError
+
+
+def build_schedule(opt_config, num_train_steps: int, steps_per_epoch: int) -> optax.Schedule:
+  """The learning rate as a function of the step.
+
+  'multistep' multiplies by `decay_factor` every `decay_every_steps` steps, or
+  every `decay_every_epochs` epochs of `steps_per_epoch` steps (the paper
+  halves every 500 epochs); 'cosine' warms up linearly for `warmup_steps`,
+  then decays to `end_learning_rate` at `num_train_steps`.
+  """
+  lr = opt_config.learning_rate
+  name = opt_config.schedule
+  if name == 'constant':
+    return optax.constant_schedule(lr)
+  if name == 'multistep':
+    every = opt_config.decay_every_steps or round(opt_config.decay_every_epochs * steps_per_epoch)
+    if every <= 0:
+      raise InputError('config.optimizer.schedule="multistep" needs decay_every_steps > 0 or '
+                       'decay_every_epochs > 0.')
+    return optax.exponential_decay(lr, transition_steps=every,
+                                   decay_rate=opt_config.decay_factor, staircase=True)
+  if name == 'cosine':
+    warmup = opt_config.warmup_steps
+    if not 0 <= warmup < num_train_steps:
+      raise InputError(f'config.optimizer.warmup_steps={warmup} must lie in '
+                       f'[0, num_train_steps={num_train_steps}).')
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0 if warmup else lr, peak_value=lr, warmup_steps=warmup,
+        decay_steps=num_train_steps, end_value=opt_config.end_learning_rate)
+  raise InputError(f'Unknown schedule {name!r} in config.optimizer.schedule; choose one of '
+                   "['constant', 'cosine', 'multistep'].")
+
+
+def _adam(cfg, lr):
+  return optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+
+
+def _adamw(cfg, lr):
+  return optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+
+
+def _rmsprop(cfg, lr):
+  return optax.rmsprop(lr, decay=cfg.rho, eps=cfg.eps)
+
+
+def _sgd(cfg, lr):
+  return optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
+
+
+# name -> builder(config.optimizer, learning-rate schedule) of the update rule.
+OPTIMIZERS = {'adam': _adam, 'adamw': _adamw, 'rmsprop': _rmsprop, 'sgd': _sgd}
+
+
+def build_optimizer(opt_config, num_train_steps: int, steps_per_epoch: int):
+  """Returns (optax transformation, learning-rate schedule) for `config.optimizer`.
+
+  The chain: optional global-norm clipping, optional L2 penalty on the
+  gradients (PyTorch's `weight_decay`; 'adamw' decays decoupled instead), then
+  the update rule with the schedule.
+  """
+  if opt_config.name not in OPTIMIZERS:
+    raise InputError(f'Unknown optimizer {opt_config.name!r} in config.optimizer.name; '
+                     f'choose one of {sorted(OPTIMIZERS)}.')
+  schedule = build_schedule(opt_config, num_train_steps, steps_per_epoch)
+  chain = []
+  if opt_config.grad_clip_norm > 0:
+    chain.append(optax.clip_by_global_norm(opt_config.grad_clip_norm))
+  if opt_config.weight_decay > 0 and opt_config.name != 'adamw':
+    chain.append(optax.add_decayed_weights(opt_config.weight_decay))
+  chain.append(OPTIMIZERS[opt_config.name](opt_config, schedule))
+  return optax.chain(*chain), schedule
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  """Steps in one pass over `num_examples` (the last partial batch counts)."""
+  return max(1, math.ceil(num_examples / batch_size))

@@ -1,0 +1,46 @@
+"""The device mesh and the shardings of the data-parallel train and eval steps.
+
+One axis, 'data', over every device of every process. Batches are split along
+it; parameters and optimizer state are replicated.
+"""
+
+from typing import Mapping, Optional, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from deblur_jax.errors import InputError
+
+DATA_AXIS = 'data'
+
+
+def create_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+  """A 1-D ('data',) mesh over `devices` (default: all devices of all processes)."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  """Splits the leading (batch) dimension across the 'data' axis."""
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def local_batch_size(global_batch_size: int, mesh: Mesh, field: str) -> int:
+  """This process's share of a global batch, checking that it splits evenly."""
+  num_devices = mesh.devices.size
+  if global_batch_size <= 0 or global_batch_size % num_devices:
+    raise InputError(f'{field}={global_batch_size} must be a positive multiple of the '
+                     f'number of devices ({num_devices}).')
+  return global_batch_size // jax.process_count()
+
+
+def make_global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict:
+  """Assembles each process's slice of a batch into global arrays split over 'data'."""
+  sharding = batch_sharded(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in local_batch.items()}

@@ -1,0 +1,286 @@
+"""The training and evaluation loops: every side effect around the pure steps.
+
+config -> data -> model -> loss -> optimizer -> train step -> checkpoints and
+metrics. `train_and_evaluate` trains (resuming from the latest checkpoint in
+workdir), evaluates every `eval_every_steps` and checkpoints;
+`evaluate_checkpoint` evaluates a saved model and writes per-image results.
+"""
+
+import csv
+import dataclasses
+import json
+import os
+import statistics
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metric_writers, periodic_actions
+from jax.experimental import multihost_utils
+
+from deblur_jax import checkpointing, losses, models, optimizers, sharding, train_step
+from deblur_jax.data import input_pipeline
+from deblur_jax.errors import InputError
+
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+PER_IMAGE_METRICS = ('psnr', 'ssim', 'input_psnr', 'input_ssim')
+SSIM_WINDOW = 11  # Smallest image side SSIM can score.
+
+
+def _compute_dtype(name: str):
+  if name not in COMPUTE_DTYPES:
+    raise InputError(f'Unknown config.train.compute_dtype {name!r}; choose one of '
+                     f'{sorted(COMPUTE_DTYPES)}.')
+  return COMPUTE_DTYPES[name]
+
+
+def num_train_steps(train_config, steps_per_epoch: int) -> int:
+  """config.train.num_train_steps if positive, else num_epochs of steps_per_epoch."""
+  if train_config.num_train_steps > 0:
+    return train_config.num_train_steps
+  steps = round(train_config.num_epochs * steps_per_epoch)
+  if steps <= 0:
+    raise InputError('Set config.train.num_train_steps or config.train.num_epochs to a '
+                     'positive value.')
+  return steps
+
+
+def _check_positive(config, fields):
+  for field in fields:
+    section, name = field.split('.')
+    if config[section][name] <= 0:
+      raise InputError(f'config.{field}={config[section][name]} must be positive.')
+
+
+def _log_topology(mesh):
+  logging.info('Process %d of %d; %d local devices, %d global devices (%s); mesh %s.',
+               jax.process_index(), jax.process_count(), jax.local_device_count(),
+               jax.device_count(), jax.devices()[0].platform, dict(mesh.shape))
+
+
+# ----------------------------------------------------------------------------
+# Evaluation.
+
+
+@dataclasses.dataclass
+class EvalResult:
+  rows: list[dict]  # One per image: name, group, and PER_IMAGE_METRICS.
+  images: list[tuple[str, np.ndarray]]  # (name, blurred | restored | sharp) for summaries.
+
+  def summary(self) -> dict:
+    """Means over all images and per group (GoPro sequence, demo blur)."""
+    def means(rows):
+      return {k: statistics.fmean(r[k] for r in rows) for k in PER_IMAGE_METRICS}
+    out = {'num_images': len(self.rows), **means(self.rows)}
+    groups = sorted({r['group'] for r in self.rows if r['group']})
+    if groups:
+      out['groups'] = {g: means([r for r in self.rows if r['group'] == g]) for g in groups}
+    return out
+
+
+def _local_rows(global_array) -> np.ndarray:
+  """This process's rows of a batch-sharded array, in batch order."""
+  shards = sorted(global_array.addressable_shards, key=lambda s: s.index[0].start or 0)
+  return np.concatenate([np.asarray(s.data) for s in shards])
+
+
+def run_evaluation(eval_fn, variables, chunks, mesh, *, local_batch: int,
+                   num_images: int) -> EvalResult:
+  """Evaluates every planned image once; keeps `num_images` grids from this process."""
+  dataset = input_pipeline.eval_dataset(chunks, local_batch=local_batch,
+                                        process_index=jax.process_index())
+  rows, images = [], []
+  offset = jax.process_index() * local_batch
+  for chunk, local in zip(chunks, dataset.as_numpy_iterator()):
+    outputs = eval_fn(variables, sharding.make_global_batch(local, mesh))
+    per_image = {k: multihost_utils.process_allgather(outputs[k], tiled=True)
+                 for k in PER_IMAGE_METRICS}
+    for j in range(chunk.num_valid):
+      pair = chunk.pairs[j]
+      rows.append({'name': pair.name, 'group': pair.group,
+                   **{k: float(per_image[k][j]) for k in PER_IMAGE_METRICS}})
+    if len(images) < num_images:
+      restored = _local_rows(outputs['restored'])
+      for j in range(min(local_batch, chunk.num_valid - offset)):
+        if len(images) < num_images:
+          grid = np.concatenate([local['blur'][j], restored[j], local['sharp'][j]], axis=1)
+          images.append((chunk.pairs[offset + j].name, np.clip(grid, 0.0, 1.0)))
+  return EvalResult(rows, images)
+
+
+def _write_eval_summaries(writer, step: int, result: EvalResult) -> dict:
+  summary = result.summary()
+  scalars = {f'eval/{k}': summary[k] for k in PER_IMAGE_METRICS}
+  scalars['eval/psnr_gain'] = summary['psnr'] - summary['input_psnr']
+  for group, values in summary.get('groups', {}).items():
+    scalars[f'eval/{group}/psnr'] = values['psnr']
+    scalars[f'eval/{group}/input_psnr'] = values['input_psnr']
+  writer.write_scalars(step, scalars)
+  if result.images:
+    writer.write_images(step, {f'eval/{name}': grid[None] for name, grid in result.images})
+  return summary
+
+
+# ----------------------------------------------------------------------------
+# Training.
+
+
+@dataclasses.dataclass
+class _Run:
+  """What both the training and the evaluation entry points build from the config."""
+  mesh: jax.sharding.Mesh
+  model: object
+  eval_fn: object
+  eval_chunks: list
+  eval_local_batch: int
+
+
+def _setup(config, workdir: str) -> _Run:
+  mesh = sharding.create_mesh()
+  _log_topology(mesh)
+  model = models.build_model(config.model, _compute_dtype(config.train.compute_dtype))
+  eval_global = config.eval.batch_size_per_device * mesh.devices.size
+  eval_local = sharding.local_batch_size(eval_global, mesh, 'config.eval.batch_size_per_device '
+                                         'x number of devices')
+  pairs = input_pipeline.find_eval_pairs(config.data, workdir, min_size=SSIM_WINDOW)
+  chunks = input_pipeline.plan_eval_batches(pairs, eval_global)
+  eval_fn = train_step.jit_eval_step(mesh, apply_fn=model.apply,
+                                     size_multiple=model.size_multiple)
+  return _Run(mesh, model, eval_fn, chunks, eval_local)
+
+
+def _flatten(tree: dict, prefix: str = '') -> dict:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def _mean_metrics(step_metrics: list[dict]) -> dict:
+  host = jax.device_get(step_metrics)
+  return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint.
+
+  Returns the summary of the last evaluation.
+  """
+  _check_positive(config, ('train.batch_size', 'train.log_every_steps',
+                           'train.eval_every_steps', 'train.checkpoint_every_steps'))
+  os.makedirs(workdir, exist_ok=True)
+  run = _setup(config, workdir)
+  mesh, model = run.mesh, run.model
+  crop = config.data.crop_size
+  if crop % model.size_multiple:
+    raise InputError(f'config.data.crop_size={crop} must be a multiple of '
+                     f'{model.size_multiple} for model {config.model.name!r}.')
+  global_batch = config.train.batch_size
+  local_batch = sharding.local_batch_size(global_batch, mesh, 'config.train.batch_size')
+
+  manager = checkpointing.create_manager(workdir, config.train.keep_checkpoints)
+  start_step = manager.latest_step() or 0
+  train_data, num_train_images = input_pipeline.create_train_dataset(
+      config.data, seed=config.seed, global_batch=global_batch, local_batch=local_batch,
+      process_index=jax.process_index(), start_step=start_step)
+  steps_per_epoch = optimizers.steps_per_epoch(num_train_images, global_batch)
+  total_steps = num_train_steps(config.train, steps_per_epoch)
+  tx, schedule = optimizers.build_optimizer(config.optimizer, total_steps, steps_per_epoch)
+  loss_fn = losses.build_loss_fn(config.loss)
+
+  init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
+  state = train_step.create_train_state(init_rng, model, tx, crop, mesh)
+  state, restored_step = checkpointing.restore_train_state(manager, state,
+                                                           config.model.to_dict())
+  if restored_step is not None:
+    logging.info('Resumed from the checkpoint at step %d.', restored_step)
+  num_params = sum(x.size for x in jax.tree.leaves(state.params))
+  logging.info('Model %s: %d parameters; %d training images, %d steps per epoch, '
+               '%d steps in all.', config.model.name, num_params, num_train_images,
+               steps_per_epoch, total_steps)
+
+  config_dict = config.to_dict()
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  if start_step == 0:
+    writer.write_hparams(_flatten(config_dict))
+  train_fn = train_step.jit_train_step(mesh, loss_fn=loss_fn, learning_rate_fn=schedule,
+                                       rng=dropout_rng)
+  report_progress = periodic_actions.ReportProgress(
+      num_train_steps=total_steps, writer=writer, every_steps=config.train.log_every_steps)
+
+  summary = {}
+  step_metrics = []
+  batches = train_data.as_numpy_iterator()
+  with metric_writers.ensure_flushes(writer):
+    for step in range(start_step + 1, total_steps + 1):
+      state, metrics_now = train_fn(state, sharding.make_global_batch(next(batches), mesh))
+      step_metrics.append(metrics_now)
+      report_progress(step)
+      is_last = step == total_steps
+      if step % config.train.log_every_steps == 0 or is_last:
+        averaged = _mean_metrics(step_metrics)
+        step_metrics = []
+        writer.write_scalars(step, {f'train/{k}': v for k, v in averaged.items()})
+      eval_summary = None
+      if step % config.train.eval_every_steps == 0 or is_last:
+        with report_progress.timed('eval'):
+          result = run_evaluation(run.eval_fn, state.variables(), run.eval_chunks, mesh,
+                                  local_batch=run.eval_local_batch,
+                                  num_images=config.train.num_image_summaries)
+        eval_summary = summary = _write_eval_summaries(writer, step, result)
+        logging.info('Step %d eval: PSNR %.2f dB (input %.2f), SSIM %.4f (input %.4f) on %d '
+                     'images.', step, summary['psnr'], summary['input_psnr'], summary['ssim'],
+                     summary['input_ssim'], summary['num_images'])
+      if step % config.train.checkpoint_every_steps == 0 or eval_summary is not None:
+        with report_progress.timed('checkpoint'):
+          checkpointing.save(manager, step, state, config_dict, eval_summary)
+  manager.wait_until_finished()
+  manager.close()
+  return summary
+
+
+# ----------------------------------------------------------------------------
+# Evaluation of a saved checkpoint.
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Evaluates the checkpoint at config.eval.checkpoint_step (-1: latest) in `workdir`.
+
+  Writes workdir/eval/step_N.csv (one row per image: name, PSNR, SSIM and the
+  blurred input's PSNR and SSIM) and workdir/eval/step_N.json (the means,
+  overall and per group). Returns the summary.
+  """
+  run = _setup(config, workdir)
+  manager = checkpointing.create_manager(workdir, keep=1, read_only=True)
+  template = jax.eval_shape(
+      lambda: run.model.init({'params': jax.random.key(0), 'dropout': jax.random.key(0)},
+                             jnp.zeros((1, 16, 16, 3)), train=False))
+  template = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(run.mesh)),
+      template)
+  variables, step = checkpointing.restore_model_variables(
+      manager, template, config.model.to_dict(), config.eval.checkpoint_step)
+  manager.close()
+  logging.info('Evaluating the checkpoint at step %d on %d batches.', step,
+               len(run.eval_chunks))
+  result = run_evaluation(run.eval_fn, variables, run.eval_chunks, run.mesh,
+                          local_batch=run.eval_local_batch, num_images=0)
+  summary = {'step': step, **result.summary()}
+  if jax.process_index() == 0:
+    out_dir = os.path.join(workdir, 'eval')
+    os.makedirs(out_dir, exist_ok=True)
+    base = os.path.join(out_dir, f'step_{step}')
+    with open(base + '.csv', 'w', newline='') as f:
+      writer = csv.DictWriter(f, fieldnames=['name', *PER_IMAGE_METRICS])
+      writer.writeheader()
+      for row in result.rows:
+        writer.writerow({'name': row['name'], **{k: f'{row[k]:.6f}' for k in PER_IMAGE_METRICS}})
+    with open(base + '.json', 'w') as f:
+      json.dump(summary, f, indent=2)
+    logging.info('Wrote %s.csv and %s.json: PSNR %.3f dB (input %.3f), SSIM %.4f.', base, base,
+                 summary['psnr'], summary['input_psnr'], summary['ssim'])
+  return summary

@@ -1,0 +1,149 @@
+"""tf.data pipelines: shapes, determinism, resume, process sharding, evaluation coverage."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from configs import tiny
+from conftest import make_pair_tree
+from deblur_jax.data import demo, input_pipeline, kernels, pairs as pairs_lib, transforms
+
+
+def batches(data_config, n, *, start_step=0, global_batch=4, local_batch=4, process_index=0,
+            seed=0):
+  dataset, num_images = input_pipeline.create_train_dataset(
+      data_config, seed=seed, global_batch=global_batch, local_batch=local_batch,
+      process_index=process_index, start_step=start_step)
+  it = dataset.as_numpy_iterator()
+  return [next(it) for _ in range(n)], num_images
+
+
+@pytest.fixture
+def data_config(pair_tree):
+  config = tiny.get_config().data
+  config.dir = str(pair_tree)
+  return config
+
+
+def test_train_batches_are_paired_crops_in_unit_range(data_config):
+  (batch,), num_images = batches(data_config, 1)
+  assert num_images == 6
+  assert batch['blur'].shape == batch['sharp'].shape == (4, 32, 32, 3)
+  assert batch['blur'].dtype == np.float32
+  assert 0.0 <= batch['sharp'].min() and batch['sharp'].max() <= 1.0
+  # The blurred crop is the blur of the sharp crop (box blur of the tree): close, not equal.
+  assert 0 < np.abs(batch['blur'] - batch['sharp']).mean() < 0.1
+
+
+def test_same_seed_same_batches_other_seed_other_batches(data_config):
+  a, _ = batches(data_config, 3)
+  b, _ = batches(data_config, 3)
+  c, _ = batches(data_config, 3, seed=1)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x['blur'], y['blur'])
+  assert not np.array_equal(a[0]['sharp'], c[0]['sharp'])
+
+
+def test_resumed_pipeline_continues_with_the_following_batches(data_config):
+  uninterrupted, _ = batches(data_config, 5)
+  resumed, _ = batches(data_config, 2, start_step=3)
+  for x, y in zip(uninterrupted[3:], resumed):
+    np.testing.assert_array_equal(x['sharp'], y['sharp'])
+
+
+def test_processes_read_disjoint_slices_of_the_same_global_batch(data_config):
+  whole, _ = batches(data_config, 2, global_batch=4, local_batch=4)
+  parts = [batches(data_config, 2, global_batch=4, local_batch=2, process_index=p)[0]
+           for p in range(2)]
+  for step in range(2):
+    joined = np.concatenate([parts[0][step]['sharp'], parts[1][step]['sharp']])
+    np.testing.assert_array_equal(joined, whole[step]['sharp'])
+
+
+def test_an_epoch_visits_every_image_once():
+  seen = [int(transforms.shuffled_index(g, 7, seed=3)) for g in range(14)]
+  assert sorted(seen[:7]) == list(range(7)) and sorted(seen[7:]) == list(range(7))
+  assert seen[:7] != seen[7:]
+
+
+def test_decode_handles_grayscale_rgba_and_16_bit(tmp_path):
+  gray = np.arange(48, dtype=np.uint8).reshape(6, 8) * 5
+  Image.fromarray(gray).save(tmp_path / 'gray.png')
+  Image.fromarray(np.dstack([gray] * 3 + [np.zeros_like(gray)])).save(tmp_path / 'rgba.png')
+  Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / 'deep.png')
+  for name in ('gray', 'rgba', 'deep'):
+    image = transforms.decode_image(str(tmp_path / f'{name}.png')).numpy()
+    assert image.shape == (6, 8, 3), name
+    np.testing.assert_allclose(image[..., 1], gray / 255.0, atol=1e-6, err_msg=name)
+
+
+def test_demo_batches_are_blurred_crops_of_the_photos():
+  config = tiny.get_config().data
+  (batch,), num_images = batches(config, 1)
+  assert num_images == len(demo.TRAIN_PHOTOS)
+  assert batch['blur'].shape == (4, 32, 32, 3)
+  levels = batch['blur'] * 255
+  np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)  # stored as 8-bit
+
+
+def test_blur_valid_with_a_delta_kernel_is_a_centre_crop():
+  image = tf.random.uniform((9, 11, 3), seed=0)
+  delta = kernels.pad_kernel(np.ones((1, 1), np.float32), 5)
+  np.testing.assert_allclose(transforms.blur_valid(image, delta),
+                             transforms.centre_crop(image, 2), atol=1e-6)
+
+
+def test_blur_valid_convolves_rather_than_correlates():
+  image = np.zeros((5, 5, 3), np.float32)
+  image[2, 2] = 1.0
+  kernel = np.zeros((3, 3), np.float32)
+  kernel[0, 2] = 1.0  # light to the upper right
+  out = transforms.blur_valid(image, kernel).numpy()  # 3x3: a convolution reproduces the kernel
+  np.testing.assert_array_equal(out[..., 0], kernel)
+
+
+def test_demo_eval_pairs_are_written_once_per_blur(tmp_path):
+  config = tiny.get_config().data
+  config.demo.eval_blurs = 'gauss7,motion'
+  config.max_eval_images = 0
+  found = input_pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
+  assert sorted(p.name for p in found) == ['gauss7/chelsea.png', 'gauss7/coffee.png',
+                                           'motion/chelsea.png', 'motion/coffee.png']
+  for pair in found:
+    assert Image.open(pair.blur).size == Image.open(pair.sharp).size
+  written = {p.blur: os.path.getmtime(p.blur) for p in found}
+  config.max_eval_images = 3
+  again = input_pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
+  assert len(again) == 3
+  assert all(os.path.getmtime(p.blur) == written[p.blur] for p in again)
+
+
+def test_unknown_demo_blur_is_an_error(tmp_path):
+  config = tiny.get_config().data
+  config.demo.eval_blurs = 'gauss7,defocus'
+  with pytest.raises(ValueError, match=r"eval_blurs names \['defocus'\]"):
+    input_pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
+
+
+def test_eval_plan_covers_every_image_once_in_same_size_batches(tmp_path):
+  root = make_pair_tree(tmp_path / 'a', splits=('test',), per_sequence=3, size=(24, 32))
+  make_pair_tree(tmp_path / 'a', splits=('test',), num_sequences=1, per_sequence=2,
+                 size=(16, 20), seed=5)  # overwrites GOPR0000 with two other-size images
+  found = pairs_lib.find_pairs(str(root), 'test').pairs
+  chunks = input_pipeline.plan_eval_batches(found, global_batch=4)
+  valid = [p.name for c in chunks for p in c.pairs[:c.num_valid]]
+  assert sorted(valid) == sorted(p.name for p in found)
+  for chunk in chunks:
+    assert len(chunk.pairs) == 4
+    assert len({(p.height, p.width) for p in chunk.pairs}) == 1
+  # Two processes with two images each read every padded slot exactly once.
+  loaded = [list(input_pipeline.eval_dataset(chunks, local_batch=2, process_index=p)
+                 .as_numpy_iterator()) for p in range(2)]
+  assert [len(x) for x in loaded] == [len(chunks)] * 2
+  for c, chunk in enumerate(chunks):
+    expected = [np.asarray(Image.open(p.sharp)) / 255.0 for p in chunk.pairs]
+    got = np.concatenate([loaded[0][c]['sharp'], loaded[1][c]['sharp']])
+    np.testing.assert_allclose(got, np.stack(expected), atol=1e-6)

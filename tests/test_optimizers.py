@@ -1,0 +1,132 @@
+"""The Optax chain and schedules built from config.optimizer."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import default
+from deblur_jax import optimizers
+
+
+@pytest.fixture
+def opt_config():
+  return default.get_config().optimizer
+
+
+def run_steps(tx, grads_seq, params):
+  state = tx.init(params)
+  for g in grads_seq:
+    updates, state = tx.update(g, state, params)
+    params = optax.apply_updates(params, updates)
+  return params
+
+
+def test_paper_multistep_halves_every_500_epochs(opt_config):
+  _, schedule = optimizers.build_optimizer(opt_config, num_train_steps=10_000, steps_per_epoch=526)
+  every = 500 * 526
+  assert float(schedule(0)) == pytest.approx(1e-4)
+  assert float(schedule(every - 1)) == pytest.approx(1e-4)
+  assert float(schedule(every)) == pytest.approx(5e-5)
+  assert float(schedule(5 * every)) == pytest.approx(1e-4 / 32)
+
+
+def test_multistep_in_steps_overrides_epochs(opt_config):
+  opt_config.decay_every_steps = 10
+  opt_config.decay_factor = 0.1
+  _, schedule = optimizers.build_optimizer(opt_config, 100, steps_per_epoch=7)
+  assert float(schedule(9)) == pytest.approx(1e-4)
+  assert float(schedule(10)) == pytest.approx(1e-5)
+
+
+def test_cosine_warms_up_then_decays(opt_config):
+  opt_config.schedule = 'cosine'
+  opt_config.warmup_steps = 10
+  opt_config.end_learning_rate = 1e-6
+  _, schedule = optimizers.build_optimizer(opt_config, 110, steps_per_epoch=1)
+  assert float(schedule(0)) == 0.0
+  assert float(schedule(5)) == pytest.approx(5e-5)
+  assert float(schedule(10)) == pytest.approx(1e-4)
+  assert float(schedule(60)) == pytest.approx((1e-4 + 1e-6) / 2, rel=1e-3)
+  assert float(schedule(110)) == pytest.approx(1e-6)
+
+
+def test_constant_schedule(opt_config):
+  opt_config.schedule = 'constant'
+  _, schedule = optimizers.build_optimizer(opt_config, 10, 1)
+  assert float(schedule(0)) == float(schedule(10**6)) == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize('name', ['adam', 'adamw', 'rmsprop', 'sgd'])
+def test_every_optimizer_descends_a_quadratic(opt_config, name):
+  opt_config.name = name
+  opt_config.schedule = 'constant'
+  opt_config.learning_rate = 0.05
+  tx, _ = optimizers.build_optimizer(opt_config, 100, 1)
+  params = {'w': jnp.array([2.0, -3.0])}
+  loss = lambda p: jnp.sum(p['w'] ** 2)
+  state = tx.init(params)
+  for _ in range(30):
+    grads = jax.grad(loss)(params)
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+  assert float(loss(params)) < 0.5 * 13.0
+
+
+def test_adam_matches_optax_adam(opt_config):
+  opt_config.schedule = 'constant'
+  tx, _ = optimizers.build_optimizer(opt_config, 10, 1)
+  grads = [{'w': jnp.array([0.3, -1.0])}, {'w': jnp.array([0.1, 0.2])}]
+  params = {'w': jnp.array([1.0, 1.0])}
+  expected = run_steps(optax.adam(1e-4), grads, params)
+  np.testing.assert_allclose(run_steps(tx, grads, params)['w'], expected['w'], rtol=1e-6)
+
+
+def test_sgd_nesterov_differs_from_plain_momentum(opt_config):
+  opt_config.name = 'sgd'
+  opt_config.schedule = 'constant'
+  grads = [{'w': jnp.array([1.0])}] * 3
+  params = {'w': jnp.array([0.0])}
+  plain = run_steps(optimizers.build_optimizer(opt_config, 10, 1)[0], grads, params)
+  opt_config.nesterov = True
+  nesterov = run_steps(optimizers.build_optimizer(opt_config, 10, 1)[0], grads, params)
+  np.testing.assert_allclose(plain['w'], [-1e-4 * (1 + 1.9 + 2.71)], rtol=1e-5)
+  assert float(nesterov['w'][0]) < float(plain['w'][0])
+
+
+def test_weight_decay_adds_an_l2_gradient(opt_config):
+  opt_config.name = 'sgd'
+  opt_config.momentum = 0.0
+  opt_config.schedule = 'constant'
+  opt_config.learning_rate = 0.1
+  opt_config.weight_decay = 0.5
+  tx, _ = optimizers.build_optimizer(opt_config, 10, 1)
+  params = run_steps(tx, [{'w': jnp.array([0.0])}], {'w': jnp.array([2.0])})
+  np.testing.assert_allclose(params['w'], [2.0 - 0.1 * 0.5 * 2.0], rtol=1e-6)
+
+
+def test_gradient_clipping_bounds_the_global_norm(opt_config):
+  opt_config.name = 'sgd'
+  opt_config.momentum = 0.0
+  opt_config.schedule = 'constant'
+  opt_config.learning_rate = 1.0
+  opt_config.grad_clip_norm = 1.0
+  tx, _ = optimizers.build_optimizer(opt_config, 10, 1)
+  params = run_steps(tx, [{'w': jnp.array([30.0, 40.0])}], {'w': jnp.zeros(2)})
+  np.testing.assert_allclose(params['w'], [-0.6, -0.8], rtol=1e-6)
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('name', 'adagrad', r"Unknown optimizer 'adagrad' in config\.optimizer\.name"),
+    ('schedule', 'linear', r"Unknown schedule 'linear' in config\.optimizer\.schedule"),
+])
+def test_unknown_names_are_errors_naming_the_field(opt_config, field, value, message):
+  opt_config[field] = value
+  with pytest.raises(ValueError, match=message):
+    optimizers.build_optimizer(opt_config, 10, 1)
+
+
+def test_steps_per_epoch_counts_the_last_partial_batch():
+  assert optimizers.steps_per_epoch(2103, 4) == 526
+  assert optimizers.steps_per_epoch(3, 16) == 1
