@@ -56,13 +56,13 @@ def test_training_on_a_fixed_batch_lowers_the_loss_and_reports_metrics():
   sharp = random_batch()['sharp']
   batch = sharding.make_global_batch({'blur': 0.5 * sharp + 0.25, 'sharp': sharp}, mesh)
   history = []
-  for _ in range(12):
+  for _ in range(20):
     state, metrics = step(state, batch)
     history.append(float(metrics['loss']))
   assert set(metrics) == {'loss', 'psnr', 'grad_norm', 'learning_rate'}
   assert history[-1] < 0.95 * history[0]
-  assert sum(b < a for a, b in zip(history, history[1:])) >= 9  # falls at almost every step
-  assert int(state.step) == 12
+  assert sum(b < a for a, b in zip(history, history[1:])) >= 16  # falls at almost every step
+  assert int(state.step) == 20
   assert float(metrics['learning_rate']) == pytest.approx(1e-3)
 
 
