@@ -31,9 +31,11 @@ def create_manager(workdir: str, keep: int, read_only: bool = False) -> ocp.Chec
       preservation_policy.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=False, n=1,
                                 keep_checkpoints_without_metrics=False),
   ])
+  # best_fn makes Orbax write each checkpoint's metrics to disk, so the best one
+  # is still known (and kept) after a restart.
   options = ocp.CheckpointManagerOptions(
-      preservation_policy=policy, cleanup_tmp_directories=not read_only, read_only=read_only,
-      create=not read_only)
+      preservation_policy=policy, best_fn=lambda m: m[BEST_METRIC], best_mode='max',
+      cleanup_tmp_directories=not read_only, read_only=read_only, create=not read_only)
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
 
 
@@ -69,13 +71,26 @@ def _resolve_step(manager: ocp.CheckpointManager, step: Optional[int]) -> Option
   return step
 
 
-def _check_model_config(manager: ocp.CheckpointManager, step: int, model_config: dict) -> None:
+def _optimizer_structure(opt_config: dict) -> dict:
+  """The config.optimizer fields that decide the shape of the optimizer state."""
+  return {'name': opt_config.get('name'),
+          'grad_clip_norm > 0': opt_config.get('grad_clip_norm', 0) > 0,
+          'weight_decay > 0': opt_config.get('weight_decay', 0) > 0}
+
+
+def _check_compatible(manager: ocp.CheckpointManager, step: int, model_config: dict,
+                      optimizer_config: Optional[dict] = None) -> None:
+  """Refuses a checkpoint written for another model (or optimizer state shape),
+  naming the fields that differ."""
   saved = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
   diffs = _config_mismatches(saved.get('model', {}), dict(model_config), 'config.model')
+  if optimizer_config is not None:
+    diffs += _config_mismatches(_optimizer_structure(saved.get('optimizer', {})),
+                                _optimizer_structure(optimizer_config), 'config.optimizer')
   if diffs:
     raise InputError(f'The checkpoint at {manager.directory}/{step} was written for another '
-                     'model: ' + '; '.join(diffs) + '. Use the config it was trained with or '
-                     'another --workdir.')
+                     'model or optimizer: ' + '; '.join(diffs) + '. Use the config it was '
+                     'trained with or another --workdir.')
 
 
 def _abstract(tree):
@@ -83,17 +98,17 @@ def _abstract(tree):
 
 
 def restore_train_state(manager: ocp.CheckpointManager, state_template: Any,
-                        model_config: dict):
+                        model_config: dict, optimizer_config: dict):
   """Restores the latest checkpoint onto `state_template`'s structure and shardings.
 
   Returns (state, step), or (state_template, None) when there is no checkpoint.
-  A checkpoint of another model (any difference in config.model) is an error
-  that names the differing fields.
+  A checkpoint of another model (any difference in config.model) or with an
+  optimizer state of another shape is an error that names the differing fields.
   """
   step = manager.latest_step()
   if step is None:
     return state_template, None
-  _check_model_config(manager, step, model_config)
+  _check_compatible(manager, step, model_config, optimizer_config)
   train_template = {'step': state_template.step, 'opt_state': state_template.opt_state}
   restored = manager.restore(step, args=ocp.args.Composite(
       model=ocp.args.StandardRestore(_abstract(state_template.variables())),
@@ -112,7 +127,7 @@ def restore_model_variables(manager: ocp.CheckpointManager, variables_template: 
   if step is None:
     raise InputError(f'No checkpoint in {manager.directory}: train first, or point --workdir '
                      'at a directory with checkpoints.')
-  _check_model_config(manager, step, model_config)
+  _check_compatible(manager, step, model_config)
   restored = manager.restore(step, args=ocp.args.Composite(
       model=ocp.args.StandardRestore(_abstract(variables_template))))
   return restored['model'], step

@@ -54,14 +54,26 @@ def main(argv):
     sys.exit(2)
 
 
+def _make_config_siblings_importable(argv) -> None:
+  """Config files import their siblings as `configs.NAME` (as the Flax examples
+  do); put the folder that holds configs/ on the path, wherever we run from."""
+  for arg in argv[1:]:
+    if arg.startswith('--config='):
+      config_file = arg[len('--config='):].split(':')[0]
+      root = os.path.dirname(os.path.dirname(os.path.abspath(config_file)))
+      if root not in sys.path:
+        sys.path.insert(0, root)
+
+
 def _parse_flags(argv):
   """absl's parsing, with a one-line error for a bad --config override."""
+  _make_config_siblings_importable(argv)
   try:
     return FLAGS(argv)
   except flags.Error as e:
     print(f'Error: {e}\nPass --helpfull to see the flags.', file=sys.stderr)
     sys.exit(2)
-  except (AttributeError, KeyError, TypeError, ValueError) as e:
+  except (AttributeError, ImportError, KeyError, TypeError, ValueError) as e:
     overrides = ' '.join(a for a in argv[1:] if a.startswith('--config.'))
     reason = e
     while isinstance(reason, BaseException) and reason.args:  # ml_collections nests KeyErrors

@@ -5,6 +5,8 @@ it in float (no uint8 rounding), no border crop, all three channels, data
 range 1. Clamping is the caller's job (see `train_step.eval_step`).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,9 +19,21 @@ def psnr(pred, target, max_value: float = 1.0):
   return 10.0 * jnp.log10(max_value ** 2 / err)
 
 
+SSIM_SIGMA = 1.5
+SSIM_TRUNCATE = 3.5
+
+
+def ssim_window(sigma: float = SSIM_SIGMA, truncate: float = SSIM_TRUNCATE) -> int:
+  """Side of the SSIM window (11 for the defaults): the smallest image SSIM can score.
+
+  scipy.ndimage's Gaussian radius, int(truncate * sigma + 0.5), on each side.
+  """
+  return 2 * int(truncate * sigma + 0.5) + 1
+
+
 def _gaussian_taps(sigma: float, truncate: float) -> np.ndarray:
-  """scipy.ndimage's Gaussian: radius int(truncate * sigma + 0.5), normalised."""
-  radius = int(truncate * sigma + 0.5)
+  """scipy.ndimage's normalised Gaussian filter taps."""
+  radius = ssim_window(sigma, truncate) // 2
   x = np.arange(-radius, radius + 1, dtype=np.float64)
   taps = np.exp(-0.5 * (x / sigma) ** 2)
   return (taps / taps.sum()).astype(np.float32)
@@ -32,14 +46,15 @@ def _filter_valid(x, taps):
   dn = ('NHWC', 'HWIO', 'NHWC')
   column = jnp.broadcast_to(jnp.asarray(taps)[:, None, None, None], (k, 1, 1, channels))
   row = column.reshape(1, k, 1, channels)
-  x = jax.lax.conv_general_dilated(x, column, (1, 1), 'VALID', dimension_numbers=dn,
-                                   feature_group_count=channels)
-  return jax.lax.conv_general_dilated(x, row, (1, 1), 'VALID', dimension_numbers=dn,
-                                      feature_group_count=channels)
+  # Full float32 even where the default is TF32 (GPUs): the variances below cancel.
+  conv = functools.partial(jax.lax.conv_general_dilated, window_strides=(1, 1),
+                           padding='VALID', dimension_numbers=dn,
+                           feature_group_count=channels, precision=jax.lax.Precision.HIGHEST)
+  return conv(conv(x, column), row)
 
 
-def ssim(pred, target, max_value: float = 1.0, sigma: float = 1.5, truncate: float = 3.5,
-         k1: float = 0.01, k2: float = 0.03):
+def ssim(pred, target, max_value: float = 1.0, sigma: float = SSIM_SIGMA,
+         truncate: float = SSIM_TRUNCATE, k1: float = 0.01, k2: float = 0.03):
   """Mean structural similarity of each image (Wang et al. 2004).
 
   Equal to scikit-image's `structural_similarity(gaussian_weights=True,

@@ -47,10 +47,13 @@ def _adamw(cfg, lr):
 
 
 def _rmsprop(cfg, lr):
-  return optax.rmsprop(lr, decay=cfg.rho, eps=cfg.eps)
+  # eps outside the square root, as PyTorch and Keras (seed report 003) have it.
+  return optax.rmsprop(lr, decay=cfg.rho, eps=cfg.eps, eps_in_sqrt=False)
 
 
 def _sgd(cfg, lr):
+  if cfg.nesterov and not cfg.momentum:
+    raise InputError('config.optimizer.nesterov=True needs config.optimizer.momentum > 0.')
   return optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
 
 

@@ -39,6 +39,20 @@ def local_batch_size(global_batch_size: int, mesh: Mesh, field: str) -> int:
   return global_batch_size // jax.process_count()
 
 
+def process_batch_rows(global_batch_size: int, mesh: Mesh) -> range:
+  """The rows of a global batch that this process supplies: one contiguous run.
+
+  `make_array_from_process_local_data` places this process's local batch on
+  these rows; input pipelines read the examples of these rows.
+  """
+  indices = batch_sharded(mesh).addressable_devices_indices_map((global_batch_size,))
+  rows = sorted({r for index in indices.values() for r in range(global_batch_size)[index[0]]})
+  if rows != list(range(rows[0], rows[-1] + 1)):
+    raise ValueError(f'This process holds rows {rows} of the batch, not one contiguous run; '
+                     'build the mesh from jax.devices() in their default order.')
+  return range(rows[0], rows[-1] + 1)
+
+
 def make_global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict:
   """Assembles each process's slice of a batch into global arrays split over 'data'."""
   sharding = batch_sharded(mesh)

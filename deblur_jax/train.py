@@ -11,21 +11,20 @@ import dataclasses
 import json
 import os
 import statistics
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
-from jax.experimental import multihost_utils
 
-from deblur_jax import checkpointing, losses, models, optimizers, sharding, train_step
+from deblur_jax import checkpointing, losses, metrics, models, optimizers, sharding, train_step
 from deblur_jax.data import input_pipeline
 from deblur_jax.errors import InputError
 
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 PER_IMAGE_METRICS = ('psnr', 'ssim', 'input_psnr', 'input_ssim')
-SSIM_WINDOW = 11  # Smallest image side SSIM can score.
 
 
 def _compute_dtype(name: str):
@@ -85,28 +84,23 @@ def _local_rows(global_array) -> np.ndarray:
   return np.concatenate([np.asarray(s.data) for s in shards])
 
 
-def run_evaluation(eval_fn, variables, chunks, mesh, *, local_batch: int,
+def run_evaluation(eval_fn, variables, chunks, mesh, *, rows: range,
                    num_images: int) -> EvalResult:
-  """Evaluates every planned image once; keeps `num_images` grids from this process."""
-  dataset = input_pipeline.eval_dataset(chunks, local_batch=local_batch,
-                                        process_index=jax.process_index())
-  rows, images = [], []
-  offset = jax.process_index() * local_batch
-  for chunk, local in zip(chunks, dataset.as_numpy_iterator()):
+  """Evaluates every planned image once; keeps `num_images` grids of this process's rows."""
+  results, images = [], []
+  for chunk, local in input_pipeline.eval_batches(chunks, rows):
     outputs = eval_fn(variables, sharding.make_global_batch(local, mesh))
-    per_image = {k: multihost_utils.process_allgather(outputs[k], tiled=True)
-                 for k in PER_IMAGE_METRICS}
-    for j in range(chunk.num_valid):
-      pair = chunk.pairs[j]
-      rows.append({'name': pair.name, 'group': pair.group,
-                   **{k: float(per_image[k][j]) for k in PER_IMAGE_METRICS}})
+    per_image = jax.device_get({k: outputs[k] for k in PER_IMAGE_METRICS})
+    for j, pair in enumerate(chunk.pairs[:chunk.num_valid]):
+      results.append({'name': pair.name, 'group': pair.group,
+                      **{k: float(per_image[k][j]) for k in PER_IMAGE_METRICS}})
     if len(images) < num_images:
       restored = _local_rows(outputs['restored'])
-      for j in range(min(local_batch, chunk.num_valid - offset)):
-        if len(images) < num_images:
+      for j, row in enumerate(rows):
+        if row < chunk.num_valid and len(images) < num_images:
           grid = np.concatenate([local['blur'][j], restored[j], local['sharp'][j]], axis=1)
-          images.append((chunk.pairs[offset + j].name, np.clip(grid, 0.0, 1.0)))
-  return EvalResult(rows, images)
+          images.append((chunk.pairs[row].name, np.clip(grid, 0.0, 1.0)))
+  return EvalResult(results, images)
 
 
 def _write_eval_summaries(writer, step: int, result: EvalResult) -> dict:
@@ -133,7 +127,7 @@ class _Run:
   model: object
   eval_fn: object
   eval_chunks: list
-  eval_local_batch: int
+  eval_rows: range  # This process's rows of each evaluation batch.
 
 
 def _setup(config, workdir: str) -> _Run:
@@ -141,13 +135,12 @@ def _setup(config, workdir: str) -> _Run:
   _log_topology(mesh)
   model = models.build_model(config.model, _compute_dtype(config.train.compute_dtype))
   eval_global = config.eval.batch_size_per_device * mesh.devices.size
-  eval_local = sharding.local_batch_size(eval_global, mesh, 'config.eval.batch_size_per_device '
-                                         'x number of devices')
-  pairs = input_pipeline.find_eval_pairs(config.data, workdir, min_size=SSIM_WINDOW)
+  sharding.local_batch_size(eval_global, mesh, 'config.eval.batch_size_per_device x devices')
+  pairs = input_pipeline.find_eval_pairs(config.data, workdir, min_size=metrics.ssim_window())
   chunks = input_pipeline.plan_eval_batches(pairs, eval_global)
   eval_fn = train_step.jit_eval_step(mesh, apply_fn=model.apply,
                                      size_multiple=model.size_multiple)
-  return _Run(mesh, model, eval_fn, chunks, eval_local)
+  return _Run(mesh, model, eval_fn, chunks, sharding.process_batch_rows(eval_global, mesh))
 
 
 def _flatten(tree: dict, prefix: str = '') -> dict:
@@ -180,13 +173,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     raise InputError(f'config.data.crop_size={crop} must be a multiple of '
                      f'{model.size_multiple} for model {config.model.name!r}.')
   global_batch = config.train.batch_size
-  local_batch = sharding.local_batch_size(global_batch, mesh, 'config.train.batch_size')
+  sharding.local_batch_size(global_batch, mesh, 'config.train.batch_size')
 
   manager = checkpointing.create_manager(workdir, config.train.keep_checkpoints)
   start_step = manager.latest_step() or 0
   train_data, num_train_images = input_pipeline.create_train_dataset(
-      config.data, seed=config.seed, global_batch=global_batch, local_batch=local_batch,
-      process_index=jax.process_index(), start_step=start_step)
+      config.data, seed=config.seed, global_batch=global_batch,
+      rows=sharding.process_batch_rows(global_batch, mesh), start_step=start_step)
   steps_per_epoch = optimizers.steps_per_epoch(num_train_images, global_batch)
   total_steps = num_train_steps(config.train, steps_per_epoch)
   tx, schedule = optimizers.build_optimizer(config.optimizer, total_steps, steps_per_epoch)
@@ -194,8 +187,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
   state = train_step.create_train_state(init_rng, model, tx, crop, mesh)
-  state, restored_step = checkpointing.restore_train_state(manager, state,
-                                                           config.model.to_dict())
+  state, restored_step = checkpointing.restore_train_state(
+      manager, state, config.model.to_dict(), config.optimizer.to_dict())
   if restored_step is not None:
     logging.info('Resumed from the checkpoint at step %d.', restored_step)
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
@@ -212,6 +205,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   report_progress = periodic_actions.ReportProgress(
       num_train_steps=total_steps, writer=writer, every_steps=config.train.log_every_steps)
 
+  if start_step >= total_steps:
+    logging.info('Training already finished: the latest checkpoint is at step %d of %d. '
+                 'Raise config.train.num_train_steps (or num_epochs) to train further.',
+                 start_step, total_steps)
   summary = {}
   step_metrics = []
   batches = train_data.as_numpy_iterator()
@@ -229,7 +226,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if step % config.train.eval_every_steps == 0 or is_last:
         with report_progress.timed('eval'):
           result = run_evaluation(run.eval_fn, state.variables(), run.eval_chunks, mesh,
-                                  local_batch=run.eval_local_batch,
+                                  rows=run.eval_rows,
                                   num_images=config.train.num_image_summaries)
         eval_summary = summary = _write_eval_summaries(writer, step, result)
         logging.info('Step %d eval: PSNR %.2f dB (input %.2f), SSIM %.4f (input %.4f) on %d '
@@ -268,7 +265,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   logging.info('Evaluating the checkpoint at step %d on %d batches.', step,
                len(run.eval_chunks))
   result = run_evaluation(run.eval_fn, variables, run.eval_chunks, run.mesh,
-                          local_batch=run.eval_local_batch, num_images=0)
+                          rows=run.eval_rows, num_images=0)
   summary = {'step': step, **result.summary()}
   if jax.process_index() == 0:
     out_dir = os.path.join(workdir, 'eval')

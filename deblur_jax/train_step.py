@@ -107,8 +107,12 @@ def jit_train_step(mesh, *, loss_fn: Callable, learning_rate_fn: optax.Schedule,
 
 
 def jit_eval_step(mesh, *, apply_fn: Callable, size_multiple: int):
-  """`eval_step(variables, batch)` compiled for `mesh`; per-image outputs split over 'data'."""
+  """`eval_step(variables, batch)` compiled for `mesh`: per-image metrics replicated,
+  restored images split over 'data'."""
   step = functools.partial(eval_step, apply_fn=apply_fn, size_multiple=size_multiple)
+  per_image = sharding.replicated(mesh)  # a few floats per image, readable on every process
+  out_shardings = {'psnr': per_image, 'ssim': per_image, 'input_psnr': per_image,
+                   'input_ssim': per_image, 'restored': sharding.batch_sharded(mesh)}
   return jax.jit(step,
                  in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh)),
-                 out_shardings=sharding.batch_sharded(mesh))
+                 out_shardings=out_shardings)

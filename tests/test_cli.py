@@ -9,7 +9,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 TIMEOUT_S = 300
 
@@ -55,7 +55,8 @@ def test_one_and_four_devices_train_the_same_model(pair_tree, tmp_path):
 
 
 @pytest.mark.parametrize('overrides,message', [
-    (['--config.model.numres=3'], 'numres'),
+    (['--config.model.numres=3'], 'Error: cannot apply --config.model.numres=3: \'numres\' '
+                                   'Did you mean "num_res"'),
     (['--config.model.name=mimo_unet_xl'], "Error: Unknown model 'mimo_unet_xl' in "
                                            'config.model.name'),
     (['--config.data.dir=/nonexistent/GOPRO_Large'],

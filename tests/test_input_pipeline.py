@@ -1,6 +1,7 @@
 """tf.data pipelines: shapes, determinism, resume, process sharding, evaluation coverage."""
 
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -8,15 +9,15 @@ import tensorflow as tf
 from PIL import Image
 
 from configs import tiny
-from conftest import make_pair_tree
-from deblur_jax.data import demo, input_pipeline, kernels, pairs as pairs_lib, transforms
+from deblur_jax.data import demo, input_pipeline, kernels, transforms
+from deblur_jax.data import pairs as pairs_lib
+from deblur_jax.errors import InputError
+from helpers import make_pair_tree
 
 
-def batches(data_config, n, *, start_step=0, global_batch=4, local_batch=4, process_index=0,
-            seed=0):
+def batches(data_config, n, *, start_step=0, global_batch=4, rows=range(4), seed=0):
   dataset, num_images = input_pipeline.create_train_dataset(
-      data_config, seed=seed, global_batch=global_batch, local_batch=local_batch,
-      process_index=process_index, start_step=start_step)
+      data_config, seed=seed, global_batch=global_batch, rows=rows, start_step=start_step)
   it = dataset.as_numpy_iterator()
   return [next(it) for _ in range(n)], num_images
 
@@ -55,9 +56,9 @@ def test_resumed_pipeline_continues_with_the_following_batches(data_config):
 
 
 def test_processes_read_disjoint_slices_of_the_same_global_batch(data_config):
-  whole, _ = batches(data_config, 2, global_batch=4, local_batch=4)
-  parts = [batches(data_config, 2, global_batch=4, local_batch=2, process_index=p)[0]
-           for p in range(2)]
+  whole, _ = batches(data_config, 2, global_batch=4, rows=range(4))
+  parts = [batches(data_config, 2, global_batch=4, rows=rows)[0]
+           for rows in (range(0, 2), range(2, 4))]
   for step in range(2):
     joined = np.concatenate([parts[0][step]['sharp'], parts[1][step]['sharp']])
     np.testing.assert_array_equal(joined, whole[step]['sharp'])
@@ -140,10 +141,51 @@ def test_eval_plan_covers_every_image_once_in_same_size_batches(tmp_path):
     assert len(chunk.pairs) == 4
     assert len({(p.height, p.width) for p in chunk.pairs}) == 1
   # Two processes with two images each read every padded slot exactly once.
-  loaded = [list(input_pipeline.eval_dataset(chunks, local_batch=2, process_index=p)
-                 .as_numpy_iterator()) for p in range(2)]
+  loaded = [list(input_pipeline.eval_dataset(chunks, rows).as_numpy_iterator())
+            for rows in (range(0, 2), range(2, 4))]
   assert [len(x) for x in loaded] == [len(chunks)] * 2
   for c, chunk in enumerate(chunks):
     expected = [np.asarray(Image.open(p.sharp)) / 255.0 for p in chunk.pairs]
     got = np.concatenate([loaded[0][c]['sharp'], loaded[1][c]['sharp']])
     np.testing.assert_allclose(got, np.stack(expected), atol=1e-6)
+
+
+def corrupt_png_body(path):
+  """Flips bytes inside the image data, keeping the header and the IEND trailer:
+  the file passes find_pairs' checks and fails only when decoded."""
+  data = bytearray(path.read_bytes())
+  middle = len(data) // 2
+  data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])
+  path.write_bytes(bytes(data))
+
+
+def contains_window(image, window):
+  """Whether `window` (or its mirror image) is a sub-array of `image`."""
+  size = window.shape[0]
+  for candidate in (window, window[:, ::-1]):
+    for y in range(image.shape[0] - size + 1):
+      for x in range(image.shape[1] - size + 1):
+        if np.allclose(image[y:y + size, x:x + size], candidate, atol=1e-6):
+          return True
+  return False
+
+
+def test_a_training_image_corrupt_inside_is_skipped(data_config, pair_tree):
+  blurs = sorted((pair_tree / 'train').glob('*/blur/*.png'))
+  for path in blurs[1:]:
+    corrupt_png_body(path)
+  found = pairs_lib.find_pairs(str(pair_tree), 'train')
+  assert len(found.pairs) == 6  # the damage is invisible to the header checks
+  (batch, _), _ = batches(data_config, 2)
+  assert batch['blur'].shape == (4, 32, 32, 3)
+  intact = np.asarray(Image.open(blurs[0]), np.float32) / 255.0
+  for crop in batch['blur']:  # every crop comes from the one image that decodes
+    assert contains_window(intact, crop)
+
+
+def test_an_eval_image_corrupt_inside_is_an_error_naming_its_batch(pair_tree):
+  found = pairs_lib.find_pairs(str(pair_tree), 'test').pairs
+  corrupt_png_body(pathlib.Path(found[0].blur))
+  chunks = input_pipeline.plan_eval_batches(found, global_batch=2)
+  with pytest.raises(InputError, match=r'Could not decode an evaluation image among .*000000\.png'):
+    list(input_pipeline.eval_batches(chunks, range(2)))

@@ -18,7 +18,8 @@ def photo_pair(kind, seed=0):
     other = np.clip(0.6 * sharp + 0.3, 0, 1)
   else:  # 'blur'
     other = sharp.copy()
-    other[1:-1, 1:-1] = (sharp[:-2, 1:-1] + sharp[2:, 1:-1] + sharp[1:-1, :-2] + sharp[1:-1, 2:]) / 4
+    other[1:-1, 1:-1] = (sharp[:-2, 1:-1] + sharp[2:, 1:-1]
+                         + sharp[1:-1, :-2] + sharp[1:-1, 2:]) / 4
   return sharp, other
 
 

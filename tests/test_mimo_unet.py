@@ -123,6 +123,8 @@ def test_batch_norm_variant_has_statistics_and_no_conv_bias():
   assert 'batch_stats' in variables
   conv = variables['params']['encoder_0']['res_0']['conv_0']
   assert 'bias' not in conv['conv'] and 'scale' in conv['norm']
+  for rgb in ('convs_out_0', 'convs_out_1', 'feat_extract_5'):  # residual image convs
+    assert set(variables['params'][rgb]) == {'conv'}
   _, updates = model.apply(variables, jnp.ones((2, 8, 8, 3)), train=True, mutable=['batch_stats'])
   assert not jax.tree.all(jax.tree.map(
       lambda a, b: bool(jnp.all(a == b)), updates['batch_stats'], variables['batch_stats']))

@@ -120,8 +120,11 @@ def test_gradient_clipping_bounds_the_global_norm(opt_config):
 @pytest.mark.parametrize('field,value,message', [
     ('name', 'adagrad', r"Unknown optimizer 'adagrad' in config\.optimizer\.name"),
     ('schedule', 'linear', r"Unknown schedule 'linear' in config\.optimizer\.schedule"),
+    ('warmup_steps', 20, r'warmup_steps=20 must lie in \[0, num_train_steps=10\)'),
 ])
-def test_unknown_names_are_errors_naming_the_field(opt_config, field, value, message):
+def test_bad_values_are_errors_naming_the_field(opt_config, field, value, message):
+  if field == 'warmup_steps':
+    opt_config.schedule = 'cosine'
   opt_config[field] = value
   with pytest.raises(ValueError, match=message):
     optimizers.build_optimizer(opt_config, 10, 1)
@@ -130,3 +133,24 @@ def test_unknown_names_are_errors_naming_the_field(opt_config, field, value, mes
 def test_steps_per_epoch_counts_the_last_partial_batch():
   assert optimizers.steps_per_epoch(2103, 4) == 526
   assert optimizers.steps_per_epoch(3, 16) == 1
+
+
+def test_nesterov_without_momentum_is_an_error(opt_config):
+  opt_config.name = 'sgd'
+  opt_config.momentum = 0.0
+  opt_config.nesterov = True
+  with pytest.raises(ValueError, match='nesterov=True needs config.optimizer.momentum > 0'):
+    optimizers.build_optimizer(opt_config, 10, 1)
+
+
+def test_rmsprop_keeps_eps_outside_the_square_root(opt_config):
+  """PyTorch/Keras RMSprop: g / (sqrt(v) + eps). With eps inside the root a
+  gradient of 1e-4 would be damped by half instead of untouched."""
+  opt_config.name = 'rmsprop'
+  opt_config.schedule = 'constant'
+  opt_config.learning_rate = 1.0
+  opt_config.eps = 1e-8
+  tx, _ = optimizers.build_optimizer(opt_config, 10, 1)
+  params = run_steps(tx, [{'w': jnp.array([1e-4])}], {'w': jnp.zeros(1)})
+  expected = -1e-4 / (np.sqrt(0.1 * 1e-8) + 1e-8)
+  np.testing.assert_allclose(params['w'], [expected], rtol=1e-4)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_pair_tree, smooth_image, write_png
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.errors import InputError
+from helpers import make_pair_tree, smooth_image, write_png
 
 
 @pytest.mark.parametrize('layout', ['native', 'flat'])

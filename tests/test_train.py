@@ -3,12 +3,14 @@
 import csv
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from PIL import Image
 
 from deblur_jax import checkpointing, train
 from deblur_jax.errors import InputError
@@ -44,19 +46,27 @@ def test_trains_evaluates_checkpoints_and_logs(config, tmp_path):
 
 
 def test_resume_continues_exactly_where_it_stopped(config, tmp_path):
+  """A run that crashed after its step-2 checkpoint, resumed, ends with the same
+  parameters as the run that was never interrupted. The learning rate changes
+  every step (cosine) and dropout draws new masks every step."""
+  config.optimizer.schedule = 'cosine'
+  config.optimizer.warmup_steps = 1
+  config.model.dropout_rate = 0.3
   config.train.num_train_steps = 4
   config.train.eval_every_steps = 100  # evaluate only at the end
-  train.train_and_evaluate(config, str(tmp_path / 'straight'))
+  straight, crashed = tmp_path / 'straight', tmp_path / 'crashed'
+  train.train_and_evaluate(config, str(straight))
 
-  config.train.num_train_steps = 2
-  train.train_and_evaluate(config, str(tmp_path / 'resumed'))
-  config.train.num_train_steps = 4
-  train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  shutil.copytree(straight, crashed)
+  manager = checkpointing.create_manager(str(crashed), keep=2)
+  assert list(manager.all_steps()) == [2, 4]
+  manager.delete(4)
+  manager.close()
+  train.train_and_evaluate(config, str(crashed))
 
-  assert_trees_equal(saved_params(tmp_path / 'straight', 4), saved_params(tmp_path / 'resumed', 4))
-  assert not np.array_equal(
-      jax.tree.leaves(saved_params(tmp_path / 'resumed', 2))[0],
-      jax.tree.leaves(saved_params(tmp_path / 'resumed', 4))[0])
+  assert_trees_equal(saved_params(straight, 4), saved_params(crashed, 4))
+  assert not np.array_equal(jax.tree.leaves(saved_params(crashed, 2))[0],
+                            jax.tree.leaves(saved_params(crashed, 4))[0])
 
 
 def test_eval_mode_writes_per_image_csv_and_summary_json(config, tmp_path):
@@ -68,6 +78,12 @@ def test_eval_mode_writes_per_image_csv_and_summary_json(config, tmp_path):
     rows = list(csv.DictReader(f))
   assert [r['name'] for r in rows] == ['GOPR0000_00_00/000000.png', 'GOPR0000_00_00/000001.png']
   assert set(rows[0]) == {'name', 'psnr', 'ssim', 'input_psnr', 'input_ssim'}
+  for row in rows:  # each row's input PSNR is that of its own files
+    folder = os.path.join(config.data.dir, 'test', os.path.dirname(row['name']))
+    blur, sharp = (np.asarray(Image.open(os.path.join(folder, kind, os.path.basename(row['name']))),
+                              np.float64) / 255 for kind in ('blur', 'sharp'))
+    expected = 10 * np.log10(1 / np.mean((blur - sharp) ** 2))
+    assert float(row['input_psnr']) == pytest.approx(expected, abs=1e-3)
   with open(tmp_path / 'eval' / 'step_2.json') as f:
     saved = json.load(f)
   assert saved['psnr'] == pytest.approx(np.mean([float(r['psnr']) for r in rows]), abs=1e-5)
@@ -81,7 +97,17 @@ def test_checkpoint_of_another_model_is_a_clear_error(config, tmp_path):
   config.train.num_train_steps = 1
   train.train_and_evaluate(config, str(tmp_path))
   config.model.base_width = 16
-  with pytest.raises(InputError, match=r'config\.model\.base_width: checkpoint has 8, config has 16'):
+  message = r'config\.model\.base_width: checkpoint has 8, config has 16'
+  with pytest.raises(InputError, match=message):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_checkpoint_with_another_optimizer_state_is_a_clear_error(config, tmp_path):
+  config.train.num_train_steps = 1
+  train.train_and_evaluate(config, str(tmp_path))
+  config.optimizer.grad_clip_norm = 1.0
+  with pytest.raises(InputError, match=r'config\.optimizer\.grad_clip_norm > 0: checkpoint has '
+                                       r'False, config has True'):
     train.train_and_evaluate(config, str(tmp_path))
 
 
@@ -98,8 +124,7 @@ def test_a_partial_checkpoint_from_a_crash_is_ignored(config, tmp_path):
   assert not partial.exists()
 
 
-def test_keeps_the_latest_checkpoints_and_the_best_by_psnr(tmp_path):
-  manager = checkpointing.create_manager(str(tmp_path), keep=2)
+def test_keeps_the_latest_checkpoints_and_the_best_by_psnr_across_restarts(tmp_path):
 
   class State:
     step = jnp.array(0)
@@ -110,11 +135,19 @@ def test_keeps_the_latest_checkpoints_and_the_best_by_psnr(tmp_path):
     def variables(self):
       return {'params': self.params}
 
-  for step, psnr in [(1, 20.0), (2, 31.0), (3, 25.0), (4, None), (5, 22.0)]:
-    checkpointing.save(manager, step, State(), {'seed': 0},
-                       None if psnr is None else {'psnr': psnr})
-  manager.wait_until_finished()
-  assert list(manager.all_steps()) == [2, 4, 5]
+  def save_all(saves):
+    manager = checkpointing.create_manager(str(tmp_path), keep=2)
+    for step, psnr in saves:
+      checkpointing.save(manager, step, State(), {'seed': 0},
+                         None if psnr is None else {'psnr': psnr})
+    manager.wait_until_finished()
+    steps = list(manager.all_steps())
+    manager.close()
+    return steps
+
+  assert save_all([(1, 20.0), (2, 31.0), (3, 25.0)]) == [2, 3]
+  # A new process (a resumed run) still knows step 2 is the best.
+  assert save_all([(4, None), (5, 22.0), (6, None)]) == [2, 5, 6]
 
 
 @pytest.mark.parametrize('field,value,message', [

@@ -101,3 +101,10 @@ def test_bfloat16_compute_trains():
   state, metrics = step(state, sharding.make_global_batch(random_batch(), mesh))
   assert np.isfinite(float(metrics['loss']))
   assert jax.tree.leaves(state.params)[0].dtype == jnp.float32
+
+
+def test_a_single_process_supplies_every_row_of_the_batch():
+  mesh = sharding.create_mesh()
+  assert sharding.process_batch_rows(8, mesh) == range(0, 8)
+  with pytest.raises(ValueError, match='multiple of the number of devices'):
+    sharding.local_batch_size(6, mesh, 'config.train.batch_size')

@@ -69,8 +69,9 @@ def train_dataset(demo_config, *, crop_size: int, hflip: bool, seed: int,
   patch = crop_size + KERNEL_SIZE - 1
   too_small = [n for n, p in zip(TRAIN_PHOTOS, photos) if min(p.shape[:2]) < patch]
   if too_small:
+    largest = min(min(p.shape[:2]) for p in photos) - KERNEL_SIZE + 1
     raise InputError(f'config.data.crop_size={crop_size} is too large for the demo photos '
-                     f'{too_small}; use at most {min(min(p.shape[:2]) for p in photos) - KERNEL_SIZE + 1}.')
+                     f'{too_small}; use at most {largest}.')
   bank, probs = training_kernel_bank(demo_config.motion_fraction)
   flat = tf.constant(np.concatenate([p.ravel() for p in photos]))
   sizes = np.array([p.size for p in photos])

@@ -13,7 +13,8 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from deblur_jax.data import demo, pairs as pairs_lib, transforms
+from deblur_jax.data import demo, transforms
+from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.errors import InputError
 
 
@@ -31,18 +32,21 @@ def pairs_train_dataset(pairs: Sequence[pairs_lib.ImagePair], *, crop_size: int,
     both = transforms.random_crop_flip(both, crop_size, hflip, crop_seed, flip_seed)
     return {'blur': both[..., :3], 'sharp': both[..., 3:]}
 
-  return example_indices.map(make_example, num_parallel_calls=tf.data.AUTOTUNE)
+  # find_pairs already checked every header and PNG trailer; an image corrupt
+  # inside is logged by TensorFlow and skipped.
+  examples = example_indices.map(make_example, num_parallel_calls=tf.data.AUTOTUNE)
+  return examples.ignore_errors(log_warning=True)
 
 
-def create_train_dataset(data_config, *, seed: int, global_batch: int, local_batch: int,
-                         process_index: int, start_step: int):
-  """(dataset of local batches {'blur', 'sharp'}: float32 (B, crop, crop, 3) in [0, 1],
-  number of training images, which sets the length of an epoch)."""
+def create_train_dataset(data_config, *, seed: int, global_batch: int, rows: range,
+                         start_step: int):
+  """(dataset of this process's `rows` of each global batch, as {'blur', 'sharp'}:
+  float32 (len(rows), crop, crop, 3) in [0, 1]; number of training images, which
+  sets the length of an epoch)."""
   crop = data_config.crop_size
   if crop <= 0:
     raise InputError(f'config.data.crop_size={crop} must be positive.')
-  indices = transforms.global_example_indices(start_step, local_batch, global_batch,
-                                              process_index)
+  indices = transforms.global_example_indices(start_step, global_batch, rows)
   common = dict(crop_size=crop, hflip=data_config.hflip, seed=seed, example_indices=indices)
   if data_config.dir:
     pairs = pairs_lib.find_pairs(data_config.dir, data_config.train_split,
@@ -53,7 +57,7 @@ def create_train_dataset(data_config, *, seed: int, global_batch: int, local_bat
     dataset, num_images = demo.train_dataset(data_config.demo, **common), len(demo.TRAIN_PHOTOS)
   options = tf.data.Options()
   options.deterministic = True
-  dataset = dataset.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  dataset = dataset.batch(len(rows), drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   return dataset.with_options(options), num_images
 
 
@@ -94,10 +98,9 @@ def plan_eval_batches(pairs: Sequence[pairs_lib.ImagePair],
   return chunks
 
 
-def eval_dataset(chunks: Sequence[EvalChunk], *, local_batch: int,
-                 process_index: int) -> tf.data.Dataset:
-  """This process's slice of each chunk, as local batches {'blur', 'sharp'}."""
-  mine = [c.pairs[process_index * local_batch + j] for c in chunks for j in range(local_batch)]
+def eval_dataset(chunks: Sequence[EvalChunk], rows: range) -> tf.data.Dataset:
+  """This process's `rows` of each chunk, as local batches {'blur', 'sharp'}."""
+  mine = [c.pairs[r] for c in chunks for r in rows]
   paths = tf.data.Dataset.from_tensor_slices(([p.blur for p in mine], [p.sharp for p in mine]))
 
   def load(blur_path, sharp_path):
@@ -105,4 +108,20 @@ def eval_dataset(chunks: Sequence[EvalChunk], *, local_batch: int,
             'sharp': transforms.decode_image(sharp_path)}
 
   dataset = paths.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return dataset.batch(local_batch).prefetch(2)
+  return dataset.batch(len(rows)).prefetch(2)
+
+
+def eval_batches(chunks: Sequence[EvalChunk], rows: range):
+  """Yields (chunk, this process's `rows` of it) for every chunk.
+
+  An image that cannot be decoded is an error naming the files of its batch.
+  """
+  batches = eval_dataset(chunks, rows).as_numpy_iterator()
+  for chunk in chunks:
+    try:
+      batch = next(batches)
+    except tf.errors.OpError as e:
+      files = [p.blur for p in chunk.pairs[:chunk.num_valid]]
+      raise InputError(f'Could not decode an evaluation image among {files} (or their sharp '
+                       f'partners): {e.message}') from None
+    yield chunk, batch

@@ -23,16 +23,18 @@ def decode_image(path):
   return image
 
 
-def global_example_indices(start_step: int, local_batch: int, global_batch: int,
-                           process_index: int) -> tf.data.Dataset:
+def global_example_indices(start_step: int, global_batch: int,
+                           rows: range) -> tf.data.Dataset:
   """The global indices of this process's examples, from step `start_step` on.
 
   Global batch s holds examples s * global_batch ... (s + 1) * global_batch - 1;
-  process p takes the p-th run of `local_batch` of them.
+  this process supplies those of its `rows` of the batch.
   """
+  local_batch = len(rows)
+
   def to_global(k):
     step, j = k // local_batch, k % local_batch
-    return step * global_batch + process_index * local_batch + j
+    return step * global_batch + rows.start + j
 
   return tf.data.Dataset.range(start_step * local_batch, _INT64_MAX).map(to_global)
 

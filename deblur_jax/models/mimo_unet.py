@@ -249,8 +249,8 @@ class MIMOUNet(nn.Module):
   def __call__(self, x, train: bool = False):
     if x.ndim != 4 or x.shape[-1] != 3:
       raise ValueError(f'MIMOUNet expects NHWC RGB images, got shape {x.shape}.')
-    if x.shape[1] % 4 or x.shape[2] % 4:
-      raise ValueError('MIMOUNet needs height and width divisible by 4, got '
+    if x.shape[1] % self.size_multiple or x.shape[2] % self.size_multiple:
+      raise ValueError(f'MIMOUNet needs height and width divisible by {self.size_multiple}, got '
                        f'{x.shape[1]}x{x.shape[2]}; pad with image_ops.pad_to_multiple.')
     w = self.base_width
     common = dict(batch_norm=self.batch_norm, dtype=self.dtype)
@@ -259,9 +259,14 @@ class MIMOUNet(nn.Module):
     dropout = functools.partial(nn.Dropout, self.dropout_rate, broadcast_dims=(1, 2),
                                 deterministic=not train)
 
-    x = x.astype(self.dtype)
+    # The residuals are added to the float32 input, so a bfloat16 compute dtype
+    # does not round the image itself.
+    x = x.astype(jnp.float32)
     x_2 = image_ops.nearest_downsample_2x(x)
     x_4 = image_ops.nearest_downsample_2x(x_2)
+    # The three RGB residual convs never get BatchNorm: it would start training
+    # from unit-variance noise instead of near the identity.
+    to_rgb = functools.partial(BasicConv, 3, 3, relu=False, dtype=self.dtype)
     z2 = SCM(2 * w, name='scm_2', **common)(x_2, train)
     z4 = SCM(4 * w, name='scm_1', **common)(x_4, train)
 
@@ -283,13 +288,13 @@ class MIMOUNet(nn.Module):
     res1 = dropout(name='dropout_1')(res1)
 
     z = stack(4 * w, name='decoder_0')(z, train)
-    out_4 = conv(3, 3, relu=False, name='convs_out_0')(z, train) + x_4
+    out_4 = to_rgb(name='convs_out_0')(z) + x_4
     z = conv(2 * w, 4, stride=2, transpose=True, name='feat_extract_3')(z, train)
     z = conv(2 * w, 1, name='convs_0')(jnp.concatenate([z, res2], axis=-1), train)
     z = stack(2 * w, name='decoder_1')(z, train)
-    out_2 = conv(3, 3, relu=False, name='convs_out_1')(z, train) + x_2
+    out_2 = to_rgb(name='convs_out_1')(z) + x_2
     z = conv(w, 4, stride=2, transpose=True, name='feat_extract_4')(z, train)
     z = conv(w, 1, name='convs_1')(jnp.concatenate([z, res1], axis=-1), train)
     z = stack(w, name='decoder_2')(z, train)
-    out_1 = conv(3, 3, relu=False, name='feat_extract_5')(z, train) + x
-    return tuple(out.astype(jnp.float32) for out in (out_4, out_2, out_1))
+    out_1 = to_rgb(name='feat_extract_5')(z) + x
+    return out_4, out_2, out_1

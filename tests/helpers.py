@@ -1,0 +1,60 @@
+"""Test data: smooth random images and small GoPro-like PNG trees."""
+
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def smooth_image(rng, height, width):
+  """A random smooth RGB uint8 image (sums of a few sinusoids)."""
+  y, x = np.mgrid[0:height, 0:width] / max(height, width)
+  channels = []
+  for _ in range(3):
+    value = np.zeros_like(y)
+    for _ in range(3):
+      fy, fx, phase = rng.uniform(1, 6), rng.uniform(1, 6), rng.uniform(0, 2 * np.pi)
+      value += np.sin(2 * np.pi * (fy * y + fx * x) + phase)
+    channels.append(value)
+  image = np.stack(channels, -1)
+  image = (image - image.min()) / (image.max() - image.min() + 1e-9)
+  return np.round(image * 255).astype(np.uint8)
+
+
+def box_blur(image, k=5):
+  padded = np.pad(image.astype(np.float32), ((k // 2,) * 2, (k // 2,) * 2, (0, 0)), mode='edge')
+  out = np.zeros(image.shape, np.float32)
+  for dy in range(k):
+    for dx in range(k):
+      out += padded[dy:dy + image.shape[0], dx:dx + image.shape[1]]
+  return np.round(out / (k * k)).astype(np.uint8)
+
+
+def write_png(path, array):
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(array).save(path)
+
+
+def make_pair_tree(root, layout='native', splits=('train', 'test'), num_sequences=2,
+                   per_sequence=3, size=(48, 64), seed=0, blur_folder='blur'):
+  """Writes a small GoPro-like dataset and returns its root.
+
+  layout 'native': SPLIT/SEQ/{blur,sharp}/NNNNNN.png; 'flat': SPLIT/{blur,sharp}/NAME.png.
+  """
+  rng = np.random.default_rng(seed)
+  root = pathlib.Path(root)
+  for split in splits:
+    for s in range(num_sequences):
+      for i in range(per_sequence):
+        sharp = smooth_image(rng, *size)
+        blurred = box_blur(sharp)
+        if layout == 'native':
+          folder, name = root / split / f'GOPR{s:04d}_00_00', f'{i:06d}.png'
+        else:
+          folder, name = root / split, f'seq{s}_{i:06d}.png'
+        write_png(folder / blur_folder / name, blurred)
+        write_png(folder / 'sharp' / name, sharp)
+  return root
