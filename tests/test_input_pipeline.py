@@ -189,3 +189,4 @@ def test_an_eval_image_corrupt_inside_is_an_error_naming_its_batch(pair_tree):
   chunks = input_pipeline.plan_eval_batches(found, global_batch=2)
   with pytest.raises(InputError, match=r'Could not decode an evaluation image among .*000000\.png'):
     list(input_pipeline.eval_batches(chunks, range(2)))
+
