@@ -15,6 +15,13 @@ def opt_config():
   return default.get_config().optimizer
 
 
+def build(opt_config, **fields):
+  """The update rule of `opt_config` with a constant schedule and `fields` set."""
+  opt_config.schedule = 'constant'
+  opt_config.update(fields)
+  return optimizers.build_optimizer(opt_config, num_train_steps=10, steps_per_epoch=1)[0]
+
+
 def run_steps(tx, grads_seq, params):
   state = tx.init(params)
   for g in grads_seq:
@@ -60,10 +67,7 @@ def test_constant_schedule(opt_config):
 
 @pytest.mark.parametrize('name', ['adam', 'adamw', 'rmsprop', 'sgd'])
 def test_every_optimizer_descends_a_quadratic(opt_config, name):
-  opt_config.name = name
-  opt_config.schedule = 'constant'
-  opt_config.learning_rate = 0.05
-  tx, _ = optimizers.build_optimizer(opt_config, 100, 1)
+  tx = build(opt_config, name=name, learning_rate=0.05)
   params = {'w': jnp.array([2.0, -3.0])}
   loss = lambda p: jnp.sum(p['w'] ** 2)
   state = tx.init(params)
@@ -75,44 +79,30 @@ def test_every_optimizer_descends_a_quadratic(opt_config, name):
 
 
 def test_adam_matches_optax_adam(opt_config):
-  opt_config.schedule = 'constant'
-  tx, _ = optimizers.build_optimizer(opt_config, 10, 1)
   grads = [{'w': jnp.array([0.3, -1.0])}, {'w': jnp.array([0.1, 0.2])}]
   params = {'w': jnp.array([1.0, 1.0])}
   expected = run_steps(optax.adam(1e-4), grads, params)
-  np.testing.assert_allclose(run_steps(tx, grads, params)['w'], expected['w'], rtol=1e-6)
+  np.testing.assert_allclose(run_steps(build(opt_config), grads, params)['w'], expected['w'],
+                             rtol=1e-6)
 
 
 def test_sgd_nesterov_differs_from_plain_momentum(opt_config):
-  opt_config.name = 'sgd'
-  opt_config.schedule = 'constant'
   grads = [{'w': jnp.array([1.0])}] * 3
   params = {'w': jnp.array([0.0])}
-  plain = run_steps(optimizers.build_optimizer(opt_config, 10, 1)[0], grads, params)
-  opt_config.nesterov = True
-  nesterov = run_steps(optimizers.build_optimizer(opt_config, 10, 1)[0], grads, params)
+  plain = run_steps(build(opt_config, name='sgd'), grads, params)
+  nesterov = run_steps(build(opt_config, name='sgd', nesterov=True), grads, params)
   np.testing.assert_allclose(plain['w'], [-1e-4 * (1 + 1.9 + 2.71)], rtol=1e-5)
   assert float(nesterov['w'][0]) < float(plain['w'][0])
 
 
 def test_weight_decay_adds_an_l2_gradient(opt_config):
-  opt_config.name = 'sgd'
-  opt_config.momentum = 0.0
-  opt_config.schedule = 'constant'
-  opt_config.learning_rate = 0.1
-  opt_config.weight_decay = 0.5
-  tx, _ = optimizers.build_optimizer(opt_config, 10, 1)
+  tx = build(opt_config, name='sgd', momentum=0.0, learning_rate=0.1, weight_decay=0.5)
   params = run_steps(tx, [{'w': jnp.array([0.0])}], {'w': jnp.array([2.0])})
   np.testing.assert_allclose(params['w'], [2.0 - 0.1 * 0.5 * 2.0], rtol=1e-6)
 
 
 def test_gradient_clipping_bounds_the_global_norm(opt_config):
-  opt_config.name = 'sgd'
-  opt_config.momentum = 0.0
-  opt_config.schedule = 'constant'
-  opt_config.learning_rate = 1.0
-  opt_config.grad_clip_norm = 1.0
-  tx, _ = optimizers.build_optimizer(opt_config, 10, 1)
+  tx = build(opt_config, name='sgd', momentum=0.0, learning_rate=1.0, grad_clip_norm=1.0)
   params = run_steps(tx, [{'w': jnp.array([30.0, 40.0])}], {'w': jnp.zeros(2)})
   np.testing.assert_allclose(params['w'], [-0.6, -0.8], rtol=1e-6)
 
@@ -136,21 +126,14 @@ def test_steps_per_epoch_counts_the_last_partial_batch():
 
 
 def test_nesterov_without_momentum_is_an_error(opt_config):
-  opt_config.name = 'sgd'
-  opt_config.momentum = 0.0
-  opt_config.nesterov = True
   with pytest.raises(ValueError, match='nesterov=True needs config.optimizer.momentum > 0'):
-    optimizers.build_optimizer(opt_config, 10, 1)
+    build(opt_config, name='sgd', momentum=0.0, nesterov=True)
 
 
 def test_rmsprop_keeps_eps_outside_the_square_root(opt_config):
-  """PyTorch/Keras RMSprop: g / (sqrt(v) + eps). With eps inside the root a
-  gradient of 1e-4 would be damped by half instead of untouched."""
-  opt_config.name = 'rmsprop'
-  opt_config.schedule = 'constant'
-  opt_config.learning_rate = 1.0
-  opt_config.eps = 1e-8
-  tx, _ = optimizers.build_optimizer(opt_config, 10, 1)
+  """PyTorch/Keras RMSprop: g / (sqrt(v) + eps). For a first gradient of 1e-4,
+  v = 1e-9 and the step is 3.16; with eps inside the root it would be 0.95."""
+  tx = build(opt_config, name='rmsprop', learning_rate=1.0, eps=1e-8)
   params = run_steps(tx, [{'w': jnp.array([1e-4])}], {'w': jnp.zeros(1)})
   expected = -1e-4 / (np.sqrt(0.1 * 1e-8) + 1e-8)
   np.testing.assert_allclose(params['w'], [expected], rtol=1e-4)
