@@ -274,7 +274,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     with open(base + '.csv', 'w', newline='') as f:
       writer = csv.DictWriter(f, fieldnames=['name', *PER_IMAGE_METRICS])
       writer.writeheader()
-      for row in result.rows:
+      for row in sorted(result.rows, key=lambda r: r['name']):
         writer.writerow({'name': row['name'], **{k: f'{row[k]:.6f}' for k in PER_IMAGE_METRICS}})
     with open(base + '.json', 'w') as f:
       json.dump(summary, f, indent=2)
