@@ -167,15 +167,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                            'train.eval_every_steps', 'train.checkpoint_every_steps'))
   os.makedirs(workdir, exist_ok=True)
   run = _setup(config, workdir)
-  mesh, model = run.mesh, run.model
-  crop = config.data.crop_size
-  if crop % model.size_multiple:
-    raise InputError(f'config.data.crop_size={crop} must be a multiple of '
-                     f'{model.size_multiple} for model {config.model.name!r}.')
-  global_batch = config.train.batch_size
-  sharding.local_batch_size(global_batch, mesh, 'config.train.batch_size')
+  multiple = run.model.size_multiple
+  if config.data.crop_size % multiple:
+    raise InputError(f'config.data.crop_size={config.data.crop_size} must be a multiple of '
+                     f'{multiple} for model {config.model.name!r}.')
+  sharding.local_batch_size(config.train.batch_size, run.mesh, 'config.train.batch_size')
 
   manager = checkpointing.create_manager(workdir, config.train.keep_checkpoints)
+  try:
+    return _train(config, workdir, run, manager)
+  finally:
+    manager.close()  # waits for pending asynchronous saves, also after an error
+
+
+def _train(config, workdir: str, run: _Run, manager) -> dict:
+  """The training loop of `train_and_evaluate`, checkpointing through `manager`."""
+  mesh, model = run.mesh, run.model
+  crop = config.data.crop_size
+  global_batch = config.train.batch_size
   start_step = manager.latest_step() or 0
   train_data, num_train_images = input_pipeline.create_train_dataset(
       config.data, seed=config.seed, global_batch=global_batch,
@@ -235,8 +244,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if step % config.train.checkpoint_every_steps == 0 or eval_summary is not None:
         with report_progress.timed('checkpoint'):
           checkpointing.save(manager, step, state, config_dict, eval_summary)
-  manager.wait_until_finished()
-  manager.close()
   return summary
 
 
