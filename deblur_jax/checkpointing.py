@@ -51,6 +51,16 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, config_dict: dic
   manager.save(step, args=args, metrics=metrics, force=True)
 
 
+def save_model(manager: ocp.CheckpointManager, step: int, variables: dict,
+               config_dict: dict) -> None:
+  """Starts an asynchronous save at `step` of 'model' and 'config' only: weights
+  made elsewhere (converted official weights), which evaluation restores but
+  training cannot resume from (there is no 'train' item)."""
+  args = ocp.args.Composite(model=ocp.args.StandardSave(variables),
+                            config=ocp.args.JsonSave(config_dict))
+  manager.save(step, args=args, force=True)
+
+
 def _config_mismatches(saved: dict, current: dict, prefix: str) -> list[str]:
   diffs = []
   for key in sorted(set(saved) | set(current)):
@@ -78,11 +88,22 @@ def _optimizer_structure(opt_config: dict) -> dict:
           'weight_decay > 0': opt_config.get('weight_decay', 0) > 0}
 
 
+def read_config(manager: ocp.CheckpointManager, step: Optional[int] = None) -> tuple[dict, int]:
+  """(the config saved with the checkpoint at `step` (default: latest), its step)."""
+  resolved = _resolve_step(manager, step)
+  if resolved is None:
+    raise InputError(f'No checkpoint in {manager.directory}: train first, or point --workdir '
+                     'at a directory with checkpoints.')
+  config = manager.restore(resolved, args=ocp.args.Composite(
+      config=ocp.args.JsonRestore()))['config']
+  return config, resolved
+
+
 def _check_compatible(manager: ocp.CheckpointManager, step: int, model_config: dict,
                       optimizer_config: Optional[dict] = None) -> None:
   """Refuses a checkpoint written for another model (or optimizer state shape),
   naming the fields that differ."""
-  saved = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
+  saved, _ = read_config(manager, step)
   diffs = _config_mismatches(saved.get('model', {}), dict(model_config), 'config.model')
   if optimizer_config is not None:
     diffs += _config_mismatches(_optimizer_structure(saved.get('optimizer', {})),
@@ -123,10 +144,7 @@ def restore_train_state(manager: ocp.CheckpointManager, state_template: Any,
 def restore_model_variables(manager: ocp.CheckpointManager, variables_template: dict,
                             model_config: dict, step: Optional[int] = None):
   """(model variables, step) of the checkpoint at `step` (default: latest)."""
-  step = _resolve_step(manager, step)
-  if step is None:
-    raise InputError(f'No checkpoint in {manager.directory}: train first, or point --workdir '
-                     'at a directory with checkpoints.')
+  _, step = read_config(manager, step)
   _check_compatible(manager, step, model_config)
   restored = manager.restore(step, args=ocp.args.Composite(
       model=ocp.args.StandardRestore(_abstract(variables_template))))

@@ -58,3 +58,21 @@ def make_pair_tree(root, layout='native', splits=('train', 'test'), num_sequence
         write_png(folder / blur_folder / name, blurred)
         write_png(folder / 'sharp' / name, sharp)
   return root
+
+
+def write_tiny_checkpoint(workdir, step=1, **model_overrides):
+  """Saves an untrained tiny MIMO-UNet (configs/tiny.py) as workdir's checkpoint."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from deblur_jax import checkpointing, models, optimizers, sharding, train_step
+  config = tiny.get_config()
+  config.model.update(model_overrides)
+  model = models.build_model(config.model)
+  tx, _ = optimizers.build_optimizer(config.optimizer, 10, 1)
+  state = train_step.create_train_state(jax.random.key(0), model, tx, 32,
+                                        sharding.create_mesh(jax.devices()[:1]))
+  manager = checkpointing.create_manager(str(workdir), keep=1)
+  checkpointing.save(manager, step, state, config.to_dict())
+  manager.close()
+  return model, state.variables()

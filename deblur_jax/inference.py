@@ -1,0 +1,114 @@
+"""Restoring whole images of any size: size buckets, overlapping tiles, self-ensemble.
+
+Pure array functions around a compiled `restore` (NHWC batch in [0, 1] -> the
+model's clamped full-resolution output). Shapes are padded to buckets so that
+a folder of mixed sizes compiles a few programs, not one per image.
+"""
+
+import functools
+import math
+from typing import Callable
+
+import jax
+import numpy as np
+
+from deblur_jax import train_step
+
+
+def make_restore_fn(model, variables) -> Callable:
+  """The jitted `images (N, H, W, 3) -> restored images`, any H and W."""
+
+  @jax.jit
+  def restore(images):
+    return train_step.restore_images(model.apply, variables, images, model.size_multiple)
+
+  return restore
+
+
+def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Reflect-pads (H, W, C) at the bottom and right to height x width."""
+  pad = ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0))
+  small = pad[0][1] >= image.shape[0] or pad[1][1] >= image.shape[1]
+  return np.pad(image, pad, mode='edge' if small else 'reflect')
+
+
+def restore_whole(restore: Callable, image: np.ndarray, bucket: int) -> np.ndarray:
+  """The restored (H, W, 3) image, run at H and W padded up to multiples of `bucket`."""
+  height, width = image.shape[:2]
+  padded = _pad_to(image, _round_up(height, bucket), _round_up(width, bucket))
+  return np.asarray(restore(padded[None]))[0, :height, :width]
+
+
+def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+  if length <= tile:
+    return [0]
+  stride = tile - overlap
+  starts = list(range(0, length - tile, stride))
+  return starts + [length - tile]
+
+
+def _ramp(tile: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
+  """Blending weights along one axis: 1 inside, rising over `overlap` pixels at
+  edges shared with a neighbouring tile (not at the image border)."""
+  weights = np.ones(tile, np.float32)
+  if overlap:
+    rise = (np.arange(overlap, dtype=np.float32) + 1) / (overlap + 1)
+    if not at_start:
+      weights[:overlap] = rise
+    if not at_end:
+      weights[-overlap:] = rise[::-1]
+  return weights
+
+
+def _round_up(length: int, multiple: int) -> int:
+  return math.ceil(length / multiple) * multiple
+
+
+def restore_tiled(restore: Callable, image: np.ndarray, tile: int, overlap: int,
+                  multiple: int, batch: int = 4) -> np.ndarray:
+  """The restored (H, W, 3) image from overlapping tile x tile crops, blended
+  with linear ramps across each overlap so that no seam shows. The image is
+  first padded to `multiple` like `restore_whole`, so borders match it. Memory
+  is that of `batch` tiles, whatever the image size."""
+  if not 0 <= overlap < tile or tile % multiple:
+    raise ValueError(f'Tile overlap {overlap} must lie in [0, tile={tile}), and the tile must '
+                     f'be a multiple of {multiple}.')
+  height, width = image.shape[:2]
+  padded = _pad_to(image, _round_up(max(height, tile), multiple),
+                   _round_up(max(width, tile), multiple))
+  ys = _tile_starts(padded.shape[0], tile, overlap)
+  xs = _tile_starts(padded.shape[1], tile, overlap)
+  boxes = [(y, x) for y in ys for x in xs]
+  total = np.zeros(padded.shape, np.float32)
+  weight = np.zeros(padded.shape[:2] + (1,), np.float32)
+  for first in range(0, len(boxes), batch):
+    chunk = boxes[first:first + batch]
+    crops = [padded[y:y + tile, x:x + tile] for y, x in chunk]
+    crops += [crops[0]] * (batch - len(crops))  # one compiled shape for every batch
+    outputs = np.asarray(restore(np.stack(crops)))
+    for (y, x), out in zip(chunk, outputs):
+      w = np.outer(_ramp(tile, overlap, y == ys[0], y == ys[-1]),
+                   _ramp(tile, overlap, x == xs[0], x == xs[-1]))[..., None]
+      total[y:y + tile, x:x + tile] += w * out
+      weight[y:y + tile, x:x + tile] += w
+  return (total / weight)[:height, :width]
+
+
+def restore_image(restore: Callable, image: np.ndarray, *, bucket: int = 64, tile: int = 0,
+                  overlap: int = 32, ensemble: bool = False) -> np.ndarray:
+  """The restored (H, W, 3) image in [0, 1].
+
+  Sides are padded to multiples of `bucket` (itself a multiple of the model's
+  size multiple). tile > 0 runs overlapping tiles when the image is larger
+  than a tile. ensemble averages the outputs for the four 90-degree rotations
+  of the input (the MIMO-UNet++ protocol).
+  """
+  single = functools.partial(restore_tiled, restore, tile=tile, overlap=overlap,
+                             multiple=bucket)
+  if not tile or max(image.shape[:2]) <= tile:
+    single = functools.partial(restore_whole, restore, bucket=bucket)
+  if not ensemble:
+    return single(image)
+  outputs = [np.rot90(single(np.ascontiguousarray(np.rot90(image, k))), -k) for k in range(4)]
+  return np.mean(outputs, axis=0)
+

@@ -1,0 +1,118 @@
+"""Deblur your own photos with a trained (or converted) checkpoint.
+
+  python -m deblur_jax.predict --workdir=runs/mimo --input=photo.jpg --output=out/
+  python -m deblur_jax.predict --checkpoint=runs/mimo/checkpoints/1600 --input=photos/ \
+      --output=out/ --tile=512 --ensemble --compare
+
+Any size and aspect ratio; 8/16-bit PNG, JPEG, gray and RGBA inputs; outputs are
+lossless PNGs of the input's depth, colour and alpha (NAME.png under --output,
+keeping the folder structure). The model is rebuilt from the config saved with
+the checkpoint. A file that cannot be read is reported and skipped; the exit
+status is then 1. Imports no TensorFlow.
+"""
+
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import flags, logging
+
+from deblur_jax import checkpointing, cli, image_io, inference, models
+from deblur_jax.errors import InputError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'Training directory: uses its latest checkpoint '
+                    '(or --step).')
+flags.DEFINE_string('checkpoint', None, 'A checkpoint step directory, e.g. DIR/checkpoints/1600.')
+flags.DEFINE_integer('step', None, 'With --workdir: the checkpoint step to load.')
+flags.DEFINE_string('input', None, 'An image file or a folder of images (searched recursively).')
+flags.DEFINE_string('output', None, 'Folder for the restored images.')
+flags.DEFINE_integer('tile', 0, 'Run overlapping tiles of this size (a multiple of 64) on '
+                     'images larger than it, to bound memory; 0 = whole images.')
+flags.DEFINE_integer('tile_overlap', 32, 'Pixels shared by neighbouring tiles, blended.')
+flags.DEFINE_integer('bucket', 64, 'Image sides are padded up to multiples of this, so that '
+                     'mixed sizes share compiled programs.')
+flags.DEFINE_boolean('ensemble', False, 'Average over the four 90-degree rotations (4x slower).')
+flags.DEFINE_boolean('compare', False, 'Also write NAME_compare.png: input | restored.')
+flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
+flags.mark_flags_as_required(['input', 'output'])
+
+
+def checkpoint_location(workdir, checkpoint, step):
+  """(workdir whose checkpoints/ holds the checkpoint, step or None for the latest)."""
+  if bool(workdir) == bool(checkpoint):
+    raise InputError('Give exactly one of --workdir and --checkpoint.')
+  if workdir:
+    return workdir, step
+  path = os.path.abspath(checkpoint.rstrip('/'))
+  name = os.path.basename(path)
+  if not name.isdigit() or os.path.basename(os.path.dirname(path)) != 'checkpoints':
+    raise InputError(f'--checkpoint={checkpoint!r} is not a checkpoint step directory '
+                     '(WORKDIR/checkpoints/STEP).')
+  return os.path.dirname(os.path.dirname(path)), int(name)
+
+
+def load_model(workdir: str, step=None, dtype=jnp.float32):
+  """(model, its variables, the step) of a checkpoint, rebuilt from its saved config."""
+  if not os.path.isdir(checkpointing.checkpoint_dir(workdir)):
+    raise InputError(f'{workdir} has no checkpoints/ folder.')
+  manager = checkpointing.create_manager(workdir, keep=1, read_only=True)
+  saved, step = checkpointing.read_config(manager, step)
+  model_config = ml_collections.ConfigDict(saved['model'])
+  model = models.build_model(model_config, dtype)
+  template = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False))
+  variables, step = checkpointing.restore_model_variables(manager, template, saved['model'],
+                                                          step)
+  manager.close()
+  return model, variables, step
+
+
+def output_path(output_dir: str, name: str, suffix: str = '') -> str:
+  return os.path.join(output_dir, os.path.splitext(name)[0] + suffix + '.png')
+
+
+def main(_):
+  if os.path.isfile(FLAGS.output):
+    raise InputError(f'--output={FLAGS.output!r} is a file; give a folder.')
+  if FLAGS.tile and (FLAGS.tile % 64 or FLAGS.tile <= FLAGS.tile_overlap):
+    raise InputError(f'--tile={FLAGS.tile} must be a multiple of 64 larger than '
+                     f'--tile_overlap={FLAGS.tile_overlap}.')
+  if FLAGS.bucket < 1:
+    raise InputError(f'--bucket={FLAGS.bucket} must be positive.')
+  files = image_io.list_images(FLAGS.input)
+  workdir, step = checkpoint_location(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+  model, variables, step = load_model(workdir, step, jnp.dtype(FLAGS.dtype))
+  logging.info('Restoring %d images with %s from the checkpoint at step %d.', len(files),
+               type(model).__name__, step)
+  restore = inference.make_restore_fn(model, variables)
+  bucket = int(np.lcm(FLAGS.bucket, model.size_multiple))
+  failed = []
+  for i, (path, name) in enumerate(files, 1):
+    start = time.perf_counter()
+    try:
+      image = image_io.read_image(path)
+    except InputError as e:
+      logging.warning('[%d/%d] skipped: %s', i, len(files), e)
+      failed.append(path)
+      continue
+    restored = inference.restore_image(restore, image.rgb, bucket=bucket, tile=FLAGS.tile,
+                                       overlap=FLAGS.tile_overlap, ensemble=FLAGS.ensemble)
+    image_io.write_image(output_path(FLAGS.output, name), restored, image)
+    if FLAGS.compare:
+      side_by_side = np.concatenate([image.rgb, restored], axis=1)
+      image_io.write_image(output_path(FLAGS.output, name, '_compare'), side_by_side,
+                           image_io.LoadedImage(side_by_side, 8, gray=False))
+    logging.info('[%d/%d] %s (%dx%d) in %.2f s', i, len(files), name, image.rgb.shape[1],
+                 image.rgb.shape[0], time.perf_counter() - start)
+  logging.info('Wrote %d restored images to %s; %d skipped.', len(files) - len(failed),
+               FLAGS.output, len(failed))
+  if failed:
+    raise SystemExit(1)
+
+
+if __name__ == '__main__':
+  cli.run(main)
