@@ -129,6 +129,10 @@ def restore_train_state(manager: ocp.CheckpointManager, state_template: Any,
   step = manager.latest_step()
   if step is None:
     return state_template, None
+  if not os.path.isdir(os.path.join(str(manager.directory), str(step), 'train')):
+    raise InputError(f'The checkpoint at {manager.directory}/{step} holds model weights only '
+                     '(converted official weights, say), no optimizer state to resume training '
+                     'from: train in another --workdir.')
   _check_compatible(manager, step, model_config, optimizer_config)
   train_template = {'step': state_template.step, 'opt_state': state_template.opt_state}
   restored = manager.restore(step, args=ocp.args.Composite(

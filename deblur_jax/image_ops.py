@@ -9,6 +9,7 @@ matmul).
 """
 
 import jax.numpy as jnp
+from jax import lax
 
 
 def _check_divisible(x, factor: int, what: str):
@@ -49,18 +50,33 @@ def bilinear_downsample_4x(x):
   return blocks.mean(axis=(2, 4))
 
 
+def _pad_end_to_multiple(x, axis: int, multiple: int):
+  """Pads the end of `axis` to a multiple of `multiple`, by reflection (by
+  repetition for images shorter than the padding)."""
+  n = x.shape[axis]
+  if isinstance(n, int):
+    pad = -n % multiple
+    if not pad:
+      return x
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (0, pad)
+    return jnp.pad(x, widths, mode='reflect' if pad < n else 'edge')
+  # A symbolic size (jax.export with any image size): mirror the last
+  # multiple - 1 rows, then keep multiple * ceil(n / multiple) of them. The same
+  # numbers as reflect padding, for n >= multiple.
+  tail = jnp.flip(lax.slice_in_dim(x, n - multiple, n - 1, axis=axis), axis)
+  padded_size = multiple * ((n + multiple - 1) // multiple)
+  return lax.slice_in_dim(jnp.concatenate([x, tail], axis), 0, padded_size, axis=axis)
+
+
 def pad_to_multiple(x, multiple: int):
   """Reflect-pads the bottom and right of NHWC `x` so H and W divide by `multiple`.
 
   Returns the padded array and the original (height, width) for `crop_to`.
   """
-  height, width = x.shape[1], x.shape[2]
-  pad_h = -height % multiple
-  pad_w = -width % multiple
-  if pad_h or pad_w:
-    mode = 'reflect' if pad_h < height and pad_w < width else 'edge'
-    x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode=mode)
-  return x, (height, width)
+  size = (x.shape[1], x.shape[2])
+  x = _pad_end_to_multiple(x, 1, multiple)
+  return _pad_end_to_multiple(x, 2, multiple), size
 
 
 def crop_to(x, size):

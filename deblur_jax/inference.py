@@ -1,18 +1,54 @@
-"""Restoring whole images of any size: size buckets, overlapping tiles, self-ensemble.
+"""Restoring whole images of any size with a saved model.
 
-Pure array functions around a compiled `restore` (NHWC batch in [0, 1] -> the
-model's clamped full-resolution output). Shapes are padded to buckets so that
-a folder of mixed sizes compiles a few programs, not one per image.
+Loading a checkpoint's model from its own saved config, and pure array
+functions around a compiled `restore` (NHWC batch in [0, 1] -> the model's
+clamped full-resolution output): size buckets (padding so that a folder of
+mixed sizes compiles a few programs, not one per image), overlapping tiles
+and self-ensemble.
 """
 
 import functools
 import math
+import os
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from deblur_jax import train_step
+from deblur_jax import checkpointing, models, train_step
+from deblur_jax.errors import InputError
+
+
+def checkpoint_location(workdir, checkpoint, step):
+  """(workdir whose checkpoints/ holds the checkpoint, step or None for the latest)."""
+  if bool(workdir) == bool(checkpoint):
+    raise InputError('Give exactly one of --workdir and --checkpoint.')
+  if workdir:
+    return workdir, step
+  path = os.path.abspath(checkpoint.rstrip('/'))
+  name = os.path.basename(path)
+  if not name.isdigit() or os.path.basename(os.path.dirname(path)) != 'checkpoints':
+    raise InputError(f'--checkpoint={checkpoint!r} is not a checkpoint step directory '
+                     '(WORKDIR/checkpoints/STEP).')
+  return os.path.dirname(os.path.dirname(path)), int(name)
+
+
+def load_model(workdir: str, step=None, dtype=jnp.float32):
+  """(model, its variables, the step) of a checkpoint, rebuilt from its saved config."""
+  if not os.path.isdir(checkpointing.checkpoint_dir(workdir)):
+    raise InputError(f'{workdir} has no checkpoints/ folder.')
+  manager = checkpointing.create_manager(workdir, keep=1, read_only=True)
+  saved, step = checkpointing.read_config(manager, step)
+  model_config = ml_collections.ConfigDict(saved['model'])
+  model = models.build_model(model_config, dtype)
+  template = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False))
+  variables, step = checkpointing.restore_model_variables(manager, template, saved['model'],
+                                                          step)
+  manager.close()
+  return model, variables, step
 
 
 def make_restore_fn(model, variables) -> Callable:

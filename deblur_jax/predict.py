@@ -14,13 +14,11 @@ status is then 1. Imports no TensorFlow.
 import os
 import time
 
-import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from absl import flags, logging
 
-from deblur_jax import checkpointing, cli, image_io, inference, models
+from deblur_jax import cli, image_io, inference
 from deblur_jax.errors import InputError
 
 FLAGS = flags.FLAGS
@@ -41,36 +39,6 @@ flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
 flags.mark_flags_as_required(['input', 'output'])
 
 
-def checkpoint_location(workdir, checkpoint, step):
-  """(workdir whose checkpoints/ holds the checkpoint, step or None for the latest)."""
-  if bool(workdir) == bool(checkpoint):
-    raise InputError('Give exactly one of --workdir and --checkpoint.')
-  if workdir:
-    return workdir, step
-  path = os.path.abspath(checkpoint.rstrip('/'))
-  name = os.path.basename(path)
-  if not name.isdigit() or os.path.basename(os.path.dirname(path)) != 'checkpoints':
-    raise InputError(f'--checkpoint={checkpoint!r} is not a checkpoint step directory '
-                     '(WORKDIR/checkpoints/STEP).')
-  return os.path.dirname(os.path.dirname(path)), int(name)
-
-
-def load_model(workdir: str, step=None, dtype=jnp.float32):
-  """(model, its variables, the step) of a checkpoint, rebuilt from its saved config."""
-  if not os.path.isdir(checkpointing.checkpoint_dir(workdir)):
-    raise InputError(f'{workdir} has no checkpoints/ folder.')
-  manager = checkpointing.create_manager(workdir, keep=1, read_only=True)
-  saved, step = checkpointing.read_config(manager, step)
-  model_config = ml_collections.ConfigDict(saved['model'])
-  model = models.build_model(model_config, dtype)
-  template = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False))
-  variables, step = checkpointing.restore_model_variables(manager, template, saved['model'],
-                                                          step)
-  manager.close()
-  return model, variables, step
-
-
 def output_path(output_dir: str, name: str, suffix: str = '') -> str:
   return os.path.join(output_dir, os.path.splitext(name)[0] + suffix + '.png')
 
@@ -84,8 +52,9 @@ def main(_):
   if FLAGS.bucket < 1:
     raise InputError(f'--bucket={FLAGS.bucket} must be positive.')
   files = image_io.list_images(FLAGS.input)
-  workdir, step = checkpoint_location(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
-  model, variables, step = load_model(workdir, step, jnp.dtype(FLAGS.dtype))
+  workdir, step = inference.checkpoint_location(FLAGS.workdir, FLAGS.checkpoint,
+                                                 FLAGS.step)
+  model, variables, step = inference.load_model(workdir, step, jnp.dtype(FLAGS.dtype))
   logging.info('Restoring %d images with %s from the checkpoint at step %d.', len(files),
                type(model).__name__, step)
   restore = inference.make_restore_fn(model, variables)
