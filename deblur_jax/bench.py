@@ -193,6 +193,7 @@ def main(_):
   default_batch = config.train.batch_size if FLAGS.what != 'infer' else jax.device_count()
   record = run(config, FLAGS.what, FLAGS.batch or default_batch, height, width,
                FLAGS.dtype or config.train.compute_dtype, FLAGS.steps, FLAGS.warmup)
+  record = {'config': config_flags.get_config_filename(FLAGS['config']), **record}
   print(json.dumps(record), flush=True)
 
 

@@ -1,7 +1,7 @@
 """The official-weights converter: PyTorch files read without PyTorch, mapped onto
 MIMOUNet, numerically equal to PyTorch, and bad files refused by name.
 
-tests/data holds files written once by real PyTorch (make_torch_checkpoints.py).
+tests/data holds files written once by real PyTorch (pytorch_reference.py).
 """
 
 import collections

@@ -1,7 +1,13 @@
-"""Writes the PyTorch test data in this folder. Run once, by hand, with PyTorch:
+"""A PyTorch MIMO-UNet to compare deblur_jax with. Run by hand, with PyTorch:
 
   python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 numpy
-  /tmp/torchvenv/bin/python tests/data/make_torch_checkpoints.py
+  /tmp/torchvenv/bin/python tests/data/pytorch_reference.py           # the test data
+  /tmp/torchvenv/bin/python tests/data/pytorch_reference.py --bench   # PyTorch timings
+
+With --bench it times the official-size models as BENCHMARKS.md compares them
+with `deblur_jax.bench`: one Adam step at batch 4 x 256x256 with the official
+loss, and one 1280x720 inference, each the median of several runs after a
+warm-up, one JSON line per run.
 
 The tests read the files it writes and never import torch. It writes:
 
@@ -25,7 +31,12 @@ that every layer changes the outputs visibly.
 """
 
 import collections
+import datetime
+import json
 import pathlib
+import statistics
+import sys
+import time
 
 import numpy as np
 import torch
@@ -242,9 +253,64 @@ def write_other_model():
   torch.save(model.state_dict(), HERE / 'other_model.pt')
 
 
+def official_loss(outputs, sharp):
+  """Multi-scale L1 + 0.1 x L1 of the full 2-D FFTs (real and imaginary parts),
+  against bilinear (non-antialiased) downsampled targets, as the official code."""
+  targets = (F.interpolate(sharp, scale_factor=0.25, mode='bilinear'),
+             F.interpolate(sharp, scale_factor=0.5, mode='bilinear'), sharp)
+  total = 0.0
+  for out, target in zip(outputs, targets):
+    diff = torch.view_as_real(torch.fft.fft2(out) - torch.fft.fft2(target))
+    total = total + F.l1_loss(out, target) + 0.1 * diff.abs().mean()
+  return total
+
+
+def _median_seconds(call, steps, warmup):
+  for _ in range(warmup):
+    call()
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    call()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def bench(steps=3, warmup=1):
+  torch.manual_seed(0)
+  for name, num_res in (('mimo_unet', 8), ('mimo_unet_plus', 20)):
+    model = MIMOUNet(32, num_res)
+    params = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    blur, sharp = torch.rand(4, 3, 256, 256), torch.rand(4, 3, 256, 256)
+
+    def train_step():
+      optimizer.zero_grad()
+      official_loss(model(blur), sharp).backward()
+      optimizer.step()
+
+    model.train()
+    records = [('train', 4, 256, 256, _median_seconds(train_step, steps, warmup))]
+    frame = torch.rand(1, 3, 720, 1280)
+    model.eval()
+    with torch.no_grad():
+      records.append(('infer', 1, 720, 1280,
+                      _median_seconds(lambda: model(frame), steps, warmup)))
+    for what, batch, height, width, seconds in records:
+      print(json.dumps({
+          'what': what, 'model': name, 'params': params, 'batch': batch, 'height': height,
+          'width': width, 'dtype': 'float32', 'framework': f'pytorch {torch.__version__}',
+          'threads': torch.get_num_threads(), 'step_ms_median': round(1e3 * seconds, 3),
+          'items_per_s': round(batch / seconds, 3),
+          'date': datetime.date.today().isoformat()}), flush=True)
+
+
 if __name__ == '__main__':
-  write_mimo_unet()
-  write_tensors()
-  write_other_model()
-  for path in sorted(HERE.iterdir()):
-    print(f'{path.name}: {path.stat().st_size} bytes')
+  if '--bench' in sys.argv[1:]:
+    bench()
+  else:
+    write_mimo_unet()
+    write_tensors()
+    write_other_model()
+    for path in sorted(HERE.iterdir()):
+      print(f'{path.name}: {path.stat().st_size} bytes')
