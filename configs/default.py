@@ -8,6 +8,33 @@ the command line: `--config.optimizer.learning_rate=2e-4`.
 import ml_collections
 
 
+def optimizer_config(learning_rate: float, b1: float) -> ml_collections.ConfigDict:
+  """The fields of an Optax chain (config.optimizer, config.gan.optimizer)."""
+  optimizer = ml_collections.ConfigDict()
+  optimizer.name = 'adam'  # 'adam', 'adamw', 'rmsprop' or 'sgd'.
+  optimizer.learning_rate = learning_rate  # Peak learning rate.
+  optimizer.b1 = b1  # Adam first-moment decay.
+  optimizer.b2 = 0.999  # Adam second-moment decay.
+  optimizer.eps = 1e-8  # Adam / RMSprop denominator epsilon.
+  optimizer.rho = 0.9  # RMSprop squared-gradient decay.
+  optimizer.momentum = 0.9  # SGD momentum (0 = plain SGD).
+  optimizer.nesterov = False  # SGD Nesterov momentum.
+  # L2 penalty added to the gradients (PyTorch's `weight_decay`); for 'adamw'
+  # it is the decoupled decay instead.
+  optimizer.weight_decay = 0.0
+  optimizer.grad_clip_norm = 0.0  # Clip gradients to this global norm; 0 = off.
+  # Learning-rate schedule: 'constant', 'multistep' (multiply by decay_factor
+  # every decay_every_epochs or decay_every_steps) or 'cosine' (linear warm-up
+  # then cosine decay to end_learning_rate over the whole run).
+  optimizer.schedule = 'multistep'
+  optimizer.decay_every_epochs = 500.0  # Paper: halve every 500 epochs.
+  optimizer.decay_every_steps = 0  # Used instead of epochs when > 0.
+  optimizer.decay_factor = 0.5
+  optimizer.warmup_steps = 0  # Linear warm-up steps ('cosine' only).
+  optimizer.end_learning_rate = 0.0  # Final learning rate ('cosine' only).
+  return optimizer
+
+
 def get_config():
   config = ml_collections.ConfigDict()
   config.seed = 0  # Seeds parameter init, data order, crops, flips and dropout.
@@ -25,6 +52,11 @@ def get_config():
   # Root of a paired dataset: GOPRO_Large ({split}/SEQ/{blur,sharp}/*.png) or a
   # flattened copy ({split}/{blur,sharp}/*.png). Empty: the embedded demo photos.
   config.data.dir = ''
+  # 'folders' reads `dir`; 'tfds' reads the GoPro TFDS dataset (deblur_jax/data/
+  # gopro), prepared on first use from tfds_manual_dir into tfds_data_dir.
+  config.data.source = 'folders'
+  config.data.tfds_data_dir = ''  # '' = TFDS's default (~/tensorflow_datasets).
+  config.data.tfds_manual_dir = ''  # Holds GOPRO_Large/ or GOPRO_Large.zip.
   config.data.train_split = 'train'  # Sub-folder of `dir` used for training.
   config.data.eval_split = 'test'  # Sub-folder of `dir` used for evaluation.
   config.data.blur_folder = 'blur'  # 'blur' (MIMO-UNet, NAFNet, ...) or 'blur_gamma'.
@@ -45,31 +77,24 @@ def get_config():
   # The training loss, applied to every output scale against the sharp image
   # downsampled the way the official code does (bilinear, no antialiasing).
   config.loss = ml_collections.ConfigDict()
-  config.loss.name = 'mimo'  # 'mimo' (L1 + fft_weight * FFT L1), 'l1' or 'mse'.
+  # The main loss (weight 1): 'mimo' (L1 + fft_weight * FFT L1), 'l1', 'mse',
+  # 'charbonnier', 'psnr' (NAFNet's), 'ssim' (1 - SSIM), 'sobel' (edge L1),
+  # 'fft' (MIMO's FFT L1), 'fft_amplitude' or 'perceptual' (VGG features).
+  config.loss.name = 'mimo'
   config.loss.fft_weight = 0.1  # Weight of the frequency L1 term of 'mimo'.
+  # Other losses added with these weights (0 = not used); the same names.
+  config.loss.extra_weights = ml_collections.ConfigDict({
+      name: 0.0 for name in ('l1', 'mse', 'charbonnier', 'psnr', 'ssim', 'sobel', 'fft',
+                             'fft_amplitude', 'perceptual')})
+  config.loss.charbonnier_eps = 1e-3
+  # Perceptual loss: distance between VGG features of output and target, with
+  # ImageNet weights converted once by `python -m deblur_jax.convert_vgg`.
+  config.loss.perceptual_network = 'vgg19'  # 'vgg16' or 'vgg19'.
+  config.loss.perceptual_layer = 'conv3_3'  # convB_K, reluB_K or poolB.
+  config.loss.perceptual_weights = ''  # Path of the converted .npz file.
+  config.loss.perceptual_distance = 'mse'  # 'mse' or 'l1'.
 
-  config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.name = 'adam'  # 'adam', 'adamw', 'rmsprop' or 'sgd'.
-  config.optimizer.learning_rate = 1e-4  # Peak learning rate.
-  config.optimizer.b1 = 0.9  # Adam first-moment decay.
-  config.optimizer.b2 = 0.999  # Adam second-moment decay.
-  config.optimizer.eps = 1e-8  # Adam / RMSprop denominator epsilon.
-  config.optimizer.rho = 0.9  # RMSprop squared-gradient decay.
-  config.optimizer.momentum = 0.9  # SGD momentum (0 = plain SGD).
-  config.optimizer.nesterov = False  # SGD Nesterov momentum.
-  # L2 penalty added to the gradients (PyTorch's `weight_decay`); for 'adamw'
-  # it is the decoupled decay instead.
-  config.optimizer.weight_decay = 0.0
-  config.optimizer.grad_clip_norm = 0.0  # Clip gradients to this global norm; 0 = off.
-  # Learning-rate schedule: 'constant', 'multistep' (multiply by decay_factor
-  # every decay_every_epochs or decay_every_steps) or 'cosine' (linear warm-up
-  # then cosine decay to end_learning_rate over the whole run).
-  config.optimizer.schedule = 'multistep'
-  config.optimizer.decay_every_epochs = 500.0  # Paper: halve every 500 epochs.
-  config.optimizer.decay_every_steps = 0  # Used instead of epochs when > 0.
-  config.optimizer.decay_factor = 0.5
-  config.optimizer.warmup_steps = 0  # Linear warm-up steps ('cosine' only).
-  config.optimizer.end_learning_rate = 0.0  # Final learning rate ('cosine' only).
+  config.optimizer = optimizer_config(learning_rate=1e-4, b1=0.9)
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 4  # Global batch over all devices and processes.
@@ -82,8 +107,44 @@ def get_config():
   config.train.checkpoint_every_steps = 5_000
   config.train.keep_checkpoints = 3  # Latest checkpoints kept, besides the best by PSNR.
   config.train.num_image_summaries = 3  # Eval images written as blurred|restored|sharp.
+  # The validation metric that picks the best checkpoint and drives the plateau
+  # and early-stopping callbacks: 'psnr', 'ssim' (higher is better) or 'mse'.
+  config.train.monitor = 'psnr'
+  # ReduceLROnPlateau (optax.contrib.reduce_on_plateau): multiply the learning
+  # rate by plateau_factor after plateau_patience evaluations without an
+  # improvement larger than plateau_min_delta (monitored metric's units). 0 = off.
+  config.train.plateau_factor = 0.0
+  config.train.plateau_patience = 5  # Evaluations.
+  config.train.plateau_min_delta = 1e-4  # Absolute, like Keras' min_delta.
+  config.train.plateau_cooldown = 0  # Evaluations to wait after a reduction.
+  config.train.plateau_min_scale = 0.0  # Lowest multiple of the learning rate.
+  # Early stopping after early_stop_patience evaluations without an improvement
+  # larger than early_stop_min_delta (in the monitored metric's units). 0 = off.
+  config.train.early_stop_patience = 0
+  config.train.early_stop_min_delta = 0.0
+  config.train.early_stop_restore_best = True  # The final checkpoint gets the best weights.
+  # Exponential moving average of the parameters, evaluated and saved beside
+  # the trained ones (checkpoint item 'ema'). 0 = off; 0.999 is typical.
+  config.train.ema_decay = 0.0
+  # A step whose loss or gradients are NaN or Inf is skipped; this many in a row
+  # stop training with an error, keeping the last good checkpoint.
+  config.train.max_nonfinite_steps = 10
+
+  # Adversarial training (seed report 004, DeblurGAN): off while
+  # discriminator.name is empty. Only GAN generators (config.model.name='gan')
+  # take a discriminator.
+  config.gan = ml_collections.ConfigDict()
+  config.gan.discriminator = ml_collections.ConfigDict()
+  config.gan.discriminator.name = ''  # Registry: deblur_jax.models.DISCRIMINATORS.
+  config.gan.loss = 'lsgan'  # 'vanilla' (BCE), 'lsgan', 'wgan_gp' or 'ragan_ls'.
+  config.gan.weight = 0.001  # Weight of the adversarial term in the generator loss.
+  config.gan.critic_steps = 1  # Discriminator updates per generator update.
+  config.gan.gradient_penalty_weight = 10.0  # WGAN-GP's lambda ('wgan_gp' only).
+  # The discriminator's optimizer (same fields as config.optimizer).
+  config.gan.optimizer = optimizer_config(learning_rate=1e-4, b1=0.5)
 
   config.eval = ml_collections.ConfigDict()
   config.eval.checkpoint_step = -1  # `--mode=eval` loads this step; -1 = latest.
   config.eval.batch_size_per_device = 1  # Full-size test images per device.
+  config.eval.ema = False  # `--mode=eval` evaluates the moving average (checkpoint item 'ema').
   return config

@@ -3,7 +3,7 @@
 Saves are asynchronous and atomic (Orbax writes a temporary folder and renames
 it when complete), so a crash mid-save leaves the previous checkpoints intact
 and the next start ignores and removes the partial one. Kept: the latest
-`keep` checkpoints plus the one with the best evaluation PSNR.
+`keep` checkpoints plus the one with the best monitored evaluation metric.
 """
 
 import os
@@ -15,40 +15,59 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 from deblur_jax.errors import InputError
 
-BEST_METRIC = 'psnr'  # Higher is better.
-
 
 def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), 'checkpoints')
 
 
-def create_manager(workdir: str, keep: int, read_only: bool = False) -> ocp.CheckpointManager:
-  """A manager for `workdir/checkpoints`: latest `keep` plus best by eval PSNR."""
+def create_manager(workdir: str, keep: int, read_only: bool = False,
+                   monitor: str = 'psnr', higher_is_better: bool = True
+                   ) -> ocp.CheckpointManager:
+  """A manager for `workdir/checkpoints`: latest `keep` plus the best by the
+  evaluation metric `monitor`."""
   if keep < 1:
     raise InputError(f'config.train.keep_checkpoints={keep} must be at least 1.')
   policy = preservation_policy.AnyPreservationPolicy([
       preservation_policy.LatestN(n=keep),
-      preservation_policy.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=False, n=1,
+      preservation_policy.BestN(get_metric_fn=lambda m: m[monitor],
+                                reverse=not higher_is_better, n=1,
                                 keep_checkpoints_without_metrics=False),
   ])
   # best_fn makes Orbax write each checkpoint's metrics to disk, so the best one
   # is still known (and kept) after a restart.
   options = ocp.CheckpointManagerOptions(
-      preservation_policy=policy, best_fn=lambda m: m[BEST_METRIC], best_mode='max',
+      preservation_policy=policy, best_fn=lambda m: m[monitor],
+      best_mode='max' if higher_is_better else 'min',
       cleanup_tmp_directories=not read_only, read_only=read_only, create=not read_only)
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
 
 
+def _train_item(state: Any, loop_state: dict) -> dict:
+  """What resuming needs besides the model: step, optimizer and plateau state,
+  and the loop's own state (early-stopping counters, a discriminator, ...)."""
+  item = {'step': state.step, 'opt_state': state.opt_state, **loop_state}
+  if state.plateau is not None:
+    item['plateau'] = state.plateau
+  return item
+
+
+def _ema_variables(state: Any) -> dict:
+  return state.variables(params=state.ema_params)
+
+
 def save(manager: ocp.CheckpointManager, step: int, state: Any, config_dict: dict,
-         eval_metrics: Optional[dict] = None) -> None:
-  """Starts an asynchronous save at `step` of three items: 'model' (the model
-  variables), 'train' (step and optimizer state) and 'config'."""
-  args = ocp.args.Composite(
-      model=ocp.args.StandardSave(state.variables()),
-      train=ocp.args.StandardSave({'step': state.step, 'opt_state': state.opt_state}),
-      config=ocp.args.JsonSave(config_dict))
-  metrics = None if eval_metrics is None else {BEST_METRIC: float(eval_metrics[BEST_METRIC])}
-  manager.save(step, args=args, metrics=metrics, force=True)
+         eval_metrics: Optional[dict] = None, loop_state: Optional[dict] = None) -> None:
+  """Starts an asynchronous save at `step` of the items 'model' (the model
+  variables), 'train' (see `_train_item`), 'config', and 'ema' (the averaged
+  variables) when the state keeps an EMA. `eval_metrics` ({name: value}) rank
+  the checkpoint for the best-checkpoint policy."""
+  items = dict(model=ocp.args.StandardSave(state.variables()),
+               train=ocp.args.StandardSave(_train_item(state, loop_state or {})),
+               config=ocp.args.JsonSave(config_dict))
+  if state.ema_params is not None:
+    items['ema'] = ocp.args.StandardSave(_ema_variables(state))
+  metrics = None if eval_metrics is None else {k: float(v) for k, v in eval_metrics.items()}
+  manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
 
 
 def save_model(manager: ocp.CheckpointManager, step: int, variables: dict,
@@ -119,37 +138,58 @@ def _abstract(tree):
 
 
 def restore_train_state(manager: ocp.CheckpointManager, state_template: Any,
-                        model_config: dict, optimizer_config: dict):
+                        model_config: dict, optimizer_config: dict,
+                        loop_template: Optional[dict] = None):
   """Restores the latest checkpoint onto `state_template`'s structure and shardings.
 
-  Returns (state, step), or (state_template, None) when there is no checkpoint.
-  A checkpoint of another model (any difference in config.model) or with an
-  optimizer state of another shape is an error that names the differing fields.
+  Returns (state, step, loop state), or (state_template, None, loop_template)
+  when there is no checkpoint. A checkpoint of another model (any difference
+  in config.model) or with an optimizer state of another shape is an error
+  that names the differing fields.
   """
+  loop_template = loop_template or {}
   step = manager.latest_step()
   if step is None:
-    return state_template, None
+    return state_template, None, loop_template
   if not os.path.isdir(os.path.join(str(manager.directory), str(step), 'train')):
     raise InputError(f'The checkpoint at {manager.directory}/{step} holds model weights only '
                      '(converted official weights, say), no optimizer state to resume training '
                      'from: train in another --workdir.')
   _check_compatible(manager, step, model_config, optimizer_config)
-  train_template = {'step': state_template.step, 'opt_state': state_template.opt_state}
-  restored = manager.restore(step, args=ocp.args.Composite(
-      model=ocp.args.StandardRestore(_abstract(state_template.variables())),
-      train=ocp.args.StandardRestore(_abstract(train_template))))
+  items = dict(model=ocp.args.StandardRestore(_abstract(state_template.variables())),
+               train=ocp.args.StandardRestore(_abstract(_train_item(state_template,
+                                                                    loop_template))))
+  if state_template.ema_params is not None:
+    items['ema'] = ocp.args.StandardRestore(_abstract(_ema_variables(state_template)))
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(**items))
+  except (KeyError, ValueError, FileNotFoundError) as e:
+    raise InputError(f'The checkpoint at {manager.directory}/{step} does not hold the state '
+                     'this config trains (EMA, plateau, discriminator or optimizer settings '
+                     f'differ: {" ".join(str(e).split())[:300]}). Use the config it was trained '
+                     'with or another --workdir.') from None
   variables, train = restored['model'], restored['train']
   state = state_template.replace(step=train['step'], opt_state=train['opt_state'],
                                  params=variables['params'],
-                                 batch_stats=variables.get('batch_stats', {}))
-  return state, step
+                                 batch_stats=variables.get('batch_stats', {}),
+                                 plateau=train.get('plateau'))
+  if 'ema' in restored:
+    state = state.replace(ema_params=restored['ema']['params'])
+  loop_state = {k: train[k] for k in loop_template}
+  return state, step, loop_state
 
 
 def restore_model_variables(manager: ocp.CheckpointManager, variables_template: dict,
-                            model_config: dict, step: Optional[int] = None):
-  """(model variables, step) of the checkpoint at `step` (default: latest)."""
+                            model_config: dict, step: Optional[int] = None,
+                            ema: bool = False):
+  """(model variables, step) of the checkpoint at `step` (default: latest): the
+  trained ones, or their moving average when `ema`."""
   _, step = read_config(manager, step)
   _check_compatible(manager, step, model_config)
+  item = 'ema' if ema else 'model'
+  if not os.path.isdir(os.path.join(str(manager.directory), str(step), item)):
+    raise InputError(f'The checkpoint at {manager.directory}/{step} has no {item!r} item: it '
+                     'was trained without config.train.ema_decay; evaluate its raw weights.')
   restored = manager.restore(step, args=ocp.args.Composite(
-      model=ocp.args.StandardRestore(_abstract(variables_template))))
-  return restored['model'], step
+      **{item: ocp.args.StandardRestore(_abstract(variables_template))}))
+  return restored[item], step

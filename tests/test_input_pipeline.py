@@ -110,14 +110,14 @@ def test_demo_eval_pairs_are_written_once_per_blur(tmp_path):
   config = tiny.get_config().data
   config.demo.eval_blurs = 'gauss7,motion'
   config.max_eval_images = 0
-  found = input_pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
+  found, _ = input_pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
   assert sorted(p.name for p in found) == ['gauss7/chelsea.png', 'gauss7/coffee.png',
                                            'motion/chelsea.png', 'motion/coffee.png']
   for pair in found:
     assert Image.open(pair.blur).size == Image.open(pair.sharp).size
   written = {p.blur: os.path.getmtime(p.blur) for p in found}
   config.max_eval_images = 3
-  again = input_pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
+  again, _ = input_pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
   assert len(again) == 3
   assert all(os.path.getmtime(p.blur) == written[p.blur] for p in again)
 

@@ -77,7 +77,7 @@ def test_eval_mode_writes_per_image_csv_and_summary_json(config, tmp_path):
   with open(tmp_path / 'eval' / 'step_2.csv') as f:
     rows = list(csv.DictReader(f))
   assert [r['name'] for r in rows] == ['GOPR0000_00_00/000000.png', 'GOPR0000_00_00/000001.png']
-  assert set(rows[0]) == {'name', 'psnr', 'ssim', 'input_psnr', 'input_ssim'}
+  assert set(rows[0]) == {'name', 'psnr', 'ssim', 'mse', 'input_psnr', 'input_ssim'}
   for row in rows:  # each row's input PSNR is that of its own files
     folder = os.path.join(config.data.dir, 'test', os.path.dirname(row['name']))
     blur, sharp = (np.asarray(Image.open(os.path.join(folder, kind, os.path.basename(row['name']))),
@@ -131,6 +131,8 @@ def test_keeps_the_latest_checkpoints_and_the_best_by_psnr_across_restarts(tmp_p
     params = {'w': jnp.zeros(2)}
     batch_stats = {}
     opt_state = {'m': jnp.zeros(2)}
+    ema_params = None
+    plateau = None
 
     def variables(self):
       return {'params': self.params}

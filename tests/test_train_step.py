@@ -59,7 +59,7 @@ def test_training_on_a_fixed_batch_lowers_the_loss_and_reports_metrics():
   for _ in range(20):
     state, metrics = step(state, batch)
     history.append(float(metrics['loss']))
-  assert set(metrics) == {'loss', 'psnr', 'grad_norm', 'learning_rate'}
+  assert set(metrics) == {'loss', 'psnr', 'grad_norm', 'learning_rate', 'skipped'}
   assert history[-1] < 0.95 * history[0]
   assert sum(b < a for a, b in zip(history, history[1:])) >= 16  # falls at almost every step
   assert int(state.step) == 20

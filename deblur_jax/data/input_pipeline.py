@@ -48,7 +48,11 @@ def create_train_dataset(data_config, *, seed: int, global_batch: int, rows: ran
     raise InputError(f'config.data.crop_size={crop} must be positive.')
   indices = transforms.global_example_indices(start_step, global_batch, rows)
   common = dict(crop_size=crop, hflip=data_config.hflip, seed=seed, example_indices=indices)
-  if data_config.dir:
+  if _source(data_config) == 'tfds':
+    from deblur_jax.data import tfds_source  # pylint: disable=g-import-not-at-top  (slow import)
+    split = tfds_source.load_gopro_split(data_config, data_config.train_split, min_size=crop)
+    dataset, num_images = tfds_source.tfds_train_dataset(split, **common), len(split)
+  elif data_config.dir:
     pairs = pairs_lib.find_pairs(data_config.dir, data_config.train_split,
                                  data_config.blur_folder, data_config.sharp_folder,
                                  min_size=crop).pairs
@@ -61,9 +65,40 @@ def create_train_dataset(data_config, *, seed: int, global_batch: int, rows: ran
   return dataset.with_options(options), num_images
 
 
-def find_eval_pairs(data_config, workdir: str, min_size: int) -> list[pairs_lib.ImagePair]:
-  """The evaluation pairs: `data.eval_split` of `data.dir`, or the demo's held-out
-  photos (written under workdir/demo_data on first use)."""
+SOURCES = ('folders', 'tfds')
+
+
+def _source(data_config) -> str:
+  if data_config.source not in SOURCES:
+    raise InputError(f'Unknown config.data.source {data_config.source!r}; choose one of '
+                     f'{list(SOURCES)}.')
+  return data_config.source
+
+
+def read_pair_files(pairs: Sequence[pairs_lib.ImagePair]) -> tf.data.Dataset:
+  """Full-size {'blur', 'sharp'} of `pairs` read from their files, in order, unbatched."""
+  paths = tf.data.Dataset.from_tensor_slices(([p.blur for p in pairs], [p.sharp for p in pairs]))
+
+  def load(blur_path, sharp_path):
+    return {'blur': transforms.decode_image(blur_path),
+            'sharp': transforms.decode_image(sharp_path)}
+
+  return paths.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def find_eval_pairs(data_config, workdir: str, min_size: int):
+  """(the evaluation pairs, a function reading a list of them as an unbatched dataset):
+  `data.eval_split` of `data.dir` or of the GoPro TFDS dataset, or the demo's
+  held-out photos (written under workdir/demo_data on first use)."""
+  if data_config.max_eval_images < 0:
+    raise InputError(f'config.data.max_eval_images={data_config.max_eval_images} must be >= 0.')
+  if _source(data_config) == 'tfds':
+    from deblur_jax.data import tfds_source  # pylint: disable=g-import-not-at-top  (slow import)
+    split = tfds_source.load_gopro_split(data_config, data_config.eval_split,
+                                         min_size=min_size,
+                                         max_pairs=data_config.max_eval_images or None)
+    return list(split.pairs), lambda pairs: tfds_source.tfds_eval_dataset(
+        split, [p.name for p in pairs])
   if data_config.dir:
     root, split = data_config.dir, data_config.eval_split
     blur_folder, sharp_folder = data_config.blur_folder, data_config.sharp_folder
@@ -71,10 +106,9 @@ def find_eval_pairs(data_config, workdir: str, min_size: int) -> list[pairs_lib.
     blurs = [b.strip() for b in data_config.demo.eval_blurs.split(',') if b.strip()]
     root = demo.write_eval_pairs(os.path.join(workdir, 'demo_data'), blurs)
     split, blur_folder, sharp_folder = 'test', 'blur', 'sharp'
-  if data_config.max_eval_images < 0:
-    raise InputError(f'config.data.max_eval_images={data_config.max_eval_images} must be >= 0.')
-  return pairs_lib.find_pairs(root, split, blur_folder, sharp_folder, min_size=min_size,
-                              max_pairs=data_config.max_eval_images or None).pairs
+  pairs = pairs_lib.find_pairs(root, split, blur_folder, sharp_folder, min_size=min_size,
+                               max_pairs=data_config.max_eval_images or None).pairs
+  return pairs, read_pair_files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,25 +132,19 @@ def plan_eval_batches(pairs: Sequence[pairs_lib.ImagePair],
   return chunks
 
 
-def eval_dataset(chunks: Sequence[EvalChunk], rows: range) -> tf.data.Dataset:
+def eval_dataset(chunks: Sequence[EvalChunk], rows: range, read_pairs=read_pair_files
+                 ) -> tf.data.Dataset:
   """This process's `rows` of each chunk, as local batches {'blur', 'sharp'}."""
   mine = [c.pairs[r] for c in chunks for r in rows]
-  paths = tf.data.Dataset.from_tensor_slices(([p.blur for p in mine], [p.sharp for p in mine]))
-
-  def load(blur_path, sharp_path):
-    return {'blur': transforms.decode_image(blur_path),
-            'sharp': transforms.decode_image(sharp_path)}
-
-  dataset = paths.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return dataset.batch(len(rows)).prefetch(2)
+  return read_pairs(mine).batch(len(rows)).prefetch(2)
 
 
-def eval_batches(chunks: Sequence[EvalChunk], rows: range):
+def eval_batches(chunks: Sequence[EvalChunk], rows: range, read_pairs=read_pair_files):
   """Yields (chunk, this process's `rows` of it) for every chunk.
 
   An image that cannot be decoded is an error naming the files of its batch.
   """
-  batches = eval_dataset(chunks, rows).as_numpy_iterator()
+  batches = eval_dataset(chunks, rows, read_pairs).as_numpy_iterator()
   for chunk in chunks:
     try:
       batch = next(batches)

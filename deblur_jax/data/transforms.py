@@ -15,12 +15,16 @@ tf.config.set_visible_devices([], 'GPU')
 _INT64_MAX = 2 ** 62
 
 
-def decode_image(path):
+def decode_image_bytes(encoded):
   """Any PNG (8 or 16 bit, gray, palette, RGBA), JPEG or BMP as float32 RGB in [0, 1]."""
-  image = tf.io.decode_image(tf.io.read_file(path), channels=3, dtype=tf.float32,
-                             expand_animations=False)
+  image = tf.io.decode_image(encoded, channels=3, dtype=tf.float32, expand_animations=False)
   image.set_shape([None, None, 3])
   return image
+
+
+def decode_image(path):
+  """The image file at `path`, as `decode_image_bytes`."""
+  return decode_image_bytes(tf.io.read_file(path))
 
 
 def global_example_indices(start_step: int, global_batch: int,

@@ -1,0 +1,184 @@
+"""Make a paired dataset from a folder of sharp images by synthetic blur.
+
+  python -m deblur_jax.data.synthesize --input=photos/ --output=synth/test \
+      --kernels=gauss7,shake --noise_sigma=0,0.01 --jpeg_quality=0 --seed=0
+
+writes, for every image under --input (searched recursively):
+  OUTPUT/sharp/NAME.png    the sharp image as 8-bit RGB
+  OUTPUT/blur/NAME.png     it blurred, with noise and JPEG as asked (8-bit RGB)
+  OUTPUT/kernels/NAME.npy  the float32 kernel used
+  OUTPUT/manifest.json     per image: source, kernel family and parameters,
+                           noise, JPEG quality and the seed key
+NAME is the path under --input with '/' replaced by '_'. This is the
+flattened layout the training and evaluation code reads: with
+--output=DIR/test, use config.data.dir=DIR; deblur_jax.baselines scores
+Wiener and Richardson-Lucy on it. Image NAME is degraded with the generator
+`degrade.example_rng(seed, key)`, key = name_key(NAME): its blur depends on
+--seed and its name only, not on the other files. A file that cannot be read
+is reported and skipped (exit status 1). Imports neither TensorFlow nor JAX.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import numpy as np
+from absl import flags, logging
+
+from deblur_jax import cli, image_io
+from deblur_jax.data import degrade, kernels
+from deblur_jax.errors import InputError
+
+
+def output_name(relative_path: str) -> str:
+  """'sub/dir/photo.jpg' -> 'sub_dir_photo.png'."""
+  stem = os.path.splitext(relative_path)[0]
+  return stem.replace(os.sep, '_').replace('/', '_') + '.png'
+
+
+def name_key(name: str) -> int:
+  """A stable 63-bit integer of an image name: its per-image seed, with --seed."""
+  return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], 'big') >> 1
+
+
+@dataclasses.dataclass
+class Summary:
+  written: list[dict]  # The manifest entry of each image written.
+  skipped: list[tuple[str, str]]  # (path, reason) of each input left out.
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+  tmp = f'{path}.tmp{os.getpid()}'
+  with open(tmp, 'wb') as f:
+    np.save(f, array)
+  os.replace(tmp, path)
+
+
+def _write_json(path: str, data) -> None:
+  tmp = f'{path}.tmp{os.getpid()}'
+  with open(tmp, 'w') as f:
+    json.dump(data, f, indent=1)
+  os.replace(tmp, path)
+
+
+def _check_output(input_path: str, output_dir: str) -> None:
+  if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+    raise InputError(f'--output={output_dir!r} is a file; give a folder.')
+  if os.path.isdir(input_path):
+    inside = os.path.relpath(os.path.abspath(output_dir), os.path.abspath(input_path))
+    if not inside.startswith(os.pardir):
+      raise InputError(f'--output={output_dir!r} lies inside --input={input_path!r}; its '
+                       'images would become inputs next time. Choose another folder.')
+
+
+def synthesize(input_path: str, output_dir: str, spec: degrade.SyntheticBlur,
+               seed: int = 0) -> Summary:
+  """Degrades every image under `input_path` (a folder or one file) into
+  `output_dir` as described in the module docstring, and writes the manifest."""
+  _check_output(input_path, output_dir)
+  files = image_io.list_images(input_path)
+  by_name = {}
+  for path, relative in files:
+    name = output_name(relative)
+    if name in by_name:
+      raise InputError(f'{by_name[name]} and {path} would both be written as {name}; '
+                       'rename one.')
+    by_name[name] = path
+  folders = {k: os.path.join(output_dir, k) for k in ('blur', 'sharp', 'kernels')}
+  for folder in folders.values():
+    os.makedirs(folder, exist_ok=True)
+
+  written, skipped = [], []
+  for i, (name, path) in enumerate(by_name.items(), 1):
+    try:
+      sharp = image_io.read_image(path).rgb
+    except InputError as e:
+      logging.warning('[%d/%d] skipped: %s', i, len(by_name), e)
+      skipped.append((path, str(e)))
+      continue
+    key = name_key(name)
+    result = degrade.degrade(sharp, degrade.example_rng(seed, key), spec)
+    rgb8 = image_io.LoadedImage(sharp, 8, gray=False)
+    image_io.write_image(os.path.join(folders['sharp'], name), sharp, rgb8)
+    image_io.write_image(os.path.join(folders['blur'], name), result.image, rgb8)
+    _save_npy(os.path.join(folders['kernels'], os.path.splitext(name)[0] + '.npy'),
+              result.kernel)
+    written.append({'name': name, 'source': os.path.relpath(path, input_path)
+                    if os.path.isdir(input_path) else os.path.basename(path),
+                    'key': key, 'kernel': result.family,
+                    'kernel_size': int(result.kernel.shape[0]),
+                    'kernel_params': result.kernel_params,
+                    'noise_sigma': result.noise_sigma, 'jpeg_quality': result.jpeg_quality})
+    logging.info('[%d/%d] %s: %s %s', i, len(by_name), name, result.family,
+                 result.kernel_params)
+  if not written:
+    raise InputError(f'None of the {len(skipped)} images under {input_path} could be read, '
+                     f'e.g. {skipped[0][1]}')
+  manifest = {
+      'seed': seed,
+      'spec': dataclasses.asdict(spec),
+      'seeding': 'image NAME uses deblur_jax.data.degrade.example_rng(seed, key): numpy '
+                 'SeedSequence([seed, key]), key = first 8 bytes of sha256(NAME) >> 1',
+      'images': written,
+      'skipped': [{'path': p, 'reason': r} for p, r in skipped],
+  }
+  _write_json(os.path.join(output_dir, 'manifest.json'), manifest)
+  return Summary(written, skipped)
+
+
+def _range(values: list[str], flag: str, kind):
+  """A value or an inclusive 'LOW,HIGH' range of a list flag."""
+  try:
+    parsed = [kind(v) for v in values]
+  except ValueError:
+    parsed = []
+  if len(parsed) not in (1, 2):
+    raise InputError(f'--{flag}={",".join(values)} must be one {kind.__name__} or two '
+                     '(a range), comma-separated.')
+  return parsed[0] if len(parsed) == 1 else tuple(parsed)
+
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """Only when run as a program: other commands define --input and --output
+  too, and a test process may import them all."""
+  flags.DEFINE_string('input', None, 'A folder of sharp images (searched recursively) or one '
+                      'image.')
+  flags.DEFINE_string('output', None, 'Folder to write blur/, sharp/, kernels/ and '
+                      'manifest.json into.')
+  flags.DEFINE_list('kernels', ['gauss7', 'shake'], 'Kernel families, one picked at random '
+                    f'per image: {",".join(kernels.KERNEL_FAMILIES)}.')
+  flags.DEFINE_integer('kernel_size', 0, 'Odd kernel side; 0 = each family\'s default '
+                       f'(Gaussians their own, others {kernels.DEFAULT_KERNEL_SIZE}).')
+  flags.DEFINE_list('noise_sigma', ['0'], 'Standard deviation of Gaussian noise on [0, 1] '
+                    'intensities, or a LOW,HIGH range drawn uniformly per image.')
+  flags.DEFINE_list('jpeg_quality', ['0'], 'JPEG quality 1-100 of a final JPEG round trip, '
+                    'or a LOW,HIGH range; 0 = none.')
+  flags.DEFINE_integer('seed', 0, 'Seed: the same seed and names give the same blur.')
+  flags.mark_flags_as_required(['input', 'output'])
+
+
+def main(_):
+  spec = degrade.SyntheticBlur(
+      kernels=tuple(k.strip() for k in FLAGS.kernels),
+      kernel_size=FLAGS.kernel_size or None,
+      noise_sigma=_range(FLAGS.noise_sigma, 'noise_sigma', float),
+      jpeg_quality=_range(FLAGS.jpeg_quality, 'jpeg_quality', int))
+  if FLAGS.seed < 0:
+    raise InputError(f'--seed={FLAGS.seed} must not be negative.')
+  summary = synthesize(FLAGS.input, FLAGS.output, spec, FLAGS.seed)
+  logging.info('Wrote %d pairs to %s; %d skipped.', len(summary.written), FLAGS.output,
+               len(summary.skipped))
+  print(f'Wrote {len(summary.written)} pairs to {FLAGS.output}'
+        + (f'; skipped {len(summary.skipped)}: '
+           + ', '.join(p for p, _ in summary.skipped) if summary.skipped else '') + '.')
+  if summary.skipped:
+    raise SystemExit(1)
+
+
+if __name__ == '__main__':
+  _define_flags()
+  cli.run(main)

@@ -1,0 +1,170 @@
+"""The training loop under faults: SIGTERM, SIGKILL, non-finite steps, fewer devices;
+and its callbacks end to end (early stopping, plateau, EMA)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from deblur_jax import checkpointing, train
+from helpers import REPO
+
+TIMEOUT_S = 300
+
+
+def saved_item(workdir, step, item='model'):
+  manager = checkpointing.create_manager(str(workdir), keep=1, read_only=True)
+  restored = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore()}))
+  manager.close()
+  return restored[item]
+
+
+def saved_steps(workdir):
+  manager = checkpointing.create_manager(str(workdir), keep=1, read_only=True)
+  steps = list(manager.all_steps())
+  manager.close()
+  return steps
+
+
+def main_command(workdir, *overrides, config='configs/tiny.py'):
+  return [sys.executable, '-m', 'deblur_jax.main', f'--config={config}', f'--workdir={workdir}',
+          *overrides]
+
+
+def subprocess_env(num_devices=4):
+  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL='2')
+  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={num_devices}'
+  return env
+
+
+@pytest.fixture
+def config(tiny_config, pair_tree):
+  tiny_config.data.dir = str(pair_tree)
+  return tiny_config
+
+
+def run_until_checkpoint(workdir, overrides, step, sig):
+  """Starts training, and sends `sig` once the checkpoint at `step` exists."""
+  process = subprocess.Popen(main_command(workdir, *overrides), cwd=REPO, env=subprocess_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  try:
+    deadline = time.time() + TIMEOUT_S
+    marker = os.path.join(workdir, 'checkpoints', str(step))
+    while not os.path.isdir(marker):
+      assert process.poll() is None, process.stdout.read()
+      assert time.time() < deadline, 'no checkpoint in time'
+      time.sleep(0.2)
+    process.send_signal(sig)
+    output, _ = process.communicate(timeout=TIMEOUT_S)
+  finally:
+    if process.poll() is None:
+      process.kill()
+      process.wait()
+  return process.returncode, output
+
+
+def test_sigterm_saves_the_current_step_and_exits_cleanly_then_resumes(config, tmp_path):
+  overrides = [f'--config.data.dir={config.data.dir}', '--config.train.num_train_steps=400',
+               '--config.train.checkpoint_every_steps=2', '--config.train.eval_every_steps=1000']
+  code, output = run_until_checkpoint(tmp_path, overrides, 2, signal.SIGTERM)
+  assert code == 0, output
+  assert 'Preempted: saved the checkpoint at step' in output
+  last = max(saved_steps(tmp_path))
+  assert 2 <= last < 400
+  # The latest checkpoint is that of the step where the signal was seen, not a
+  # periodic one (unless the signal came right at one).
+  config.train.num_train_steps = last + 1
+  config.train.checkpoint_every_steps = 2
+  train.train_and_evaluate(config, str(tmp_path))
+  assert max(saved_steps(tmp_path)) == last + 1
+
+
+def test_sigkill_loses_only_steps_since_the_last_checkpoint(config, tmp_path):
+  """Killed at any moment, the run resumes from its last checkpoint and ends with
+  the parameters of the run that was never interrupted."""
+  config.train.num_train_steps = 6
+  config.train.checkpoint_every_steps = 2
+  config.train.eval_every_steps = 100
+  train.train_and_evaluate(config, str(tmp_path / 'straight'))
+
+  killed = tmp_path / 'killed'
+  overrides = [f'--config.data.dir={config.data.dir}', '--config.train.num_train_steps=6',
+               '--config.train.checkpoint_every_steps=2', '--config.train.eval_every_steps=100']
+  code, _ = run_until_checkpoint(killed, overrides, 2, signal.SIGKILL)
+  if code == 0:
+    pytest.skip('the run finished before it could be killed')
+  assert code == -signal.SIGKILL
+  train.train_and_evaluate(config, str(killed))
+  jax.tree.map(np.testing.assert_array_equal, saved_item(tmp_path / 'straight', 6),
+               saved_item(killed, 6))
+
+
+def test_checkpoint_from_4_devices_resumes_on_2_with_the_same_result(config, tmp_path):
+  """Orbax re-shards the state onto the new mesh; the same global batches give the
+  same parameters up to float rounding of the cross-device reductions."""
+  config.train.num_train_steps = 4
+  config.train.checkpoint_every_steps = 2
+  config.train.eval_every_steps = 100
+  train.train_and_evaluate(config, str(tmp_path / 'four'))
+  config.train.num_train_steps = 2
+  train.train_and_evaluate(config, str(tmp_path / 'elastic'))
+  overrides = [f'--config.data.dir={config.data.dir}', '--config.train.num_train_steps=4',
+               '--config.train.checkpoint_every_steps=2', '--config.train.eval_every_steps=100']
+  result = subprocess.run(main_command(tmp_path / 'elastic', *overrides), cwd=REPO,
+                          env=subprocess_env(num_devices=2), capture_output=True, text=True,
+                          timeout=TIMEOUT_S)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Resumed from the checkpoint at step 2' in result.stderr
+  assert '2 global devices' in result.stderr
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               saved_item(tmp_path / 'four', 4), saved_item(tmp_path / 'elastic', 4))
+
+
+def test_non_finite_steps_are_skipped_then_stop_training(config, tmp_path):
+  """A learning rate of 1e30 sends the parameters to huge values after one step;
+  every later step is non-finite, skipped, and the run stops with a clear error."""
+  config.optimizer.name = 'sgd'
+  config.optimizer.momentum = 0.0
+  config.optimizer.learning_rate = 1e30
+  config.train.num_train_steps = 20
+  config.train.max_nonfinite_steps = 3
+  with pytest.raises(train.TrainingDiverged,
+                     match=r'not finite for 3 steps in a row.*max_nonfinite_steps'):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert max(saved_steps(tmp_path)) < 20
+
+
+def test_early_stopping_restores_the_best_weights_and_plateau_lowers_the_rate(config, tmp_path):
+  """With an improvement threshold of 100 dB nothing improves after the first
+  evaluation: the plateau halves the rate, and training stops at the second
+  evaluation with the first one's weights."""
+  config.train.num_train_steps = 10
+  config.train.eval_every_steps = 1
+  config.train.checkpoint_every_steps = 100
+  config.train.keep_checkpoints = 5
+  config.train.plateau_factor = 0.5
+  config.train.plateau_patience = 0
+  config.train.plateau_min_delta = 100.0
+  config.train.early_stop_patience = 1
+  config.train.early_stop_min_delta = 100.0
+  config.train.ema_decay = 0.5
+  train.train_and_evaluate(config, str(tmp_path))
+  assert saved_steps(tmp_path) == [1, 2]
+  jax.tree.map(np.testing.assert_array_equal, saved_item(tmp_path, 1)['params'],
+               saved_item(tmp_path, 2)['params'])
+  assert float(saved_item(tmp_path, 2, 'train')['plateau']['scale']) == 0.5
+  # The moving average is saved beside the weights and can be evaluated.
+  ema = saved_item(tmp_path, 2, 'ema')['params']
+  assert not np.array_equal(jax.tree.leaves(ema)[0],
+                            jax.tree.leaves(saved_item(tmp_path, 2)['params'])[0])
+  config.eval.ema = True
+  assert np.isfinite(train.evaluate_checkpoint(config, str(tmp_path))['psnr'])
+  # A restart knows that training stopped.
+  assert train.train_and_evaluate(config, str(tmp_path)) == {}
+  assert saved_steps(tmp_path) == [1, 2]
