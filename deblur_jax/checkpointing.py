@@ -80,9 +80,15 @@ def save_model(manager: ocp.CheckpointManager, step: int, variables: dict,
   manager.save(step, args=args, force=True)
 
 
+# config.model fields that change how a model computes, not its parameters.
+_COMPUTE_ONLY_FIELDS = ('remat',)
+
+
 def _config_mismatches(saved: dict, current: dict, prefix: str) -> list[str]:
   diffs = []
   for key in sorted(set(saved) | set(current)):
+    if prefix == 'config.model' and key in _COMPUTE_ONLY_FIELDS:
+      continue
     a, b = saved.get(key, '<absent>'), current.get(key, '<absent>')
     if isinstance(a, dict) and isinstance(b, dict):
       diffs += _config_mismatches(a, b, f'{prefix}.{key}')

@@ -30,6 +30,27 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
+def fsdp_sharding(shape: Sequence[int], mesh: Mesh, min_size: int = 2**16) -> NamedSharding:
+  """Splits an array of `shape` over 'data' along its largest axis that divides
+  evenly; arrays smaller than `min_size` elements, or with no such axis, stay
+  replicated (their all-gathers would cost more than they save)."""
+  num_devices = mesh.devices.size
+  if int(np.prod(shape, dtype=np.int64)) >= min_size:
+    for axis in sorted(range(len(shape)), key=lambda a: -shape[a]):
+      if shape[axis] % num_devices == 0:
+        spec = [None] * len(shape)
+        spec[axis] = DATA_AXIS
+        return NamedSharding(mesh, PartitionSpec(*spec))
+  return replicated(mesh)
+
+
+def state_shardings(abstract_state, mesh: Mesh, fsdp: bool):
+  """Shardings of a train state: replicated, or FSDP-style (`fsdp_sharding`)."""
+  if not fsdp:
+    return jax.tree.map(lambda _: replicated(mesh), abstract_state)
+  return jax.tree.map(lambda x: fsdp_sharding(x.shape, mesh), abstract_state)
+
+
 def local_batch_size(global_batch_size: int, mesh: Mesh, field: str) -> int:
   """This process's share of a global batch, checking that it splits evenly."""
   num_devices = mesh.devices.size

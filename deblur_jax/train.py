@@ -217,6 +217,9 @@ def _build_adversary(config, mesh, crop: int, total_steps: int, steps_per_epoch:
                      f'but config.model.name={config.model.name!r} is not a GAN generator; '
                      f'adversarial training takes one of {models.adversarial_generators()}. '
                      "Set --config.gan.discriminator.name='' to train without a discriminator.")
+  if config.train.fsdp:
+    raise InputError('config.train.fsdp=True is not supported with a discriminator '
+                     '(config.gan.discriminator.name); GAN models are small enough to replicate.')
   if config.gan.critic_steps < 1:
     raise InputError(f'config.gan.critic_steps={config.gan.critic_steps} must be at least 1.')
   losses.get_adversarial_losses(config.gan.loss)  # checks the name
@@ -253,7 +256,7 @@ def _train(config, workdir: str, run: _Run, manager) -> dict:
 
   init_rng, dropout_rng, disc_rng = jax.random.split(jax.random.key(config.seed), 3)
   state = train_step.create_train_state(init_rng, model, tx, crop, mesh, ema=ema_decay > 0,
-                                        plateau=plateau)
+                                        plateau=plateau, fsdp=config.train.fsdp)
   adversary = _build_adversary(config, mesh, crop, total_steps, steps_per_epoch, disc_rng)
   loop_template = {'early_stopping': early_stopping.state(),
                    'stopped_early': np.asarray(0, np.int64)}
@@ -282,7 +285,8 @@ def _train(config, workdir: str, run: _Run, manager) -> dict:
         ema_decay=ema_decay, **adversary.step_kwargs)
   else:
     plain_fn = train_step.jit_train_step(mesh, loss_fn=loss_fn, learning_rate_fn=schedule,
-                                         rng=dropout_rng, ema_decay=ema_decay)
+                                         rng=dropout_rng, ema_decay=ema_decay,
+                                         state_sharding=train_step.state_shardings(state))
   report_progress = periodic_actions.ReportProgress(
       num_train_steps=total_steps, writer=writer, every_steps=config.train.log_every_steps)
 

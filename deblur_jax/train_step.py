@@ -38,10 +38,10 @@ class TrainState(train_state.TrainState):
 
 def create_train_state(rng, model: nn.Module, tx: optax.GradientTransformation,
                        image_size: int, mesh, *, ema: bool = False,
-                       plateau: Optional[optax.GradientTransformationExtraArgs] = None
-                       ) -> TrainState:
+                       plateau: Optional[optax.GradientTransformationExtraArgs] = None,
+                       fsdp: bool = False) -> TrainState:
   """Initialises parameters and optimizer state (and the EMA copy and plateau
-  state when asked), replicated on `mesh`."""
+  state when asked) on `mesh`: replicated, or sharded FSDP-style with `fsdp`."""
 
   def init():
     dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
@@ -52,7 +52,13 @@ def create_train_state(rng, model: nn.Module, tx: optax.GradientTransformation,
                              ema_params=jax.tree.map(jnp.copy, params) if ema else None,
                              plateau=plateau.init({}) if plateau is not None else None)
 
-  return jax.jit(init, out_shardings=sharding.replicated(mesh))()
+  shardings = sharding.state_shardings(jax.eval_shape(init), mesh, fsdp)
+  return jax.jit(init, out_shardings=shardings)()
+
+
+def state_shardings(state: TrainState):
+  """The shardings `state` lives in, for jitting steps that keep them."""
+  return jax.tree.map(lambda x: x.sharding, state)
 
 
 def all_finite(tree) -> jax.Array:
@@ -147,13 +153,15 @@ def eval_step(variables: dict, batch: dict, *, apply_fn: Callable, size_multiple
 
 
 def jit_train_step(mesh, *, loss_fn: Callable, learning_rate_fn: optax.Schedule, rng,
-                   ema_decay: float = 0.0):
-  """`train_step` compiled for `mesh`: batch split over 'data', state replicated, donated."""
+                   ema_decay: float = 0.0, state_sharding=None):
+  """`train_step` compiled for `mesh`: batch split over 'data', state donated and
+  kept in `state_sharding` (default: replicated; see `state_shardings`)."""
   step = functools.partial(train_step, loss_fn=loss_fn, learning_rate_fn=learning_rate_fn,
                            rng=rng, ema_decay=ema_decay)
+  state_sharding = state_sharding or sharding.replicated(mesh)
   return jax.jit(step,
-                 in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh)),
-                 out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)),
+                 in_shardings=(state_sharding, sharding.batch_sharded(mesh)),
+                 out_shardings=(state_sharding, sharding.replicated(mesh)),
                  donate_argnums=0)
 
 
@@ -164,6 +172,6 @@ def jit_eval_step(mesh, *, apply_fn: Callable, size_multiple: int):
   per_image = sharding.replicated(mesh)  # a few floats per image, readable on every process
   out_shardings = {'psnr': per_image, 'mse': per_image, 'ssim': per_image, 'input_psnr': per_image,
                    'input_ssim': per_image, 'restored': sharding.batch_sharded(mesh)}
-  return jax.jit(step,
-                 in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh)),
+  # Variables stay as they are (replicated, or sharded by FSDP training).
+  return jax.jit(step, in_shardings=(None, sharding.batch_sharded(mesh)),
                  out_shardings=out_shardings)

@@ -108,3 +108,50 @@ def test_a_single_process_supplies_every_row_of_the_batch():
   assert sharding.process_batch_rows(8, mesh) == range(0, 8)
   with pytest.raises(ValueError, match='multiple of the number of devices'):
     sharding.local_batch_size(6, mesh, 'config.train.batch_size')
+
+
+def test_fsdp_shards_the_state_and_computes_the_same_step():
+  """Parameters and Adam moments split over 4 devices give the replicated step's numbers."""
+  config = tiny.get_config()
+  config.model.base_width = 32  # 3x3x128x128 kernels: large enough to be sharded
+  mesh = sharding.create_mesh(jax.devices()[:4])
+  model = models.build_model(config.model)
+  tx, schedule = optimizers.build_optimizer(config.optimizer, 10, 1)
+  batch = sharding.make_global_batch(random_batch(), mesh)
+  results = []
+  for fsdp in (False, True):
+    state = train_step.create_train_state(jax.random.key(0), model, tx, 32, mesh, fsdp=fsdp)
+    step = train_step.jit_train_step(mesh, loss_fn=losses.build_loss_fn(config.loss),
+                                     learning_rate_fn=schedule, rng=jax.random.key(1),
+                                     state_sharding=train_step.state_shardings(state))
+    state, metrics = step(state, batch)
+    results.append((state, float(metrics['loss'])))
+  (replicated, loss_r), (sharded, loss_s) = results
+  assert loss_r == pytest.approx(loss_s, rel=1e-6)
+  sharded_leaves = [x for x in jax.tree.leaves(sharded.params)
+                    if not x.sharding.is_fully_replicated]
+  assert sharded_leaves, 'no parameter was sharded'
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               jax.device_get(replicated.params), jax.device_get(sharded.params))
+
+
+def test_fsdp_splits_large_arrays_on_an_axis_that_divides():
+  mesh = sharding.create_mesh(jax.devices()[:4])
+  assert sharding.fsdp_sharding((3, 3, 64, 128), mesh).spec == jax.sharding.PartitionSpec(
+      None, None, None, 'data')
+  assert sharding.fsdp_sharding((3, 3, 3, 30), mesh).is_fully_replicated  # small
+  assert sharding.fsdp_sharding((257, 259), mesh, min_size=1).is_fully_replicated  # no axis
+
+
+def test_remat_keeps_the_parameters_and_the_gradients():
+  config = tiny.get_config()
+  batch = random_batch()
+  grads = []
+  for remat in (False, True):
+    config.model.remat = remat
+    model = models.build_model(config.model)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
+    loss = lambda p: losses.build_loss_fn(config.loss)(  # noqa: E731
+        model.apply({'params': p}, batch['blur'], train=True), batch['sharp'])
+    grads.append(jax.grad(loss)(variables['params']))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), *grads)

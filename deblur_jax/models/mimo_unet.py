@@ -158,16 +158,21 @@ class ResBlock(nn.Module):
 
 
 class ResStack(nn.Module):
-  """`num_res` ResBlocks in sequence: the official EBlock and DBlock."""
+  """`num_res` ResBlocks in sequence: the official EBlock and DBlock. With
+  `remat`, each block's activations are recomputed in the backward pass
+  instead of stored (same parameters and numbers, less memory)."""
   features: int
   num_res: int
   batch_norm: bool = False
+  remat: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    # static_argnums counts self as 0: `train` is a Python bool.
+    block = nn.remat(ResBlock, static_argnums=(2,)) if self.remat else ResBlock
     for r in range(self.num_res):
-      x = ResBlock(self.features, self.batch_norm, self.dtype, name=f'res_{r}')(x, train)
+      x = block(self.features, self.batch_norm, self.dtype, name=f'res_{r}')(x, train)
     return x
 
 
@@ -232,6 +237,8 @@ class MIMOUNet(nn.Module):
       MIMO-UNet+, 0 for MIMO-UNet).
     batch_norm: BatchNorm after every conv (seed report 000's modification;
       the official model has none).
+    remat: recompute the ResBlocks' activations in the backward pass instead
+      of storing them (less training memory, about a third more compute).
     dtype: compute dtype; parameters stay float32.
 
   Call with images (N, H, W, 3) in [0, 1], H and W multiples of 4. Returns the
@@ -241,6 +248,7 @@ class MIMOUNet(nn.Module):
   num_res: int = 8
   dropout_rate: float = 0.0
   batch_norm: bool = False
+  remat: bool = False
   dtype: Any = jnp.float32
 
   size_multiple: ClassVar[int] = 4  # Input height and width must divide by this.
@@ -255,7 +263,7 @@ class MIMOUNet(nn.Module):
     w = self.base_width
     common = dict(batch_norm=self.batch_norm, dtype=self.dtype)
     conv = functools.partial(BasicConv, **common)
-    stack = functools.partial(ResStack, num_res=self.num_res, **common)
+    stack = functools.partial(ResStack, num_res=self.num_res, remat=self.remat, **common)
     dropout = functools.partial(nn.Dropout, self.dropout_rate, broadcast_dims=(1, 2),
                                 deterministic=not train)
 
