@@ -136,8 +136,8 @@ def get_config():
   config.train.max_nonfinite_steps = 10
 
   # Adversarial training (seed report 004, DeblurGAN): off while
-  # discriminator.name is empty. Only GAN generators (config.model.name='gan')
-  # take a discriminator.
+  # discriminator.name is empty. Only GAN generators
+  # (config.model.name='gan_generator') take a discriminator.
   config.gan = ml_collections.ConfigDict()
   config.gan.discriminator = ml_collections.ConfigDict()
   config.gan.discriminator.name = ''  # Registry: deblur_jax.models.DISCRIMINATORS.
@@ -153,3 +153,38 @@ def get_config():
   config.eval.batch_size_per_device = 1  # Full-size test images per device.
   config.eval.ema = False  # `--mode=eval` evaluates the moving average (checkpoint item 'ema').
   return config
+
+
+VARIANTS = ('', 'demo', 'tiny')
+
+
+def apply_variant(config: ml_collections.ConfigDict, variant: str, config_file: str,
+                  demo_steps: int = 600) -> ml_collections.ConfigDict:
+  """The shared short variants of a model config (configs/unet.py:demo, ...).
+
+  'demo': a few CPU minutes on the embedded demo photos (64x64 crops, batch 16,
+  cosine schedule over `demo_steps`, evaluation at the end); 'tiny': 3 steps at
+  32x32 for tests. '' leaves the report's recipe.
+  """
+  if variant not in VARIANTS:
+    raise ValueError(f'Unknown variant {variant!r} for {config_file}; choose one of {VARIANTS}.')
+  if not variant:
+    return config
+  config.data.dir = ''
+  config.data.crop_size = 64 if variant == 'demo' else 32
+  config.data.demo.motion_fraction = 0.2
+  config.optimizer.schedule = 'cosine'
+  config.optimizer.warmup_steps = 50 if variant == 'demo' else 0
+  config.train.batch_size = 16 if variant == 'demo' else 4
+  config.train.num_train_steps = demo_steps if variant == 'demo' else 3
+  config.train.log_every_steps = 100 if variant == 'demo' else 1
+  config.train.eval_every_steps = config.train.num_train_steps
+  config.train.checkpoint_every_steps = config.train.num_train_steps
+  config.train.num_image_summaries = 2
+  config.train.early_stop_patience = 0  # one evaluation: nothing to compare
+  config.train.plateau_factor = 0.0
+  if variant == 'tiny':
+    config.data.max_eval_images = 2
+    config.data.demo.eval_blurs = 'gauss7'
+  return config
+

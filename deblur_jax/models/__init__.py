@@ -7,18 +7,41 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from deblur_jax.errors import InputError
-from deblur_jax.models import mimo_unet
+from deblur_jax.models import autoencoder, gan, mimo_unet, resunet, unet
 
 # name -> linen module class. Each class's dataclass fields are its config knobs,
 # and `size_multiple` is what its input height and width must divide by.
 MODELS = {
     'mimo_unet': mimo_unet.MIMOUNet,
+    'unet': unet.UNet,  # Seed report 001.
+    'resunet': resunet.ResUNet,  # Seed report 003.
+    'autoencoder': autoencoder.ConvAutoencoder,  # Seed report 002.
+    'attention_autoencoder': autoencoder.AttentionAutoencoder,  # Seed report 004.
+    'gan_generator': gan.ResnetGenerator,  # Seed report 004 (DeblurGAN).
 }
+
+
+# name -> discriminator class, for adversarial training (config.gan.discriminator).
+DISCRIMINATORS = gan.DISCRIMINATORS
 
 
 def _knobs(module_class) -> set[str]:
   hidden = {'parent', 'name', 'dtype'}
   return {f.name for f in dataclasses.fields(module_class) if f.init and f.name not in hidden}
+
+
+def _build(registry: dict, module_config, field: str, dtype: Any) -> nn.Module:
+  """Builds `registry[module_config.name]` with the config's other fields as attributes."""
+  if module_config.name not in registry:
+    raise InputError(f'Unknown model {module_config.name!r} in {field}.name; choose one of '
+                     f'{sorted(registry)}.')
+  module_class = registry[module_config.name]
+  kwargs = {k: v for k, v in module_config.items() if k != 'name'}
+  unknown = sorted(set(kwargs) - _knobs(module_class))
+  if unknown:
+    raise InputError(f'{field} has fields {unknown} that model {module_config.name!r} '
+                     f'does not take; it takes {sorted(_knobs(module_class))}.')
+  return module_class(**kwargs, dtype=dtype)
 
 
 def get_model_class(name: str):
@@ -28,16 +51,20 @@ def get_model_class(name: str):
   return MODELS[name]
 
 
+def adversarial_generators() -> list[str]:
+  """The models that train with a discriminator."""
+  return sorted(n for n, c in MODELS.items() if getattr(c, 'supports_adversarial', False))
+
+
 def build_model(model_config, dtype: Any = jnp.float32) -> nn.Module:
   """Builds `config.model` as a linen module computing in `dtype`.
 
   Every field of `model_config` except `name` must be an attribute of the
   model class; a field the model does not have is an error naming it.
   """
-  module_class = get_model_class(model_config.name)
-  kwargs = {k: v for k, v in model_config.items() if k != 'name'}
-  unknown = sorted(set(kwargs) - _knobs(module_class))
-  if unknown:
-    raise InputError(f'config.model has fields {unknown} that model {model_config.name!r} '
-                     f'does not take; it takes {sorted(_knobs(module_class))}.')
-  return module_class(**kwargs, dtype=dtype)
+  return _build(MODELS, model_config, 'config.model', dtype)
+
+
+def build_discriminator(disc_config, dtype: Any = jnp.float32) -> nn.Module:
+  """Builds `config.gan.discriminator` like `build_model`."""
+  return _build(DISCRIMINATORS, disc_config, 'config.gan.discriminator', dtype)

@@ -1,0 +1,44 @@
+"""Seed report 004's GAN (DeblurGAN-style): `--config=configs/gan.py[:demo|:tiny]`.
+
+Generator: a ResNet encoder-decoder with residual blocks and a global skip
+(8.1M parameters); discriminator: a 70x70 PatchGAN (strided convs, BatchNorm,
+LeakyReLU) whose logits the adversarial loss reads. Content loss: L1 plus a
+VGG19 conv3_3 perceptual term when weights are given
+(`--config.loss.extra_weights.perceptual=0.006 --config.loss.perceptual_weights=vgg19.npz`,
+see `python -m deblur_jax.convert_vgg`). Adversarial: LSGAN, weight 0.001, Adam
+1e-4 with beta1 0.5 for both networks (DeblurGAN-v2's choices). The report
+trained at 448x448.
+"""
+
+import ml_collections
+
+from configs import default as default_lib
+
+
+def get_config(variant: str = ''):
+  config = default_lib.get_config()
+  config.model = ml_collections.ConfigDict(dict(
+      name='gan_generator', base_features=64, num_blocks=6, up_kernel_size=4, dropout_rate=0.0))
+  config.gan.discriminator = ml_collections.ConfigDict(dict(
+      name='patchgan', base_features=64, num_layers=3))
+  config.gan.loss = 'lsgan'
+  config.gan.weight = 0.001
+  config.loss.name = 'l1'
+  config.optimizer.learning_rate = 1e-4
+  config.optimizer.b1 = 0.5
+  config.optimizer.schedule = 'constant'
+  config.train.batch_size = 8
+  config.train.num_epochs = 100.0
+  config.train.eval_every_steps = 1000
+  config.data.crop_size = 256
+  config = default_lib.apply_variant(config, variant, 'configs/gan.py')
+  if variant == 'demo':
+    config.model.base_features = 32
+    config.model.num_blocks = 3
+    config.gan.discriminator.base_features = 32
+  if variant == 'tiny':
+    config.model.base_features = 4
+    config.model.num_blocks = 1
+    config.gan.discriminator.base_features = 4
+    config.gan.discriminator.num_layers = 2
+  return config

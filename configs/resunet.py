@@ -1,0 +1,34 @@
+"""Seed report 003's UNet-ResNet hybrid: `--config=configs/resunet.py[:demo|:tiny]`.
+
+The report's grid search picked RMSprop (lr 1e-3, rho 0.9) with MAE. Its Sobel,
+Fourier and perceptual losses are available by weight, for example
+`--config.loss.extra_weights.sobel=0.1 --config.loss.extra_weights.fft=0.01`.
+"""
+
+import ml_collections
+
+from configs import default as default_lib
+
+
+def get_config(variant: str = ''):
+  config = default_lib.get_config()
+  config.model = ml_collections.ConfigDict(dict(
+      name='resunet',
+      base_features=16,  # The stem's channels (the report's 3->16 conv).
+      num_blocks=2,  # Residual blocks at the bottleneck.
+      sigmoid_output=True,
+  ))
+  config.loss.name = 'l1'
+  config.optimizer.name = 'rmsprop'
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.rho = 0.9
+  config.optimizer.eps = 1e-7  # Keras' RMSprop epsilon.
+  config.optimizer.schedule = 'constant'
+  config.train.batch_size = 16
+  config.train.num_epochs = 50.0
+  config.train.eval_every_steps = 1000
+  config.data.crop_size = 256
+  config = default_lib.apply_variant(config, variant, 'configs/resunet.py')
+  if variant == 'tiny':
+    config.model.base_features = 4
+  return config
