@@ -6,6 +6,12 @@
   python -m deblur_jax.main --config=configs/mimo.py --workdir=DIR --mode=eval
 
 Run again on the same DIR to resume from its latest checkpoint.
+
+Several processes (hosts, or processes on one host) train one model together
+with --distributed: every process runs the same command. On SLURM, Cloud TPU,
+Open MPI and Kubernetes the processes find each other; elsewhere add
+--coordinator_address=HOST:PORT --num_processes=N --process_id=I. The scripts in
+launch/ start such jobs.
 """
 
 import os
@@ -25,12 +31,31 @@ flags.DEFINE_enum('mode', 'train', ['train', 'eval'],
                   'evaluates a checkpoint and writes per-image results into DIR/eval.')
 config_flags.DEFINE_config_file('config', None, 'Configuration file (and :variant).',
                                 lock_config=True)
+flags.DEFINE_bool('distributed', False,
+                  'Join a multi-process job (jax.distributed.initialize) before training. '
+                  'Every process runs the same command; the global batch is split over the '
+                  'devices of all processes, and process 0 writes the logs.')
+flags.DEFINE_string('coordinator_address', None,
+                    'HOST:PORT of process 0, reachable from every process (with '
+                    '--distributed; default: detected on SLURM, Cloud TPU, Open MPI, '
+                    'Kubernetes).')
+flags.DEFINE_integer('num_processes', None,
+                     'Number of processes in the job (with --distributed; default: detected).')
+flags.DEFINE_integer('process_id', None,
+                     'This process\'s index, 0 to num_processes - 1 (with --distributed; '
+                     'default: detected).')
+flags.DEFINE_integer('coordinator_timeout_s', 300,
+                     'Seconds to wait for all processes to reach the coordinator before '
+                     'giving up with an error (with --distributed).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(_):
-  from deblur_jax import train  # pylint: disable=g-import-not-at-top
+  from deblur_jax import distributed, train  # pylint: disable=g-import-not-at-top
 
+  # Before anything touches a device: afterwards JAX sees the devices of all processes.
+  distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
+                         FLAGS.process_id, FLAGS.coordinator_timeout_s)
   config = FLAGS.config
   logging.info('Config:\n%s', config)
   if FLAGS.mode == 'train':

@@ -1,0 +1,147 @@
+"""The launch scripts: usage, the commands they would run, and failure handling."""
+
+import os
+import shlex
+import subprocess
+import time
+
+import pytest
+
+from helpers import REPO
+
+SCRIPTS = ('local.sh', 'multiprocess_cpu.sh', 'slurm.sbatch', 'tpu_pod.sh')
+TIMEOUT_S = 60
+
+
+def run_script(name, *args, env=None):
+  return subprocess.run([str(REPO / 'launch' / name), *args], cwd=REPO,
+                        env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                        timeout=TIMEOUT_S, check=False)
+
+
+def commands(stdout):
+  """The printed command lines, split as the shell would."""
+  return [shlex.split(line) for line in stdout.splitlines()]
+
+
+@pytest.mark.parametrize('name', SCRIPTS)
+def test_help_prints_usage(name):
+  for flag in ('--help', '-h'):
+    proc = run_script(name, flag)
+    assert proc.returncode == 0, proc.stderr
+    assert f'launch/{name}' in proc.stdout and 'Usage:' in proc.stdout
+    assert 'CONFIG WORKDIR' in proc.stdout
+
+
+@pytest.mark.parametrize('name', SCRIPTS)
+def test_missing_arguments_print_usage_and_fail(name):
+  proc = run_script(name, 'configs/tiny.py')
+  assert proc.returncode == 2
+  assert 'Usage:' in proc.stderr
+
+
+def test_multiprocess_cpu_dry_run_prints_one_command_per_process():
+  proc = run_script('multiprocess_cpu.sh', '--dry-run', '3', '2', 'configs/tiny.py', '/tmp/w d',
+                    '--config.seed=7', env={'XLA_FLAGS': '--xla_cpu_enable_fast_math=false',
+                                            'COORDINATOR_PORT': '12345', 'PYTHON': 'py'})
+  assert proc.returncode == 0, proc.stderr
+  lines = commands(proc.stdout)
+  assert lines[-1] == ['wait']
+  assert len(lines) == 4
+  for i, line in enumerate(lines[:3]):
+    assert line[:4] == ['env', 'XLA_FLAGS=--xla_cpu_enable_fast_math=false '
+                        '--xla_force_host_platform_device_count=2',
+                        'JAX_COORDINATOR_BIND_ADDRESS=127.0.0.1:12345', 'py']
+    args = line[4:]
+    assert args[:2] == ['-m', 'deblur_jax.main']
+    assert {'--config=configs/tiny.py', '--workdir=/tmp/w d', '--distributed',
+            '--coordinator_address=127.0.0.1:12345', '--num_processes=3',
+            f'--process_id={i}', '--config.seed=7'} <= set(args)
+    log = ['>', f'/tmp/w d/logs/process_{i}.log', '2>&1'] if i else []
+    assert args[-len(log) - 1:] == log + ['&']
+
+
+def test_multiprocess_cpu_picks_a_free_port():
+  proc = run_script('multiprocess_cpu.sh', '--dry-run', '2', '1', 'c.py', 'w')
+  assert proc.returncode == 0, proc.stderr
+  addresses = {a for line in commands(proc.stdout) for a in line
+               if a.startswith('--coordinator_address=127.0.0.1:')}
+  assert len(addresses) == 1 and int(addresses.pop().rsplit(':', 1)[1]) > 0
+
+
+@pytest.mark.parametrize('n,m', [('0', '2'), ('2', 'x')])
+def test_multiprocess_cpu_rejects_bad_counts(n, m):
+  proc = run_script('multiprocess_cpu.sh', n, m, 'configs/tiny.py', '/tmp/w')
+  assert proc.returncode == 2
+  assert 'must be positive integers' in proc.stderr
+
+
+def test_multiprocess_cpu_stops_all_when_one_fails(tmp_path):
+  """Process 1 fails at once; the others would run for a minute. The script ends
+  within seconds with process 1's status and leaves no process behind."""
+  fake_python = tmp_path / 'fake_python'
+  fake_python.write_text('#!/usr/bin/env bash\n'
+                         'echo "$$" >> "$PIDS"\n'
+                         'if [[ " $* " == *" --process_id=1 "* ]]; then\n'
+                         '  until [[ $(wc -l < "$PIDS") == 3 ]]; do sleep 0.05; done\n'
+                         '  exit 7\n'
+                         'fi\n'
+                         'exec sleep 60\n')
+  fake_python.chmod(0o755)
+  pids = tmp_path / 'pids'
+  start = time.monotonic()
+  proc = run_script('multiprocess_cpu.sh', '3', '1', 'c.py', str(tmp_path / 'w'),
+                    env={'PYTHON': str(fake_python), 'COORDINATOR_PORT': '1', 'PIDS': str(pids)})
+  assert time.monotonic() - start < 30
+  assert proc.returncode == 7
+  assert 'Process 1 failed with exit status 7' in proc.stderr
+  assert f'{tmp_path}/w/logs/process_i.log' in proc.stderr
+  started = [int(p) for p in pids.read_text().split()]
+  assert len(started) == 3
+  time.sleep(0.5)
+  for pid in started:
+    assert not os.path.exists(f'/proc/{pid}') or 'Z' in _state(pid), f'{pid} still runs'
+
+
+def _state(pid):
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      return f.read().split(')')[-1].split()[0]
+  except FileNotFoundError:
+    return 'Z'
+
+
+def test_slurm_dry_run_prints_the_srun_line():
+  proc = run_script('slurm.sbatch', '--dry-run', 'configs/mimo.py', '/shared/run',
+                    '--config.train.batch_size=32', env={'PYTHON': 'py'})
+  assert proc.returncode == 0, proc.stderr
+  assert commands(proc.stdout) == [[
+      'srun', '--kill-on-bad-exit=1', 'py', '-m', 'deblur_jax.main',
+      '--config=configs/mimo.py', '--workdir=/shared/run', '--distributed',
+      '--config.train.batch_size=32']]
+
+
+def test_slurm_script_asks_for_one_task_per_gpu():
+  lines = (REPO / 'launch' / 'slurm.sbatch').read_text().splitlines()
+  sbatch = dict(line[len('#SBATCH '):].split('=', 1) for line in lines
+                if line.startswith('#SBATCH --'))
+  assert int(sbatch['--nodes']) > 1
+  assert sbatch['--ntasks-per-node'] == sbatch['--gpus-per-node']
+
+
+def test_tpu_pod_dry_run_prints_the_gcloud_command():
+  proc = run_script('tpu_pod.sh', '--dry-run', 'my-v4-32', 'us-central2-b', 'configs/mimo.py',
+                    '/mnt/runs/a b', '--config.train.batch_size=64',
+                    env={'DEBLUR_DIR': '/opt/deblur', 'PYTHON': 'py'})
+  assert proc.returncode == 0, proc.stderr
+  [line] = commands(proc.stdout)
+  assert line[:7] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'ssh', 'my-v4-32',
+                      '--zone=us-central2-b']
+  assert line[7] == '--worker=all'
+  assert line[8].startswith('--command=')
+  remote = line[8][len('--command='):]
+  cd, train = remote.split(' && ')
+  assert cd == 'cd /opt/deblur'
+  assert shlex.split(train) == ['py', '-m', 'deblur_jax.main', '--config=configs/mimo.py',
+                                '--workdir=/mnt/runs/a b', '--distributed',
+                                '--config.train.batch_size=64']
