@@ -64,16 +64,12 @@ def convert_state_dict(state_dict: dict, network: str, source: str) -> dict[str,
       found = (f'{value.dtype} {value.shape}' if isinstance(value, np.ndarray)
                else type(value).__name__)
       misshapen.append(f'{key} (expected float {expected[key][1]}, found {found})')
-  problems = []
-  if len(missing) == len(expected):
-    problems.append(f'none of its {len(expected)} conv keys ({missing[0]} ... {missing[-1]}) '
-                    f'is there; the file has {_listing(sorted(map(str, state_dict)))}')
-  elif missing:
-    problems.append(f'missing keys {missing}')
-  if unexpected:
-    problems.append(f'unexpected keys {unexpected}')
-  if misshapen:
-    problems.append(f'misshapen keys {misshapen}')
+  if missing and len(missing) == len(expected):
+    problems = [f'none of its {len(expected)} conv keys ({missing[0]} ... {missing[-1]}) '
+                f'is there; the file has {_listing(sorted(map(str, state_dict)))}']
+    problems += vgg.key_problems([], unexpected, misshapen)
+  else:
+    problems = vgg.key_problems(missing, unexpected, misshapen)
   if problems:
     raise InputError(f"{source} does not hold torchvision's {network} weights (without batch "
                      'norm): ' + '; '.join(problems) + '.')

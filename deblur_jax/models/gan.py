@@ -129,6 +129,16 @@ def _conv_norm_lrelu(x, features, stride, norm, train, dtype, name):
   return nn.leaky_relu(x, 0.2)
 
 
+def _strided_trunk(x, base_features: int, num_layers: int, layer):
+  """Both discriminators' trunk: images in [0, 1] mapped to [-1, 1], then
+  `num_layers` stride-2 conv blocks of b, 2b, 4b, ... (at most 8b) channels,
+  BatchNorm on all but the first."""
+  x = 2.0 * x.astype(jnp.float32) - 1.0
+  for i in range(num_layers):
+    x = layer(x, base_features * min(2**i, 8), 2, i > 0, name=f'conv_{i}')
+  return x
+
+
 class PatchGANDiscriminator(nn.Module):
   """pix2pix's and DeblurGAN's PatchGAN: a logit per overlapping patch.
 
@@ -152,9 +162,7 @@ class PatchGANDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     layer = functools.partial(_conv_norm_lrelu, train=train, dtype=self.dtype)
-    x = 2.0 * x.astype(jnp.float32) - 1.0
-    for i in range(self.num_layers):
-      x = layer(x, self.base_features * min(2**i, 8), 2, i > 0, name=f'conv_{i}')
+    x = _strided_trunk(x, self.base_features, self.num_layers, layer)
     x = layer(x, self.base_features * min(2**self.num_layers, 8), 1, True,
               name=f'conv_{self.num_layers}')
     x = nn.Conv(1, (4, 4), padding=((1, 1), (1, 1)), kernel_init=_init, dtype=self.dtype,
@@ -184,9 +192,7 @@ class DCGANDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     layer = functools.partial(_conv_norm_lrelu, train=train, dtype=self.dtype)
-    x = 2.0 * x.astype(jnp.float32) - 1.0
-    for i in range(self.num_layers):
-      x = layer(x, self.base_features * min(2**i, 8), 2, i > 0, name=f'conv_{i}')
+    x = _strided_trunk(x, self.base_features, self.num_layers, layer)
     x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
     return nn.Dense(1, kernel_init=_init, name='out')(x)
 

@@ -128,6 +128,12 @@ def _how_to_convert(network: str) -> str:
           f'--network={network} --output={network}.npz')
 
 
+def key_problems(missing, unexpected, misshapen) -> list[str]:
+  """What is wrong with a weights file's keys, as phrases for an error message."""
+  named = (('missing', missing), ('unexpected', unexpected), ('misshapen', misshapen))
+  return [f'{kind} keys {keys}' for kind, keys in named if keys]
+
+
 def load_vgg_params(path: str, network: str, layer: str | None = None) -> dict:
   """The Flax 'params' of `network` (float32) from an .npz written by deblur_jax.convert_vgg.
 
@@ -154,13 +160,7 @@ def load_vgg_params(path: str, network: str, layer: str | None = None) -> dict:
   unexpected = sorted(set(flat) - set(expected))
   misshapen = [f'{key} (expected {expected[key]}, found {flat[key].shape})'
                for key in expected if key in flat and flat[key].shape != expected[key]]
-  problems = []
-  if missing:
-    problems.append(f'missing keys {missing}')
-  if unexpected:
-    problems.append(f'unexpected keys {unexpected}')
-  if misshapen:
-    problems.append(f'misshapen keys {misshapen}')
+  problems = key_problems(missing, unexpected, misshapen)
   if problems:
     others = [n for n in BLOCKS if n != network and set(param_shapes(n)) == set(flat)]
     hint = f' It looks like {others[0]} weights.' if others else ''
