@@ -3,6 +3,8 @@
   python -m deblur_jax.bench --config=configs/mimo.py --what=train --batch=4 --size=256
   python -m deblur_jax.bench --config=configs/mimo.py:plus --what=infer --batch=1 \
       --height=720 --width=1280 --dtype=bfloat16
+  python -m deblur_jax.bench --config=configs/mimo.py --what=input --batch=4 \
+      --config.data.dir=/data/GOPRO_Large --config.data.cache=memory
 
 Times are medians of `--steps` runs after `--warmup` runs, each ended with
 block_until_ready; compilation (lower + compile) is timed apart. FLOPs come
@@ -13,6 +15,7 @@ TensorFlow except for `--what=input`.
 
 import datetime
 import json
+import os
 import statistics
 import time
 
@@ -140,13 +143,25 @@ def bench_infer(config, mesh, batch: int, height: int, width: int, dtype: str, s
 
 
 def bench_input(config, mesh, batch: int, steps: int, warmup: int) -> dict:
+  """The training input pipeline alone: its sustained crops/s over the `steps` timed
+  batches (the prefetch buffer filled during `warmup` aside), and the seconds taken
+  to set it up, decoding the training set for config.data.cache 'memory' or a new
+  'file'."""
   from deblur_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  dataset, _ = input_pipeline.create_train_dataset(
+  start = time.perf_counter()
+  dataset, num_images = input_pipeline.create_train_dataset(
       config.data, seed=config.seed, global_batch=batch,
       rows=sharding.process_batch_rows(batch, mesh), start_step=0)
+  setup_s = time.perf_counter() - start
   batches = dataset.as_numpy_iterator()
   times = time_calls(lambda: next(batches), steps, warmup)
-  return {'compile_s': 0.0, 'times': times, 'compiled': None, 'params': None}
+  cores = len(os.sched_getaffinity(0))  # tf.data's default thread pool has one per core
+  crops_per_s = batch * len(times) / sum(times)
+  return {'compile_s': 0.0, 'times': times, 'compiled': None, 'params': None,
+          'items_per_s': crops_per_s,
+          'extra': {'cache': config.data.get('cache', 'none'), 'setup_s': round(setup_s, 3),
+                    'train_images': num_images, 'cores': cores,
+                    'crops_per_s_per_core': round(crops_per_s / cores, 3)}}
 
 
 def run(config, what: str, batch: int, height: int, width: int, dtype: str, steps: int,
@@ -170,9 +185,11 @@ def run(config, what: str, batch: int, height: int, width: int, dtype: str, step
       'compile_s': round(result['compile_s'], 3),
       'step_ms_median': round(1e3 * step_s, 3),
       'step_ms_min': round(1e3 * min(result['times']), 3),
-      'items_per_s': round(batch / step_s, 3),  # crops/s (train, input) or frames/s (infer)
+      # crops/s (train; input: sustained over all timed steps) or frames/s (infer)
+      'items_per_s': round(result.get('items_per_s', batch / step_s), 3),
       'jax': jax.__version__,
       'date': datetime.date.today().isoformat(),
+      **result.get('extra', {}),
   }
   if result['compiled'] is not None:
     flops = _cost(result['compiled']).get('flops')

@@ -7,33 +7,47 @@ the last batch of each size padded and masked, each image seen exactly once.
 """
 
 import dataclasses
+import functools
 import itertools
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from deblur_jax.data import cache as cache_lib
 from deblur_jax.data import demo, transforms
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.errors import InputError
 
 
 def pairs_train_dataset(pairs: Sequence[pairs_lib.ImagePair], *, crop_size: int, hflip: bool,
-                        seed: int, example_indices: tf.data.Dataset) -> tf.data.Dataset:
-  """Paired random crops (and flips) of blurred/sharp image files."""
-  blur_paths = tf.constant([p.blur for p in pairs])
-  sharp_paths = tf.constant([p.sharp for p in pairs])
+                        seed: int, example_indices: tf.data.Dataset,
+                        decoded: Optional[cache_lib.DecodedPairs] = None) -> tf.data.Dataset:
+  """Paired random crops (and flips) of blurred/sharp image files.
+
+  With `decoded` (cache.load of `pairs`) crops are cut from images decoded once
+  instead of decoding both files for every crop: the same crops, bit for bit.
+  """
+  if decoded is not None:
+    crop_pair = functools.partial(decoded.random_crop_pair, size=crop_size, hflip=hflip)
+  else:
+    blur_paths = tf.constant([p.blur for p in pairs])
+    sharp_paths = tf.constant([p.sharp for p in pairs])
+
+    def crop_pair(i, crop_seed, flip_seed):
+      both = tf.concat([transforms.decode_image(blur_paths[i]),
+                        transforms.decode_image(sharp_paths[i])], axis=-1)
+      both = transforms.random_crop_flip(both, crop_size, hflip, crop_seed, flip_seed)
+      return both[..., :3], both[..., 3:]
 
   def make_example(g):
     i = transforms.shuffled_index(g, len(pairs), seed)
     crop_seed, flip_seed = transforms.example_seeds(g, seed, 2)
-    both = tf.concat([transforms.decode_image(blur_paths[i]),
-                      transforms.decode_image(sharp_paths[i])], axis=-1)
-    both = transforms.random_crop_flip(both, crop_size, hflip, crop_seed, flip_seed)
-    return {'blur': both[..., :3], 'sharp': both[..., 3:]}
+    blur, sharp = crop_pair(i, crop_seed=crop_seed, flip_seed=flip_seed)
+    return {'blur': blur, 'sharp': sharp}
 
   # find_pairs already checked every header and PNG trailer; an image corrupt
-  # inside is logged by TensorFlow and skipped.
+  # inside is logged by TensorFlow and skipped (the cache records it as such).
   examples = example_indices.map(make_example, num_parallel_calls=tf.data.AUTOTUNE)
   return examples.ignore_errors(log_warning=True)
 
@@ -46,9 +60,13 @@ def create_train_dataset(data_config, *, seed: int, global_batch: int, rows: ran
   crop = data_config.crop_size
   if crop <= 0:
     raise InputError(f'config.data.crop_size={crop} must be positive.')
+  cache_mode = cache_lib.check_mode(data_config.get('cache', 'none'))
   indices = transforms.global_example_indices(start_step, global_batch, rows)
   common = dict(crop_size=crop, hflip=data_config.hflip, seed=seed, example_indices=indices)
   if _source(data_config) == 'tfds':
+    if cache_mode != 'none':
+      raise InputError(f'config.data.cache={cache_mode!r} applies to source=\'folders\'; '
+                       "set it to 'none' for the TFDS source.")
     from deblur_jax.data import tfds_source  # pylint: disable=g-import-not-at-top  (slow import)
     split = tfds_source.load_gopro_split(data_config, data_config.train_split, min_size=crop)
     dataset, num_images = tfds_source.tfds_train_dataset(split, **common), len(split)
@@ -56,8 +74,11 @@ def create_train_dataset(data_config, *, seed: int, global_batch: int, rows: ran
     pairs = pairs_lib.find_pairs(data_config.dir, data_config.train_split,
                                  data_config.blur_folder, data_config.sharp_folder,
                                  min_size=crop).pairs
-    dataset, num_images = pairs_train_dataset(pairs, **common), len(pairs)
-  else:
+    name = cache_lib.cache_name(data_config.dir, data_config.train_split,
+                                data_config.blur_folder, data_config.sharp_folder)
+    decoded = cache_lib.load(pairs, cache_mode, data_config.get('cache_dir', ''), name)
+    dataset, num_images = pairs_train_dataset(pairs, decoded=decoded, **common), len(pairs)
+  else:  # The demo photos are held decoded in memory whatever the cache.
     dataset, num_images = demo.train_dataset(data_config.demo, **common), len(demo.TRAIN_PHOTOS)
   options = tf.data.Options()
   options.deterministic = True

@@ -15,16 +15,17 @@ tf.config.set_visible_devices([], 'GPU')
 _INT64_MAX = 2 ** 62
 
 
-def decode_image_bytes(encoded):
-  """Any PNG (8 or 16 bit, gray, palette, RGBA), JPEG or BMP as float32 RGB in [0, 1]."""
-  image = tf.io.decode_image(encoded, channels=3, dtype=tf.float32, expand_animations=False)
+def decode_image_bytes(encoded, dtype=tf.float32):
+  """Any PNG (8 or 16 bit, gray, palette, RGBA), JPEG or BMP as HxWx3 RGB: float32 in
+  [0, 1], or the stored levels as uint8 or uint16."""
+  image = tf.io.decode_image(encoded, channels=3, dtype=dtype, expand_animations=False)
   image.set_shape([None, None, 3])
   return image
 
 
-def decode_image(path):
+def decode_image(path, dtype=tf.float32):
   """The image file at `path`, as `decode_image_bytes`."""
-  return decode_image_bytes(tf.io.read_file(path))
+  return decode_image_bytes(tf.io.read_file(path), dtype)
 
 
 def global_example_indices(start_step: int, global_batch: int,
@@ -57,13 +58,32 @@ def example_seeds(g, seed: int, count: int):
   return tf.unstack(tf.random.experimental.stateless_split(base, count))
 
 
+def crop_window(shape, size: int, hflip: bool, crop_seed, flip_seed):
+  """(top, left, flip) of `random_crop_flip` for images of `shape` [H, W, C], int32.
+
+  The draws of tf.image.stateless_random_crop and stateless_random_flip_left_right
+  with the same seeds, so that crops can be cut from images held elsewhere (see
+  cache.py) without changing a single example.
+  """
+  shape = tf.cast(shape, tf.int32)
+  tf.debugging.assert_greater_equal(shape[:2], size,
+                                    message=f'Image smaller than the {size}x{size} crop')
+  limit = shape - tf.stack([size, size, shape[2]]) + 1
+  offset = tf.random.stateless_uniform([3], crop_seed, maxval=tf.int32.max,
+                                       dtype=tf.int32) % limit
+  flip = tf.constant(False)
+  if hflip:
+    flip = tf.random.stateless_uniform([], flip_seed, minval=0, maxval=1.0) < 0.5
+  return offset[0], offset[1], flip
+
+
 def random_crop_flip(images, size: int, hflip: bool, crop_seed, flip_seed):
   """The same random size x size crop (and horizontal flip) of HxWxC `images`."""
-  channels = images.shape[-1]
-  images = tf.image.stateless_random_crop(images, [size, size, channels], seed=crop_seed)
+  top, left, flip = crop_window(tf.shape(images), size, hflip, crop_seed, flip_seed)
+  images = images[top:top + size, left:left + size]
   if hflip:
-    images = tf.image.stateless_random_flip_left_right(images, seed=flip_seed)
-  return images
+    images = tf.cond(flip, lambda: tf.reverse(images, [1]), lambda: images)
+  return tf.ensure_shape(images, [size, size, images.shape[-1]])
 
 
 def blur_valid(image, kernel):
