@@ -2,15 +2,17 @@
 
 import pytest
 
-from configs import default, demo, mimo, tiny
+from configs import autoencoder, default, demo, gan, mimo, resunet, tiny, unet
 from deblur_jax import train
 
 
-@pytest.mark.parametrize('get_config', [default.get_config, demo.get_config, tiny.get_config,
-                                        mimo.get_config, lambda: mimo.get_config('plus')])
+@pytest.mark.parametrize('get_config', [
+    default.get_config, demo.get_config, tiny.get_config, mimo.get_config,
+    lambda: mimo.get_config('plus'), unet.get_config, resunet.get_config,
+    autoencoder.get_config, lambda: autoencoder.get_config('attention_demo'), gan.get_config])
 def test_configs_are_locked_data_with_every_section(get_config):
   config = get_config()
-  assert set(config) == {'seed', 'model', 'data', 'loss', 'optimizer', 'train', 'eval'}
+  assert set(config) == {'seed', 'model', 'data', 'loss', 'optimizer', 'train', 'eval', 'gan'}
   config.lock()
   with pytest.raises(AttributeError):
     config.train.batch_sizes = 8
