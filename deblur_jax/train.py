@@ -314,6 +314,7 @@ def _train(config, workdir: str, run: _Run, manager) -> dict:
   summary = {}
   step_metrics = []
   skipped_in_a_row = 0
+  previous_skipped = None  # The last step's 'skipped' flag, read one step late.
   last_saved = start_step
   batches = train_data.as_numpy_iterator()
   with metric_writers.ensure_flushes(writer), preemption.PreemptionWatch(manager) as watch:
@@ -321,7 +322,7 @@ def _train(config, workdir: str, run: _Run, manager) -> dict:
       state, disc_state, metrics_now = step_fn(
           state, disc_state, sharding.make_global_batch(next(batches), mesh))
       # Read the previous step's flag, so the host does not wait for this one.
-      if step_metrics and float(step_metrics[-1]['skipped']):
+      if previous_skipped is not None and float(previous_skipped):
         skipped_in_a_row += 1
         logging.warning('Step %d: loss or gradients not finite; update skipped (%d in a row).',
                         step - 1, skipped_in_a_row)
@@ -331,14 +332,15 @@ def _train(config, workdir: str, run: _Run, manager) -> dict:
               f'for {skipped_in_a_row} steps in a row (config.train.max_nonfinite_steps). '
               f'The last good checkpoint (step {last_saved}) is kept in {workdir}. Lower '
               'config.optimizer.learning_rate or set config.optimizer.grad_clip_norm.')
-      elif step_metrics:
+      else:
         skipped_in_a_row = 0
+      previous_skipped = metrics_now['skipped']
       step_metrics.append(metrics_now)
       report_progress(step)
       is_last = step == total_steps
       if step % config.train.log_every_steps == 0 or is_last:
         averaged = _mean_metrics(step_metrics)
-        step_metrics = step_metrics[-1:]
+        step_metrics = []
         writer.write_scalars(step, {f'train/{k}': v for k, v in averaged.items()})
       eval_summary = None
       stop_early = False
