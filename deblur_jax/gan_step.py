@@ -36,12 +36,17 @@ def gan_train_step(gen: TrainState, disc: TrainState, batch: dict, *, content_lo
   """
   disc_loss_fn, gen_adv_loss_fn = losses.get_adversarial_losses(adversarial_loss)
   step_rng = jax.random.fold_in(rng, gen.step)
-  gen_rng, fake_rng, *critic_rngs = jax.random.split(step_rng, 2 + 2 * critic_steps)
+  gen_rng, *critic_rngs = jax.random.split(step_rng, 1 + 2 * critic_steps)
   blur, sharp = batch['blur'], batch['sharp']
 
-  fakes, _ = gen.apply_fn(gen.variables(), blur, train=True, rngs={'dropout': fake_rng},
-                          mutable=['batch_stats'])
-  fake = jax.lax.stop_gradient(fakes[-1])
+  # One generator forward serves both networks: the critic reads its outputs
+  # without gradient, and the generator's gradient is pulled back through it.
+  def generate(params):
+    return gen.apply_fn(gen.variables(params), blur, train=True, rngs={'dropout': gen_rng},
+                        mutable=['batch_stats'])
+
+  predictions, pull_back, updates = jax.vjp(generate, gen.params, has_aux=True)
+  fake = jax.lax.stop_gradient(predictions[-1])
 
   disc_metrics = {}
   for k in range(critic_steps):
@@ -62,19 +67,17 @@ def gan_train_step(gen: TrainState, disc: TrainState, batch: dict, *, content_lo
     disc, d_skipped = train_step.apply_update(disc, d_grads, d_loss, batch_stats=batch_stats)
     disc_metrics = {'disc_loss': d_loss, 'disc_skipped': d_skipped}
 
-  def generator_loss(params):
-    predictions, updates = gen.apply_fn(gen.variables(params), blur, train=True,
-                                        rngs={'dropout': gen_rng}, mutable=['batch_stats'])
-    content = content_loss_fn(predictions, sharp)
-    both, _ = _disc_logits(disc, disc.params, jnp.concatenate([sharp, predictions[-1]]),
+  def generator_loss(outputs):
+    content = content_loss_fn(outputs, sharp)
+    both, _ = _disc_logits(disc, disc.params, jnp.concatenate([sharp, outputs[-1]]),
                            rng=gen_rng)
     real_logits, fake_logits = jnp.split(both, 2)
     adversarial = gen_adv_loss_fn(real_logits, fake_logits)
-    total = content + adversarial_weight * adversarial
-    return total, (predictions, updates, content, adversarial)
+    return content + adversarial_weight * adversarial, (content, adversarial)
 
-  (loss, (predictions, updates, content, adversarial)), grads = jax.value_and_grad(
-      generator_loss, has_aux=True)(gen.params)
+  (loss, (content, adversarial)), output_grads = jax.value_and_grad(
+      generator_loss, has_aux=True)(predictions)
+  (grads,) = pull_back(output_grads)
   gen, skipped = train_step.apply_update(
       gen, grads, loss, ema_decay=ema_decay,
       batch_stats=updates.get('batch_stats', gen.batch_stats))
