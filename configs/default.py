@@ -167,31 +167,41 @@ VARIANTS = ('', 'demo', 'tiny')
 
 def apply_variant(config: ml_collections.ConfigDict, variant: str, config_file: str,
                   demo_steps: int = 600) -> ml_collections.ConfigDict:
-  """The shared short variants of a model config (configs/unet.py:demo, ...).
+  """The shared short variants of a config (configs/unet.py:demo, configs/tiny.py, ...).
 
   'demo': a few CPU minutes on the embedded demo photos (64x64 crops, batch 16,
-  cosine schedule over `demo_steps`, evaluation at the end); 'tiny': 3 steps at
-  32x32 for tests. '' leaves the report's recipe.
+  cosine schedule over `demo_steps`, evaluation at the end); 'tiny': 3 steps of
+  batch 4 at 32x32 for tests, checkpoints at steps 2 and 3. '' leaves the
+  config's recipe. Model sizes are the caller's to shrink.
   """
   if variant not in VARIANTS:
     raise ValueError(f'Unknown variant {variant!r} for {config_file}; choose one of {VARIANTS}.')
   if not variant:
     return config
   config.data.dir = ''
-  config.data.crop_size = 64 if variant == 'demo' else 32
-  config.data.demo.motion_fraction = 0.2
-  config.optimizer.schedule = 'cosine'
-  config.optimizer.warmup_steps = 50 if variant == 'demo' else 0
-  config.train.batch_size = 16 if variant == 'demo' else 4
-  config.train.num_train_steps = demo_steps if variant == 'demo' else 3
-  config.train.log_every_steps = 100 if variant == 'demo' else 1
-  config.train.eval_every_steps = config.train.num_train_steps
-  config.train.checkpoint_every_steps = config.train.num_train_steps
-  config.train.num_image_summaries = 2
   config.train.early_stop_patience = 0  # one evaluation: nothing to compare
   config.train.plateau_factor = 0.0
-  if variant == 'tiny':
+  if variant == 'demo':
+    config.data.crop_size = 64
+    config.data.demo.motion_fraction = 0.2
+    config.optimizer.schedule = 'cosine'
+    config.optimizer.warmup_steps = 50
+    config.train.batch_size = 16
+    config.train.num_train_steps = demo_steps
+    config.train.log_every_steps = 100
+    config.train.eval_every_steps = demo_steps
+    config.train.checkpoint_every_steps = demo_steps
+    config.train.num_image_summaries = 2
+  else:
+    config.data.crop_size = 32
     config.data.max_eval_images = 2
     config.data.demo.eval_blurs = 'gauss7'
+    config.optimizer.schedule = 'constant'
+    config.train.batch_size = 4
+    config.train.num_train_steps = 3
+    config.train.log_every_steps = 1
+    config.train.eval_every_steps = 3
+    config.train.checkpoint_every_steps = 2
+    config.train.keep_checkpoints = 2
+    config.train.num_image_summaries = 1
   return config
-
