@@ -41,6 +41,16 @@ def parse_flags(argv):
     sys.exit(2)
 
 
+def define_checkpoint_flags(use: str) -> None:
+  """--workdir, --checkpoint and --step: which checkpoint a tool `use`s ('load',
+  'export'); resolve them with inference.checkpoint_location."""
+  flags.DEFINE_string('workdir', None, f'Training directory: {use}s its latest checkpoint '
+                      '(or --step).')
+  flags.DEFINE_string('checkpoint', None,
+                      'A checkpoint step directory, e.g. DIR/checkpoints/1600.')
+  flags.DEFINE_integer('step', None, f'With --workdir: the checkpoint step to {use}.')
+
+
 def _quiet_orbax_info(record) -> bool:
   """Orbax logs every file it writes at INFO; keep its warnings and errors only."""
   return record.levelno >= py_logging.WARNING or '/orbax/' not in record.pathname

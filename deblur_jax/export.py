@@ -23,10 +23,7 @@ from deblur_jax import cli, inference
 from deblur_jax.errors import InputError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'Training directory: exports its latest checkpoint '
-                    '(or --step).')
-flags.DEFINE_string('checkpoint', None, 'A checkpoint step directory, e.g. DIR/checkpoints/1600.')
-flags.DEFINE_integer('step', None, 'With --workdir: the checkpoint step to export.')
+cli.define_checkpoint_flags('export')
 flags.DEFINE_string('output', None, 'The .jaxexport file to write.')
 flags.DEFINE_string('saved_model', None, 'Also write a TensorFlow SavedModel to this folder.')
 flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')

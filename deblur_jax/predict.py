@@ -22,10 +22,7 @@ from deblur_jax import cli, image_io, inference
 from deblur_jax.errors import InputError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'Training directory: uses its latest checkpoint '
-                    '(or --step).')
-flags.DEFINE_string('checkpoint', None, 'A checkpoint step directory, e.g. DIR/checkpoints/1600.')
-flags.DEFINE_integer('step', None, 'With --workdir: the checkpoint step to load.')
+cli.define_checkpoint_flags('load')
 flags.DEFINE_string('input', None, 'An image file or a folder of images (searched recursively).')
 flags.DEFINE_string('output', None, 'Folder for the restored images.')
 flags.DEFINE_integer('tile', 0, 'Run overlapping tiles of this size (a multiple of 64) on '
