@@ -76,3 +76,15 @@ def write_tiny_checkpoint(workdir, step=1, **model_overrides):
   checkpointing.save(manager, step, state, config.to_dict())
   manager.close()
   return model, state.variables()
+
+
+def saved_item(workdir, step, item='model'):
+  """The item ('model', 'train', 'ema', ...) of workdir's checkpoint at `step`, as saved."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  from deblur_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  manager = checkpointing.create_manager(str(workdir), keep=1, read_only=True)
+  restored = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore()}))
+  manager.close()
+  return restored[item]
+

@@ -12,13 +12,11 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from deblur_jax import checkpointing, distributed, inference, models
+from deblur_jax import distributed, inference
 from deblur_jax.errors import InputError
 from helpers import REPO, make_pair_tree
 
@@ -57,16 +55,7 @@ def train_scalars(workdir):
 
 def final_params(workdir, step):
   """The parameters saved at `step`, restored onto one device of this process."""
-  manager = checkpointing.create_manager(str(workdir), keep=1, read_only=True)
-  saved, step = checkpointing.read_config(manager, step)
-  model = models.build_model(ml_collections.ConfigDict(saved['model']))
-  template = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False))
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                          template)
-  variables, _ = checkpointing.restore_model_variables(manager, template, saved['model'], step)
-  manager.close()
+  _, variables, _ = inference.load_model(str(workdir), step)
   return variables['params']
 
 

@@ -9,20 +9,12 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from deblur_jax import checkpointing, train
-from helpers import REPO
+from helpers import REPO, saved_item
 
 TIMEOUT_S = 300
-
-
-def saved_item(workdir, step, item='model'):
-  manager = checkpointing.create_manager(str(workdir), keep=1, read_only=True)
-  restored = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore()}))
-  manager.close()
-  return restored[item]
 
 
 def saved_steps(workdir):

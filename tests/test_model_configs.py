@@ -5,22 +5,15 @@ import importlib
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
-from deblur_jax import checkpointing, train
+from deblur_jax import train
 from deblur_jax.errors import InputError
+from helpers import saved_item
 
 
 def tiny(config_name, variant='tiny'):
   return importlib.import_module(f'configs.{config_name}').get_config(variant)
-
-
-def restored(workdir, step, item):
-  manager = checkpointing.create_manager(str(workdir), keep=1, read_only=True)
-  out = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore()}))
-  manager.close()
-  return out[item]
 
 
 @pytest.mark.parametrize('config_name,variant', [
@@ -53,9 +46,9 @@ def test_gan_steps_change_both_networks_and_resume_exactly(tmp_path):
   config.train.eval_every_steps = 100
   config.train.keep_checkpoints = 5
   train.train_and_evaluate(config, str(tmp_path / 'straight'))
-  first, last = (restored(tmp_path / 'straight', s, 'train') for s in (1, 3))
-  for a, b in ((restored(tmp_path / 'straight', 1, 'model'),
-                restored(tmp_path / 'straight', 3, 'model')),
+  first, last = (saved_item(tmp_path / 'straight', s, 'train') for s in (1, 3))
+  for a, b in ((saved_item(tmp_path / 'straight', 1, 'model'),
+                saved_item(tmp_path / 'straight', 3, 'model')),
                (first['discriminator']['variables'], last['discriminator']['variables'])):
     assert any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
@@ -64,8 +57,8 @@ def test_gan_steps_change_both_networks_and_resume_exactly(tmp_path):
   config.train.num_train_steps = 3
   train.train_and_evaluate(config, str(tmp_path / 'resumed'))
   for item in ('model', 'train'):
-    jax.tree.map(np.testing.assert_array_equal, restored(tmp_path / 'straight', 3, item),
-                 restored(tmp_path / 'resumed', 3, item))
+    jax.tree.map(np.testing.assert_array_equal, saved_item(tmp_path / 'straight', 3, item),
+                 saved_item(tmp_path / 'resumed', 3, item))
 
 
 @pytest.mark.parametrize('change,message', [

@@ -14,12 +14,11 @@ from PIL import Image
 
 from deblur_jax import checkpointing, train
 from deblur_jax.errors import InputError
+from helpers import saved_item
 
 
 def saved_params(workdir, step):
-  manager = checkpointing.create_manager(str(workdir), keep=1, read_only=True)
-  restored = manager.restore(step, args=ocp.args.Composite(model=ocp.args.StandardRestore()))
-  return restored['model']['params']
+  return saved_item(workdir, step)['params']
 
 
 def assert_trees_equal(a, b):
