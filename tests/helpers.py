@@ -1,6 +1,9 @@
 """Test data: smooth random images and small GoPro-like PNG trees."""
 
+import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
@@ -87,4 +90,12 @@ def saved_item(workdir, step, item='model'):
   restored = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore()}))
   manager.close()
   return restored[item]
+
+
+def run_tool(module, *args):
+  """Runs `python -m module args` from the repository with one CPU device. Tools
+  define absl flags when imported, so each runs in its own process."""
+  env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS='')
+  return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300, check=False)
 

@@ -1,5 +1,6 @@
 """Decoded-pair caches: the same crops as decoding per crop, reuse and rebuilds, bad input."""
 
+import json
 import os
 import pathlib
 
@@ -12,7 +13,7 @@ from configs import tiny
 from deblur_jax.data import cache, input_pipeline, transforms
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.errors import InputError
-from helpers import make_pair_tree, smooth_image
+from helpers import make_pair_tree, run_tool, smooth_image
 
 
 def train_config(root, mode='none', cache_dir=''):
@@ -180,11 +181,11 @@ def test_crop_windows_are_those_of_tf_image():
 
 
 def test_input_bench_reports_the_cache_and_crops_per_core(pair_tree, tmp_path):
-  from deblur_jax import bench  # pylint: disable=g-import-not-at-top  (defines absl flags)
-  config = tiny.get_config()
-  config.data = train_config(pair_tree, 'file', tmp_path / 'cache')
-  record = bench.run(config, 'input', batch=4, height=32, width=32, dtype='float32', steps=3,
-                     warmup=1)
+  proc = run_tool('deblur_jax.bench', '--config=configs/tiny.py', '--what=input', '--batch=4',
+                  '--size=32', '--steps=3', '--warmup=1', f'--config.data.dir={pair_tree}',
+                  '--config.data.cache=file', f'--config.data.cache_dir={tmp_path / "cache"}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  record = json.loads(proc.stdout.strip().splitlines()[-1])
   assert record['cache'] == 'file' and record['train_images'] == 6
   assert record['cores'] == len(os.sched_getaffinity(0))
   assert record['items_per_s'] > 0

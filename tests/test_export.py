@@ -1,16 +1,13 @@
 """Exported inference programs give the same images as the library, at any size."""
 
 import json
-import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
 from deblur_jax import export, inference
-from helpers import REPO, write_tiny_checkpoint
+from helpers import run_tool, write_tiny_checkpoint
 
 
 @pytest.fixture(scope='module')
@@ -44,12 +41,6 @@ def test_tensorflow_saved_model_round_trip(tiny_model, tmp_path):
   (out,) = serve(images=tf.constant(x)).values()
   np.testing.assert_allclose(out.numpy(), inference.make_restore_fn(model, variables)(x),
                              atol=1e-5)
-
-
-def run_tool(module, *args):
-  env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS='')
-  return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_export_command_writes_a_loadable_file(tiny_model, tmp_path):

@@ -1,14 +1,11 @@
 """`python -m deblur_jax.predict` end to end on a tiny checkpoint."""
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import REPO, smooth_image, write_tiny_checkpoint
+from helpers import run_tool, smooth_image, write_tiny_checkpoint
 
 
 @pytest.fixture(scope='module')
@@ -19,9 +16,7 @@ def workdir(tmp_path_factory):
 
 
 def predict(*args):
-  env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS='')
-  return subprocess.run([sys.executable, '-m', 'deblur_jax.predict', *args], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=300, check=False)
+  return run_tool('deblur_jax.predict', *args)
 
 
 def test_a_folder_of_mixed_images_is_restored_and_a_bad_file_skipped(workdir, tmp_path):
