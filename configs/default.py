@@ -56,6 +56,8 @@ def get_config():
   config.data.dir = ''
   # 'folders' reads `dir`; 'tfds' reads the GoPro TFDS dataset (deblur_jax/data/
   # gopro), prepared on first use from tfds_manual_dir into tfds_data_dir.
+  # 'synthetic' blurs the sharp images under dir/train_split as they are drawn
+  # (config.data.synthetic) and evaluates on dir/eval_split blurred once.
   config.data.source = 'folders'
   config.data.tfds_data_dir = ''  # '' = TFDS's default (~/tensorflow_datasets).
   config.data.tfds_manual_dir = ''  # Holds GOPRO_Large/ or GOPRO_Large.zip.
@@ -82,6 +84,15 @@ def get_config():
   # gauss11 (11x11 sigma 1.6) and motion (a fixed 9-pixel motion kernel).
   config.data.demo.eval_blurs = 'gauss7,gauss11,motion'
   config.data.demo.motion_fraction = 0.5  # Share of training crops with motion blur.
+  # source='synthetic': how the sharp images are degraded (deblur_jax.data.degrade).
+  config.data.synthetic = ml_collections.ConfigDict()
+  # Kernel families, one drawn per crop: gauss3, gauss7, gauss11 (report 001),
+  # motion (random line), shake (Boracchi-Foi camera shake) and defocus (disk).
+  config.data.synthetic.kernels = 'gauss7,shake'
+  config.data.synthetic.kernel_size = 0  # Odd side; 0 = Gaussians' own, 31 for the others.
+  config.data.synthetic.noise_sigma = '0'  # Gaussian noise std ([0, 1] units) or 'LOW,HIGH'.
+  config.data.synthetic.jpeg_quality = '0'  # JPEG round trip quality 1-100 or 'LOW,HIGH'; 0 = off.
+  config.data.synthetic.eval_seed = 0  # Seeds the fixed evaluation set's blur.
 
   # The training loss, applied to every output scale against the sharp image
   # downsampled the way the official code does (bilinear, no antialiasing).

@@ -129,12 +129,15 @@ def write_image(path: str, rgb: np.ndarray, like: LoadedImage) -> None:
       os.remove(tmp)
 
 
-def list_images(path: str) -> list[tuple[str, str]]:
-  """(file, name relative to `path`) of an image file or of every image under a folder."""
+def list_images(path: str, field: str = '--input') -> list[tuple[str, str]]:
+  """(file, name relative to `path`) of an image file or of every image under a folder.
+
+  `field` names the flag or config field `path` came from, in errors.
+  """
   if os.path.isfile(path):
     return [(path, os.path.basename(path))]
   if not os.path.isdir(path):
-    raise InputError(f'--input={path!r} is neither an image file nor a folder.')
+    raise InputError(f'{field}={path!r} is neither an image file nor a folder.')
   found = []
   for folder, _, files in sorted(os.walk(path)):
     for name in sorted(files):
@@ -142,5 +145,5 @@ def list_images(path: str) -> list[tuple[str, str]]:
         full = os.path.join(folder, name)
         found.append((full, os.path.relpath(full, path)))
   if not found:
-    raise InputError(f'--input={path!r} holds no {IMAGE_EXTENSIONS} files.')
+    raise InputError(f'{field}={path!r} holds no {IMAGE_EXTENSIONS} files.')
   return found

@@ -41,6 +41,17 @@ def write_png(path, array):
   Image.fromarray(array).save(path)
 
 
+def contains_window(image, window):
+  """Whether `window` (or its mirror image) is a sub-array of `image`."""
+  size = window.shape[0]
+  for candidate in (window, window[:, ::-1]):
+    for y in range(image.shape[0] - size + 1):
+      for x in range(image.shape[1] - size + 1):
+        if np.allclose(image[y:y + size, x:x + size], candidate, atol=1e-6):
+          return True
+  return False
+
+
 def make_pair_tree(root, layout='native', splits=('train', 'test'), num_sequences=2,
                    per_sequence=3, size=(48, 64), seed=0, blur_folder='blur'):
   """Writes a small GoPro-like dataset and returns its root.

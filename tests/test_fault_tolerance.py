@@ -97,25 +97,29 @@ def test_sigkill_loses_only_steps_since_the_last_checkpoint(config, tmp_path):
                saved_item(killed, 6))
 
 
-def test_checkpoint_from_4_devices_resumes_on_2_with_the_same_result(config, tmp_path):
-  """Orbax re-shards the state onto the new mesh; the same global batches give the
+def test_checkpoint_from_4_devices_resumes_on_2_and_back_with_the_same_result(config, tmp_path):
+  """Orbax re-shards the state onto each new mesh; the same global batches give the
   same parameters up to float rounding of the cross-device reductions."""
-  config.train.num_train_steps = 4
+  config.train.num_train_steps = 6
   config.train.checkpoint_every_steps = 2
   config.train.eval_every_steps = 100
   train.train_and_evaluate(config, str(tmp_path / 'four'))
+  elastic = tmp_path / 'elastic'
   config.train.num_train_steps = 2
-  train.train_and_evaluate(config, str(tmp_path / 'elastic'))
+  train.train_and_evaluate(config, str(elastic))  # 4 devices: steps 1-2.
   overrides = [f'--config.data.dir={config.data.dir}', '--config.train.num_train_steps=4',
                '--config.train.checkpoint_every_steps=2', '--config.train.eval_every_steps=100']
-  result = subprocess.run(main_command(tmp_path / 'elastic', *overrides), cwd=REPO,
+  result = subprocess.run(main_command(elastic, *overrides), cwd=REPO,
                           env=subprocess_env(num_devices=2), capture_output=True, text=True,
-                          timeout=TIMEOUT_S)
+                          timeout=TIMEOUT_S)  # 2 devices: steps 3-4.
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'Resumed from the checkpoint at step 2' in result.stderr
   assert '2 global devices' in result.stderr
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-               saved_item(tmp_path / 'four', 4), saved_item(tmp_path / 'elastic', 4))
+  config.train.num_train_steps = 6
+  train.train_and_evaluate(config, str(elastic))  # Back on 4 devices: steps 5-6.
+  for step in (4, 6):
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                 saved_item(tmp_path / 'four', step), saved_item(elastic, step))
 
 
 def test_non_finite_steps_are_skipped_then_stop_training(config, tmp_path):

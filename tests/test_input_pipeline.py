@@ -12,7 +12,7 @@ from configs import tiny
 from deblur_jax.data import demo, input_pipeline, kernels, transforms
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.errors import InputError
-from helpers import make_pair_tree
+from helpers import contains_window, make_pair_tree
 
 
 def batches(data_config, n, *, start_step=0, global_batch=4, rows=range(4), seed=0):
@@ -157,17 +157,6 @@ def corrupt_png_body(path):
   middle = len(data) // 2
   data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])
   path.write_bytes(bytes(data))
-
-
-def contains_window(image, window):
-  """Whether `window` (or its mirror image) is a sub-array of `image`."""
-  size = window.shape[0]
-  for candidate in (window, window[:, ::-1]):
-    for y in range(image.shape[0] - size + 1):
-      for x in range(image.shape[1] - size + 1):
-        if np.allclose(image[y:y + size, x:x + size], candidate, atol=1e-6):
-          return True
-  return False
 
 
 def test_a_training_image_corrupt_inside_is_skipped(data_config, pair_tree):

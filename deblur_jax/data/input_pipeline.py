@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from deblur_jax.data import cache as cache_lib
-from deblur_jax.data import demo, transforms
+from deblur_jax.data import demo, synthetic_source, transforms
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.errors import InputError
 
@@ -63,10 +63,13 @@ def create_train_dataset(data_config, *, seed: int, global_batch: int, rows: ran
   cache_mode = cache_lib.check_mode(data_config.get('cache', 'none'))
   indices = transforms.global_example_indices(start_step, global_batch, rows)
   common = dict(crop_size=crop, hflip=data_config.hflip, seed=seed, example_indices=indices)
-  if _source(data_config) == 'tfds':
-    if cache_mode != 'none':
-      raise InputError(f'config.data.cache={cache_mode!r} applies to source=\'folders\'; '
-                       "set it to 'none' for the TFDS source.")
+  source = _source(data_config)
+  if source != 'folders' and cache_mode != 'none':
+    raise InputError(f'config.data.cache={cache_mode!r} applies to source=\'folders\'; '
+                     f"set it to 'none' for source={source!r}.")
+  if source == 'synthetic':
+    dataset, num_images = synthetic_source.train_dataset(data_config, **common)
+  elif source == 'tfds':
     from deblur_jax.data import tfds_source  # pylint: disable=g-import-not-at-top  (slow import)
     split = tfds_source.load_gopro_split(data_config, data_config.train_split, min_size=crop)
     dataset, num_images = tfds_source.tfds_train_dataset(split, **common), len(split)
@@ -86,7 +89,7 @@ def create_train_dataset(data_config, *, seed: int, global_batch: int, rows: ran
   return dataset.with_options(options), num_images
 
 
-SOURCES = ('folders', 'tfds')
+SOURCES = ('folders', 'tfds', 'synthetic')
 
 
 def _source(data_config) -> str:
@@ -109,7 +112,8 @@ def read_pair_files(pairs: Sequence[pairs_lib.ImagePair]) -> tf.data.Dataset:
 
 def find_eval_pairs(data_config, workdir: str, min_size: int):
   """(the evaluation pairs, a function reading a list of them as an unbatched dataset):
-  `data.eval_split` of `data.dir` or of the GoPro TFDS dataset, or the demo's
+  `data.eval_split` of `data.dir` or of the GoPro TFDS dataset, its synthetic
+  blur (written under workdir/synthetic_eval on first use), or the demo's
   held-out photos (written under workdir/demo_data on first use)."""
   if data_config.max_eval_images < 0:
     raise InputError(f'config.data.max_eval_images={data_config.max_eval_images} must be >= 0.')
@@ -120,7 +124,10 @@ def find_eval_pairs(data_config, workdir: str, min_size: int):
                                          max_pairs=data_config.max_eval_images or None)
     return list(split.pairs), lambda pairs: tfds_source.tfds_eval_dataset(
         split, [p.name for p in pairs])
-  if data_config.dir:
+  if data_config.source == 'synthetic':
+    root = synthetic_source.write_eval_set(data_config, workdir)
+    split, blur_folder, sharp_folder = 'test', 'blur', 'sharp'
+  elif data_config.dir:
     root, split = data_config.dir, data_config.eval_split
     blur_folder, sharp_folder = data_config.blur_folder, data_config.sharp_folder
   else:

@@ -62,22 +62,23 @@ def _write_json(path: str, data) -> None:
   os.replace(tmp, path)
 
 
-def _check_output(input_path: str, output_dir: str) -> None:
+def _check_output(input_path: str, output_dir: str, input_field: str) -> None:
   if os.path.exists(output_dir) and not os.path.isdir(output_dir):
     raise InputError(f'--output={output_dir!r} is a file; give a folder.')
   if os.path.isdir(input_path):
     inside = os.path.relpath(os.path.abspath(output_dir), os.path.abspath(input_path))
     if not inside.startswith(os.pardir):
-      raise InputError(f'--output={output_dir!r} lies inside --input={input_path!r}; its '
+      raise InputError(f'--output={output_dir!r} lies inside {input_field}={input_path!r}; its '
                        'images would become inputs next time. Choose another folder.')
 
 
 def synthesize(input_path: str, output_dir: str, spec: degrade.SyntheticBlur,
-               seed: int = 0) -> Summary:
+               seed: int = 0, input_field: str = '--input') -> Summary:
   """Degrades every image under `input_path` (a folder or one file) into
-  `output_dir` as described in the module docstring, and writes the manifest."""
-  _check_output(input_path, output_dir)
-  files = image_io.list_images(input_path)
+  `output_dir` as described in the module docstring, and writes the manifest.
+  `input_field` names where `input_path` came from, in errors."""
+  _check_output(input_path, output_dir, input_field)
+  files = image_io.list_images(input_path, field=input_field)
   by_name = {}
   for path, relative in files:
     name = output_name(relative)

@@ -1,0 +1,146 @@
+"""Synthetic blur on the fly: any folder of sharp images as a training set
+(`config.data.source = 'synthetic'`).
+
+Training: random crops of the sharp images under `data.dir/train_split`
+(searched recursively), each blurred when it is drawn with a random kernel,
+noise and JPEG as `config.data.synthetic` says (degrade.SyntheticBlur).
+Example g of a run with seed s is cut and flipped with the stateless seeds
+of (s, g) and degraded with `degrade.example_rng(s, g)`: the same seed gives
+the same pairs, each process computes its own examples, and a resumed run
+goes on with the examples after the restored step. A crop is cut with a
+margin of half the largest kernel, blurred, and the margin then cut away, so
+every blurred pixel sees real image content under the whole kernel.
+
+Evaluation: a fixed set, the images under `data.dir/eval_split` degraded
+once by `synthesize` with `synthetic.eval_seed` into
+workdir/synthetic_eval/KEY/test/{blur,sharp} (KEY: a hash of the folder, the
+degradation and the seed), then read like any flattened pair folder. The
+blur of an evaluation image depends on its name and the seed only, so runs
+with different training seeds are scored on the same pairs.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import tensorflow as tf
+from absl import logging
+
+from deblur_jax import image_io
+from deblur_jax.data import degrade, kernels, pairs, synthesize, transforms
+from deblur_jax.errors import InputError
+
+_FIELD = 'config.data.synthetic'
+_MAX_LOGGED_SKIPS = 10
+
+
+def _parse_range(text: str, field: str, kind):
+  """'0.01' -> 0.01; '0,0.02' -> (0.0, 0.02)."""
+  parts = [p.strip() for p in str(text).split(',') if p.strip()]
+  try:
+    values = [kind(p) for p in parts]
+  except ValueError:
+    values = []
+  if len(values) not in (1, 2):
+    raise InputError(f'{field}={text!r} must be one {kind.__name__} or a LOW,HIGH range.')
+  return values[0] if len(values) == 1 else tuple(values)
+
+
+def blur_spec(synthetic_config) -> degrade.SyntheticBlur:
+  """The degradation described by `config.data.synthetic`."""
+  families = tuple(k.strip() for k in synthetic_config.kernels.split(',') if k.strip())
+  try:
+    return degrade.SyntheticBlur(
+        kernels=families,
+        kernel_size=synthetic_config.kernel_size or None,
+        noise_sigma=_parse_range(synthetic_config.noise_sigma, f'{_FIELD}.noise_sigma', float),
+        jpeg_quality=_parse_range(synthetic_config.jpeg_quality, f'{_FIELD}.jpeg_quality', int))
+  except InputError as e:
+    raise InputError(f'{_FIELD}: {e}') from None
+
+
+def kernel_margin(spec: degrade.SyntheticBlur) -> int:
+  """Half the side of the largest kernel `spec` can draw, in pixels."""
+  default = (kernels.DEFAULT_KERNEL_SIZE,)
+  sizes = [spec.kernel_size or kernels.REPORT_001_GAUSSIANS.get(k, default)[0]
+           for k in spec.kernels]
+  return max(sizes) // 2
+
+
+def find_sharp_images(root: str, split: str, min_size: int) -> list[str]:
+  """The readable images under root/split at least `min_size` on each side, sorted;
+  the others are logged and skipped."""
+  if not root:
+    raise InputError("config.data.dir is empty; source='synthetic' needs a folder of sharp "
+                     f'images under config.data.dir/{split}.')
+  folder = os.path.join(root, split)
+  if not os.path.isdir(folder):
+    raise InputError(f'config.data.dir={root!r} has no {split!r} folder of sharp images.')
+  found, skipped = [], []
+  for path, _ in image_io.list_images(folder, field=f'config.data.dir/{split}'):
+    try:
+      height, width, _ = pairs.read_image_header(path)
+    except ValueError as e:
+      skipped.append((path, str(e)))
+      continue
+    if min(height, width) < min_size:
+      skipped.append((path, f'it is {width}x{height}, smaller than {min_size}x{min_size} '
+                            '(the crop plus the kernel margin)'))
+      continue
+    found.append(path)
+  for path, reason in skipped[:_MAX_LOGGED_SKIPS]:
+    logging.warning('Skipping %s: %s.', path, reason)
+  if not found:
+    raise InputError(f'No usable sharp images in {folder} ({len(skipped)} skipped, e.g. '
+                     f'{"; ".join(f"{p}: {r}" for p, r in skipped[:3])}).')
+  logging.info('Found %d sharp images in %s (%d skipped).', len(found), folder, len(skipped))
+  return found
+
+
+def train_dataset(data_config, *, crop_size: int, hflip: bool, seed: int,
+                  example_indices: tf.data.Dataset) -> tuple[tf.data.Dataset, int]:
+  """(unbatched {'blur', 'sharp'} crops, one per global example index; number of images)."""
+  spec = blur_spec(data_config.synthetic)
+  margin = kernel_margin(spec)
+  patch = crop_size + 2 * margin
+  paths = find_sharp_images(data_config.dir, data_config.train_split, min_size=patch)
+  path_table = tf.constant(paths)
+
+  def degrade_patch(sharp_patch, g):
+    return degrade.degrade_example(sharp_patch, seed, int(g), spec)
+
+  def make_example(g):
+    i = transforms.shuffled_index(g, len(paths), seed)
+    crop_seed, flip_seed = transforms.example_seeds(g, seed, 2)
+    sharp_patch = transforms.random_crop_flip(transforms.decode_image(path_table[i]), patch,
+                                              hflip, crop_seed, flip_seed)
+    blurred = tf.numpy_function(degrade_patch, [sharp_patch, g], tf.float32, stateful=False)
+    blur = transforms.quantize_8bit(transforms.centre_crop(blurred, margin))
+    sharp = transforms.centre_crop(sharp_patch, margin)
+    blur.set_shape([crop_size, crop_size, 3])
+    sharp.set_shape([crop_size, crop_size, 3])
+    return {'blur': blur, 'sharp': sharp}
+
+  examples = example_indices.map(make_example, num_parallel_calls=tf.data.AUTOTUNE)
+  return examples.ignore_errors(log_warning=True), len(paths)
+
+
+def write_eval_set(data_config, workdir: str) -> str:
+  """Degrades data.dir/eval_split once into the work directory (see the module
+  docstring); returns the root holding test/{blur,sharp}. Reused when present."""
+  spec = blur_spec(data_config.synthetic)
+  source = os.path.abspath(os.path.join(data_config.dir, data_config.eval_split))
+  if not data_config.dir or not os.path.isdir(source):
+    raise InputError(f'config.data.dir={data_config.dir!r} has no {data_config.eval_split!r} '
+                     'folder of sharp images to build the evaluation set from.')
+  eval_seed = data_config.synthetic.eval_seed
+  identity = json.dumps([source, dataclasses.asdict(spec), eval_seed], sort_keys=True)
+  key = hashlib.sha256(identity.encode()).hexdigest()[:12]
+  root = os.path.join(workdir, 'synthetic_eval', key)
+  output = os.path.join(root, 'test')
+  if not os.path.exists(os.path.join(output, 'manifest.json')):  # written last
+    logging.info('Writing the synthetic evaluation set of %s to %s.', source, output)
+    synthesize.synthesize(source, output, spec, eval_seed,
+                          input_field=f'config.data.dir/{data_config.eval_split}')
+  return root
