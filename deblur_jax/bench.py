@@ -40,9 +40,10 @@ flags.DEFINE_integer('height', None, 'Image height; overrides --size.')
 flags.DEFINE_integer('width', None, 'Image width; overrides --size.')
 flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
                   'Compute dtype (default: config.train.compute_dtype).')
-flags.DEFINE_integer('steps', 10, 'Timed runs.')
+flags.DEFINE_integer('steps', 10, 'Timed runs (at least 1).')
 flags.DEFINE_integer('warmup', 2, 'Untimed runs after compilation.')
 flags.mark_flags_as_required(['config'])
+flags.register_validator('steps', lambda steps: steps >= 1, message='--steps must be at least 1.')
 
 # Dense peak FLOP/s by device kind and dtype (float32 matmuls run as TF32 on
 # Hopper by default). Unknown devices (CPUs among them) report no fraction.
@@ -75,6 +76,7 @@ def _memory(compiled) -> dict:
                                      + analysis.output_size_in_bytes
                                      - analysis.alias_size_in_bytes)
     out['compiled_temp_bytes'] = int(analysis.temp_size_in_bytes)
+    out['compiled_argument_bytes'] = int(analysis.argument_size_in_bytes)
   stats = jax.local_devices()[0].memory_stats() or {}
   if 'peak_bytes_in_use' in stats:
     out['device_peak_bytes'] = int(stats['peak_bytes_in_use'])
@@ -105,9 +107,11 @@ def bench_train(config, mesh, batch: int, height: int, width: int, dtype: str, s
   model = models.build_model(config.model, jnp.dtype(dtype))
   tx, schedule = optimizers.build_optimizer(config.optimizer, num_train_steps=10**6,
                                             steps_per_epoch=1)
-  state = train_step.create_train_state(jax.random.key(0), model, tx, min(height, width), mesh)
+  state = train_step.create_train_state(jax.random.key(0), model, tx, min(height, width), mesh,
+                                        fsdp=config.train.fsdp)
   step_fn = train_step.jit_train_step(mesh, loss_fn=losses.build_loss_fn(config.loss),
-                                      learning_rate_fn=schedule, rng=jax.random.key(1))
+                                      learning_rate_fn=schedule, rng=jax.random.key(1),
+                                      state_sharding=train_step.state_shardings(state))
   data = _random_batch(batch, height, width, mesh)
   start = time.perf_counter()
   compiled = step_fn.lower(state, data).compile()
@@ -182,6 +186,7 @@ def run(config, what: str, batch: int, height: int, width: int, dtype: str, step
       'batch': batch, 'height': height, 'width': width, 'dtype': dtype,
       'platform': device.platform, 'device_kind': device.device_kind,
       'num_devices': jax.device_count(),
+      'fsdp': bool(config.train.fsdp), 'remat': bool(config.model.get('remat', False)),
       'compile_s': round(result['compile_s'], 3),
       'step_ms_median': round(1e3 * step_s, 3),
       'step_ms_min': round(1e3 * min(result['times']), 3),

@@ -1,12 +1,19 @@
 """Shared test set-up: 4 CPU devices, tiny configs and generated PNG datasets."""
 
 import os
+import tempfile
 
 # Before jax is imported anywhere: every in-process test sees 4 CPU devices, so
 # the sharded steps really split batches.
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=4').strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# The tests compile the same tiny programs many times, here and in the
+# subprocesses they start (which inherit this environment): a persistent XLA
+# cache shared by all of them compiles each program once. Only compilation is
+# skipped; every program still runs.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(
+    tempfile.gettempdir(), f'deblur_jax_tests_xla_cache_{os.getuid()}'))
 
 import sys  # noqa: E402
 

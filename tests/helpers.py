@@ -103,10 +103,11 @@ def saved_item(workdir, step, item='model'):
   return restored[item]
 
 
-def run_tool(module, *args):
-  """Runs `python -m module args` from the repository with one CPU device. Tools
-  define absl flags when imported, so each runs in its own process."""
-  env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS='')
+def run_tool(module, *args, num_devices=1):
+  """Runs `python -m module args` from the repository with `num_devices` CPU
+  devices. Tools define absl flags when imported, so each runs in its own process."""
+  env = dict(os.environ, PYTHONPATH=str(REPO),
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={num_devices}')
   return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300, check=False)
 
