@@ -65,6 +65,12 @@ def get_config():
   config.data.eval_split = 'test'  # Sub-folder of `dir` used for evaluation.
   config.data.blur_folder = 'blur'  # 'blur' (MIMO-UNet, NAFNet, ...) or 'blur_gamma'.
   config.data.sharp_folder = 'sharp'
+  # Text files listing the training / evaluation pairs instead of the split folders
+  # (RealBlur, HIDE, any layout): one pair per line, two paths relative to `dir` (or
+  # absolute), in pairs_file_order; '#' starts a comment. '' = scan the split folder.
+  config.data.train_pairs_file = ''
+  config.data.eval_pairs_file = ''
+  config.data.pairs_file_order = 'blur_sharp'  # or 'sharp_blur' (RealBlur's lists: gt first)
   config.data.crop_size = 256  # Side of the square training crops, pixels.
   config.data.hflip = True  # Random horizontal flips of training pairs.
   # Decoded training images ('folders' source): 'none' decodes both files of a pair

@@ -107,3 +107,72 @@ def test_grayscale_rgba_and_16_bit_files_are_accepted(tmp_path):
   found = pairs_lib.find_pairs(str(root), 'train')
   assert len(found.pairs) == 3 and not found.skipped
   assert sum(found.colour_notes.values()) == 3
+
+
+@pytest.fixture
+def realblur_like(tmp_path):
+  """RealBlur's layout (scene/{gt,blur}/{gt,blur}_N.png) and lists (sharp first)."""
+  rng = np.random.default_rng(3)
+  root = tmp_path / 'RealBlur_J'
+  for scene in ('scene001', 'scene002'):
+    for i in (1, 2):
+      sharp = smooth_image(rng, 40, 48)
+      write_png(root / scene / 'gt' / f'gt_{i}.png', sharp)
+      write_png(root / scene / 'blur' / f'blur_{i}.png', sharp[::-1])
+  return root
+
+
+def test_a_pairs_file_lists_pairs_in_its_order_either_way_round(realblur_like, tmp_path):
+  listed = tmp_path / 'train_list.txt'
+  listed.write_text('# RealBlur-style: ground truth first\n'
+                    'scene002/gt/gt_1.png scene002/blur/blur_1.png\n\n'
+                    f'{realblur_like}/scene001/gt/gt_2.png   scene001/blur/blur_2.png  # absolute\n'
+                    'scene001/gt/gt_9.png scene001/blur/blur_9.png\n')
+  found = pairs_lib.read_pairs_file(str(realblur_like), str(listed), 'sharp_blur')
+  assert [p.name for p in found.pairs] == ['scene002/blur/blur_1.png', 'scene001/blur/blur_2.png']
+  assert found.pairs[0].sharp == os.path.join(realblur_like, 'scene002/gt/gt_1.png')
+  assert (found.pairs[0].height, found.pairs[0].width) == (40, 48)
+  assert len(found.skipped) == 1 and 'line 5 but missing' in found.skipped[0][1]
+  # The same file read blurred-first swaps the roles: names follow the first column.
+  swapped = pairs_lib.read_pairs_file(str(realblur_like), str(listed), 'blur_sharp')
+  assert swapped.pairs[0].name == 'scene002/gt/gt_1.png'
+  with pytest.raises(InputError, match='smaller than 64x64'):
+    pairs_lib.read_pairs_file(str(realblur_like), str(listed), 'sharp_blur', min_size=64)
+
+
+@pytest.mark.parametrize('text, message', [
+    ('a.png\n', r'list\.txt, line 1: expected two paths'),
+    ('a.png b.png c.png\n', r'line 1: expected two paths .* found 3 fields'),
+    ('scene001/blur/blur_1.png scene001/gt/gt_1.png\n' * 2, 'line 2: .* is listed twice'),
+    ('# nothing\n\n', 'it lists no pairs'),
+])
+def test_malformed_pairs_files_name_the_file_and_line(realblur_like, tmp_path, text, message):
+  listed = tmp_path / 'list.txt'
+  listed.write_text(text)
+  with pytest.raises(InputError, match=message):
+    pairs_lib.read_pairs_file(str(realblur_like), str(listed))
+
+
+def test_the_pipeline_reads_pairs_files_for_training_and_evaluation(realblur_like, tmp_path):
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from deblur_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'train.txt').write_text('scene001/blur/blur_1.png scene001/gt/gt_1.png\n'
+                                      'scene001/blur/blur_2.png scene001/gt/gt_2.png\n')
+  (tmp_path / 'test.txt').write_text('scene002/blur/blur_1.png scene002/gt/gt_1.png\n')
+  config = tiny.get_config().data
+  config.dir = str(realblur_like)  # has no train/ or test/ folder: the lists are used
+  config.train_pairs_file = str(tmp_path / 'train.txt')
+  config.eval_pairs_file = str(tmp_path / 'test.txt')
+  dataset, num_images = input_pipeline.create_train_dataset(
+      config, seed=0, global_batch=2, rows=range(2), start_step=0)
+  batch = next(dataset.as_numpy_iterator())
+  assert num_images == 2 and batch['blur'].shape == (2, 32, 32, 3)
+  found, _ = input_pipeline.find_eval_pairs(config, str(tmp_path / 'work'), min_size=16)
+  assert [p.name for p in found] == ['scene002/blur/blur_1.png']
+  config.eval_pairs_file = str(tmp_path / 'missing.txt')
+  with pytest.raises(InputError, match=r'config\.data\.eval_pairs_file=.*missing\.txt.* is not a '
+                     'file'):
+    input_pipeline.find_eval_pairs(config, str(tmp_path / 'work'), min_size=16)
+  config.pairs_file_order = 'gt_first'
+  with pytest.raises(InputError, match=r"pairs_file_order='gt_first'"):
+    input_pipeline.find_eval_pairs(config, str(tmp_path / 'work'), min_size=16)

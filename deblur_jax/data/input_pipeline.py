@@ -74,10 +74,9 @@ def create_train_dataset(data_config, *, seed: int, global_batch: int, rows: ran
     split = tfds_source.load_gopro_split(data_config, data_config.train_split, min_size=crop)
     dataset, num_images = tfds_source.tfds_train_dataset(split, **common), len(split)
   elif data_config.dir:
-    pairs = pairs_lib.find_pairs(data_config.dir, data_config.train_split,
-                                 data_config.blur_folder, data_config.sharp_folder,
-                                 min_size=crop).pairs
-    name = cache_lib.cache_name(data_config.dir, data_config.train_split,
+    pairs = find_folder_pairs(data_config, 'train', min_size=crop).pairs
+    name = cache_lib.cache_name(data_config.dir,
+                                data_config.get('train_pairs_file') or data_config.train_split,
                                 data_config.blur_folder, data_config.sharp_folder)
     decoded = cache_lib.load(pairs, cache_mode, data_config.get('cache_dir', ''), name)
     dataset, num_images = pairs_train_dataset(pairs, decoded=decoded, **common), len(pairs)
@@ -87,6 +86,21 @@ def create_train_dataset(data_config, *, seed: int, global_batch: int, rows: ran
   options.deterministic = True
   dataset = dataset.batch(len(rows), drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   return dataset.with_options(options), num_images
+
+
+def find_folder_pairs(data_config, which: str, min_size: int,
+                      max_pairs: Optional[int] = None) -> pairs_lib.PairList:
+  """The checked pairs of `data.dir` for `which` ('train' or 'eval'): listed by
+  data.{which}_pairs_file when set, else found under data.{which}_split."""
+  pairs_file = data_config.get(f'{which}_pairs_file', '')
+  if pairs_file:
+    order = data_config.get('pairs_file_order', 'blur_sharp')
+    return pairs_lib.read_pairs_file(data_config.dir, pairs_file, order,
+                                     min_size=min_size, max_pairs=max_pairs,
+                                     field=f'config.data.{which}_pairs_file')
+  return pairs_lib.find_pairs(data_config.dir, data_config[f'{which}_split'],
+                              data_config.blur_folder, data_config.sharp_folder,
+                              min_size=min_size, max_pairs=max_pairs)
 
 
 SOURCES = ('folders', 'tfds', 'synthetic')
@@ -112,30 +126,29 @@ def read_pair_files(pairs: Sequence[pairs_lib.ImagePair]) -> tf.data.Dataset:
 
 def find_eval_pairs(data_config, workdir: str, min_size: int):
   """(the evaluation pairs, a function reading a list of them as an unbatched dataset):
-  `data.eval_split` of `data.dir` or of the GoPro TFDS dataset, its synthetic
-  blur (written under workdir/synthetic_eval on first use), or the demo's
-  held-out photos (written under workdir/demo_data on first use)."""
+  `data.eval_split` (or `data.eval_pairs_file`) of `data.dir`, the test split of
+  the GoPro TFDS dataset, the synthetic blur of `data.dir/eval_split` (written
+  under workdir/synthetic_eval on first use), or the demo's held-out photos
+  (written under workdir/demo_data on first use)."""
   if data_config.max_eval_images < 0:
     raise InputError(f'config.data.max_eval_images={data_config.max_eval_images} must be >= 0.')
-  if _source(data_config) == 'tfds':
+  max_pairs = data_config.max_eval_images or None
+  source = _source(data_config)
+  if source == 'tfds':
     from deblur_jax.data import tfds_source  # pylint: disable=g-import-not-at-top  (slow import)
     split = tfds_source.load_gopro_split(data_config, data_config.eval_split,
-                                         min_size=min_size,
-                                         max_pairs=data_config.max_eval_images or None)
+                                         min_size=min_size, max_pairs=max_pairs)
     return list(split.pairs), lambda pairs: tfds_source.tfds_eval_dataset(
         split, [p.name for p in pairs])
-  if data_config.source == 'synthetic':
+  if source == 'folders' and data_config.dir:
+    return find_folder_pairs(data_config, 'eval', min_size, max_pairs).pairs, read_pair_files
+  if source == 'synthetic':
     root = synthetic_source.write_eval_set(data_config, workdir)
-    split, blur_folder, sharp_folder = 'test', 'blur', 'sharp'
-  elif data_config.dir:
-    root, split = data_config.dir, data_config.eval_split
-    blur_folder, sharp_folder = data_config.blur_folder, data_config.sharp_folder
   else:
     blurs = [b.strip() for b in data_config.demo.eval_blurs.split(',') if b.strip()]
     root = demo.write_eval_pairs(os.path.join(workdir, 'demo_data'), blurs)
-    split, blur_folder, sharp_folder = 'test', 'blur', 'sharp'
-  pairs = pairs_lib.find_pairs(root, split, blur_folder, sharp_folder, min_size=min_size,
-                               max_pairs=data_config.max_eval_images or None).pairs
+  # Both are written as root/test/{blur,sharp}/NAME.png.
+  pairs = pairs_lib.find_pairs(root, 'test', min_size=min_size, max_pairs=max_pairs).pairs
   return pairs, read_pair_files
 
 

@@ -4,7 +4,8 @@ Two layouts are recognised under `root/split`:
   native GOPRO_Large:  SEQ/{blur,sharp}/NAME.png  (pair name 'SEQ/NAME.png')
   flattened:           {blur,sharp}/NAME.png      (pair name 'NAME.png')
 Folder names are configurable ('blur_gamma', 'input'/'target', ...). Pairs
-match by file name. Each file's header is read (not its pixels) so that bad
+match by file name. Or a pairs file lists them (`read_pairs_file`: RealBlur's
+and HIDE's lists, any layout). Each file's header is read (not its pixels) so that bad
 files are reported by name before training starts: a single bad pair among
 many is skipped with a warning and counted; no usable pair at all is an error.
 """
@@ -139,9 +140,56 @@ def find_pairs(root: str, split: str, blur_folder: str = 'blur', sharp_folder: s
         skipped.append((blur_path, f'no sharp partner in {sharp_dir}'))
         continue
       candidates.append((os.path.join(prefix, file_name), blur_path, sharps[file_name]))
+  return _checked_pairs(candidates, skipped, split_dir, f'its {blur_folder!r} folders hold no '
+                        f'{IMAGE_EXTENSIONS} files', min_size, max_pairs)
+
+
+PAIR_ORDERS = ('blur_sharp', 'sharp_blur')
+
+
+def read_pairs_file(root: str, pairs_file: str, order: str = 'blur_sharp', min_size: int = 0,
+                    max_pairs: Optional[int] = None, field: str = 'config.data.pairs_file'
+                    ) -> PairList:
+  """The pairs listed in `pairs_file`, checked like `find_pairs`, in the file's order.
+
+  One pair per line: two paths separated by white space, relative to `root`
+  (or absolute), blurred first for `order` 'blur_sharp' and sharp first for
+  'sharp_blur' (RealBlur's lists). Blank lines and text after '#' are
+  ignored. A pair's name is its blurred image's path relative to `root`.
+  """
+  if order not in PAIR_ORDERS:
+    raise InputError(f'config.data.pairs_file_order={order!r}; choose one of {list(PAIR_ORDERS)}.')
+  if not os.path.isfile(pairs_file):
+    raise InputError(f'{field}={pairs_file!r} is not a file.')
+  candidates, skipped, names = [], [], set()
+  with open(pairs_file) as f:
+    for number, line in enumerate(f, 1):
+      fields = line.split('#', 1)[0].split()
+      if not fields:
+        continue
+      if len(fields) != 2:
+        raise InputError(f'{pairs_file}, line {number}: expected two paths (blurred and sharp '
+                         f'image, order {order!r}), found {len(fields)} fields: {line.strip()!r}.')
+      blur, sharp = fields if order == 'blur_sharp' else fields[::-1]
+      blur, sharp = (os.path.join(root, path) for path in (blur, sharp))
+      name = os.path.relpath(blur, root)
+      if name in names:
+        raise InputError(f'{pairs_file}, line {number}: {name} is listed twice.')
+      names.add(name)
+      missing = [path for path in (blur, sharp) if not os.path.isfile(path)]
+      if missing:
+        skipped.append((missing[0], f'listed in {pairs_file} line {number} but missing'))
+        continue
+      candidates.append((name, blur, sharp))
+  return _checked_pairs(candidates, skipped, pairs_file, 'it lists no pairs', min_size,
+                        max_pairs)
+
+
+def _checked_pairs(candidates, skipped, source: str, why_empty: str, min_size: int,
+                   max_pairs: Optional[int]) -> PairList:
+  """Checks (name, blur path, sharp path) candidates; skips and logs bad ones."""
   if max_pairs:
     candidates = candidates[:max_pairs]
-
   pairs = []
   colour_notes = collections.Counter()
   for name, blur_path, sharp_path in candidates:
@@ -161,8 +209,8 @@ def find_pairs(root: str, split: str, blur_folder: str = 'blur', sharp_folder: s
     logging.info('Images converted to RGB, by mode: %s.', dict(colour_notes))
   if not pairs:
     reasons = '; '.join(f'{p}: {r}' for p, r in skipped[:3])
-    raise InputError(f'No usable image pairs in {split_dir}'
+    raise InputError(f'No usable image pairs in {source}'
                      + (f' ({len(skipped)} skipped, e.g. {reasons})' if skipped else
-                        f': its {blur_folder!r} folders hold no {IMAGE_EXTENSIONS} files') + '.')
-  logging.info('Found %d image pairs in %s (%d skipped).', len(pairs), split_dir, len(skipped))
+                        f': {why_empty}') + '.')
+  logging.info('Found %d image pairs in %s (%d skipped).', len(pairs), source, len(skipped))
   return PairList(pairs, skipped, colour_notes)
