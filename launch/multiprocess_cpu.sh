@@ -37,11 +37,16 @@ print(s.getsockname()[1])')}
 coordinator=127.0.0.1:$port
 # Each process appends its device count to the XLA_FLAGS it inherits.
 xla_flags="${XLA_FLAGS:+$XLA_FLAGS }--xla_force_host_platform_device_count=$devices_per_process"
+# JAX writes its persistent compilation cache from process 0 only: with a cache,
+# process 0 would load its programs while the others compile theirs, and the CPU
+# collectives (Gloo) stop waiting for the late ones after 30 s. Off unless set.
+cache="${JAX_ENABLE_COMPILATION_CACHE:-false}"
 
 command_of() {  # sets cmd to the argument list of process $1, overrides $2...
   local id=$1
   shift
   cmd=(env "XLA_FLAGS=$xla_flags" "JAX_COORDINATOR_BIND_ADDRESS=$coordinator"
+       "JAX_ENABLE_COMPILATION_CACHE=$cache"
        "$python" -m deblur_jax.main --config="$config" --workdir="$workdir" --distributed
        --coordinator_address="$coordinator" --num_processes="$num_processes"
        --process_id="$id" "$@")

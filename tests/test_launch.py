@@ -49,10 +49,11 @@ def test_multiprocess_cpu_dry_run_prints_one_command_per_process():
   assert lines[-1] == ['wait']
   assert len(lines) == 4
   for i, line in enumerate(lines[:3]):
-    assert line[:4] == ['env', 'XLA_FLAGS=--xla_cpu_enable_fast_math=false '
+    assert line[:5] == ['env', 'XLA_FLAGS=--xla_cpu_enable_fast_math=false '
                         '--xla_force_host_platform_device_count=2',
-                        'JAX_COORDINATOR_BIND_ADDRESS=127.0.0.1:12345', 'py']
-    args = line[4:]
+                        'JAX_COORDINATOR_BIND_ADDRESS=127.0.0.1:12345',
+                        'JAX_ENABLE_COMPILATION_CACHE=false', 'py']
+    args = line[5:]
     assert args[:2] == ['-m', 'deblur_jax.main']
     assert {'--config=configs/tiny.py', '--workdir=/tmp/w d', '--distributed',
             '--coordinator_address=127.0.0.1:12345', '--num_processes=3',
