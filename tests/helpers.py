@@ -41,6 +41,15 @@ def write_png(path, array):
   Image.fromarray(array).save(path)
 
 
+def train_batches(data_config, n, *, start_step=0, global_batch=4, rows=range(4), seed=0):
+  """(the first `n` local batches of the training pipeline, number of training images)."""
+  from deblur_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  dataset, num_images = input_pipeline.create_train_dataset(
+      data_config, seed=seed, global_batch=global_batch, rows=rows, start_step=start_step)
+  it = dataset.as_numpy_iterator()
+  return [next(it) for _ in range(n)], num_images
+
+
 def contains_window(image, window):
   """Whether `window` (or its mirror image) is a sub-array of `image`."""
   size = window.shape[0]

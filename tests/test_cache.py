@@ -13,7 +13,7 @@ from configs import tiny
 from deblur_jax.data import cache, input_pipeline, transforms
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.errors import InputError
-from helpers import make_pair_tree, run_tool, smooth_image
+from helpers import make_pair_tree, run_tool, smooth_image, train_batches
 
 
 def train_config(root, mode='none', cache_dir=''):
@@ -25,10 +25,7 @@ def train_config(root, mode='none', cache_dir=''):
 
 
 def batches(data_config, n, *, start_step=0, seed=0):
-  dataset, _ = input_pipeline.create_train_dataset(
-      data_config, seed=seed, global_batch=4, rows=range(4), start_step=start_step)
-  it = dataset.as_numpy_iterator()
-  return [next(it) for _ in range(n)]
+  return train_batches(data_config, n, start_step=start_step, seed=seed)[0]
 
 
 def assert_same_batches(got, expected):

@@ -12,14 +12,7 @@ from configs import tiny
 from deblur_jax.data import demo, input_pipeline, kernels, transforms
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.errors import InputError
-from helpers import contains_window, make_pair_tree
-
-
-def batches(data_config, n, *, start_step=0, global_batch=4, rows=range(4), seed=0):
-  dataset, num_images = input_pipeline.create_train_dataset(
-      data_config, seed=seed, global_batch=global_batch, rows=rows, start_step=start_step)
-  it = dataset.as_numpy_iterator()
-  return [next(it) for _ in range(n)], num_images
+from helpers import contains_window, make_pair_tree, train_batches
 
 
 @pytest.fixture
@@ -30,7 +23,7 @@ def data_config(pair_tree):
 
 
 def test_train_batches_are_paired_crops_in_unit_range(data_config):
-  (batch,), num_images = batches(data_config, 1)
+  (batch,), num_images = train_batches(data_config, 1)
   assert num_images == 6
   assert batch['blur'].shape == batch['sharp'].shape == (4, 32, 32, 3)
   assert batch['blur'].dtype == np.float32
@@ -39,25 +32,25 @@ def test_train_batches_are_paired_crops_in_unit_range(data_config):
   assert 0 < np.abs(batch['blur'] - batch['sharp']).mean() < 0.1
 
 
-def test_same_seed_same_batches_other_seed_other_batches(data_config):
-  a, _ = batches(data_config, 3)
-  b, _ = batches(data_config, 3)
-  c, _ = batches(data_config, 3, seed=1)
+def test_same_seed_same_batches_other_seed_other_train_batches(data_config):
+  a, _ = train_batches(data_config, 3)
+  b, _ = train_batches(data_config, 3)
+  c, _ = train_batches(data_config, 3, seed=1)
   for x, y in zip(a, b):
     np.testing.assert_array_equal(x['blur'], y['blur'])
   assert not np.array_equal(a[0]['sharp'], c[0]['sharp'])
 
 
-def test_resumed_pipeline_continues_with_the_following_batches(data_config):
-  uninterrupted, _ = batches(data_config, 5)
-  resumed, _ = batches(data_config, 2, start_step=3)
+def test_resumed_pipeline_continues_with_the_following_train_batches(data_config):
+  uninterrupted, _ = train_batches(data_config, 5)
+  resumed, _ = train_batches(data_config, 2, start_step=3)
   for x, y in zip(uninterrupted[3:], resumed):
     np.testing.assert_array_equal(x['sharp'], y['sharp'])
 
 
 def test_processes_read_disjoint_slices_of_the_same_global_batch(data_config):
-  whole, _ = batches(data_config, 2, global_batch=4, rows=range(4))
-  parts = [batches(data_config, 2, global_batch=4, rows=rows)[0]
+  whole, _ = train_batches(data_config, 2, global_batch=4, rows=range(4))
+  parts = [train_batches(data_config, 2, global_batch=4, rows=rows)[0]
            for rows in (range(0, 2), range(2, 4))]
   for step in range(2):
     joined = np.concatenate([parts[0][step]['sharp'], parts[1][step]['sharp']])
@@ -83,7 +76,7 @@ def test_decode_handles_grayscale_rgba_and_16_bit(tmp_path):
 
 def test_demo_batches_are_blurred_crops_of_the_photos():
   config = tiny.get_config().data
-  (batch,), num_images = batches(config, 1)
+  (batch,), num_images = train_batches(config, 1)
   assert num_images == len(demo.TRAIN_PHOTOS)
   assert batch['blur'].shape == (4, 32, 32, 3)
   levels = batch['blur'] * 255
@@ -165,7 +158,7 @@ def test_a_training_image_corrupt_inside_is_skipped(data_config, pair_tree):
     corrupt_png_body(path)
   found = pairs_lib.find_pairs(str(pair_tree), 'train')
   assert len(found.pairs) == 6  # the damage is invisible to the header checks
-  (batch, _), _ = batches(data_config, 2)
+  (batch, _), _ = train_batches(data_config, 2)
   assert batch['blur'].shape == (4, 32, 32, 3)
   intact = np.asarray(Image.open(blurs[0]), np.float32) / 255.0
   for crop in batch['blur']:  # every crop comes from the one image that decodes

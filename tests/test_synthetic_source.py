@@ -11,7 +11,7 @@ from configs import tiny
 from deblur_jax import train
 from deblur_jax.data import input_pipeline, synthetic_source
 from deblur_jax.errors import InputError
-from helpers import contains_window, smooth_image, write_png
+from helpers import contains_window, smooth_image, train_batches, write_png
 
 SIZE = (72, 80)
 
@@ -35,19 +35,12 @@ def data_config(photos):
   return config
 
 
-def batches(data_config, n, *, start_step=0, rows=range(4), seed=0):
-  dataset, num_images = input_pipeline.create_train_dataset(
-      data_config, seed=seed, global_batch=4, rows=rows, start_step=start_step)
-  it = dataset.as_numpy_iterator()
-  return [next(it) for _ in range(n)], num_images
-
-
 def total_variation(images):
   return np.abs(np.diff(images, axis=1)).mean() + np.abs(np.diff(images, axis=2)).mean()
 
 
 def test_training_pairs_are_crops_of_the_sharp_images_and_their_blur(data_config, photos):
-  (batch,), num_images = batches(data_config, 1)
+  (batch,), num_images = train_batches(data_config, 1)
   assert num_images == 3  # train/ searched recursively; test/ left for evaluation
   assert batch['blur'].shape == batch['sharp'].shape == (4, 32, 32, 3)
   sources = [np.asarray(Image.open(photos / 'train' / p), np.float32) / 255.0
@@ -63,10 +56,10 @@ def test_training_pairs_are_crops_of_the_sharp_images_and_their_blur(data_config
 def test_same_seed_same_pairs_and_a_resume_continues_with_the_following_ones(data_config):
   data_config.synthetic.kernels = 'shake,motion'  # random kernels: the blur is seeded too
   data_config.synthetic.noise_sigma = '0,0.02'
-  first, _ = batches(data_config, 4)
-  again, _ = batches(data_config, 4)
-  resumed, _ = batches(data_config, 2, start_step=2)
-  other_seed, _ = batches(data_config, 1, seed=1)
+  first, _ = train_batches(data_config, 4)
+  again, _ = train_batches(data_config, 4)
+  resumed, _ = train_batches(data_config, 2, start_step=2)
+  other_seed, _ = train_batches(data_config, 1, seed=1)
   for x, y in zip(first, again):
     np.testing.assert_array_equal(x['blur'], y['blur'])
   for x, y in zip(first[2:], resumed):
@@ -74,7 +67,7 @@ def test_same_seed_same_pairs_and_a_resume_continues_with_the_following_ones(dat
     np.testing.assert_array_equal(x['sharp'], y['sharp'])
   assert not np.array_equal(first[0]['blur'], other_seed[0]['blur'])
   # Two processes' halves of a global batch are the rows of the whole one.
-  halves = [batches(data_config, 1, rows=rows)[0][0] for rows in (range(0, 2), range(2, 4))]
+  halves = [train_batches(data_config, 1, rows=rows)[0][0] for rows in (range(0, 2), range(2, 4))]
   np.testing.assert_array_equal(np.concatenate([h['blur'] for h in halves]), first[0]['blur'])
 
 
@@ -101,26 +94,26 @@ def test_the_evaluation_set_is_written_once_and_keyed_by_its_seed(data_config, t
 def test_bad_degradations_name_the_field(data_config, field, value, message):
   data_config.synthetic[field] = value
   with pytest.raises(InputError, match=message):
-    batches(data_config, 1)
+    train_batches(data_config, 1)
 
 
 def test_images_too_small_for_the_crop_and_kernel_are_skipped_then_an_error(data_config, photos):
   write_png(photos / 'train' / 'small.png', np.zeros((40, 40, 3), np.uint8))
   (photos / 'train' / 'empty.png').write_bytes(b'')
-  assert batches(data_config, 1)[1] == 3
+  assert train_batches(data_config, 1)[1] == 3
   data_config.crop_size = 64  # + 2 x 5 margin for the 11x11 kernel: more than 72
   with pytest.raises(InputError, match='smaller than 74x74'):
-    batches(data_config, 1)
+    train_batches(data_config, 1)
 
 
 def test_missing_folders_and_a_cache_are_errors(data_config, tmp_path):
   data_config.cache = 'memory'
   with pytest.raises(InputError, match="applies to source='folders'"):
-    batches(data_config, 1)
+    train_batches(data_config, 1)
   data_config.cache = 'none'
   data_config.dir = str(tmp_path / 'nowhere')
   with pytest.raises(InputError, match="has no 'train' folder"):
-    batches(data_config, 1)
+    train_batches(data_config, 1)
   with pytest.raises(InputError, match="has no 'test' folder"):
     input_pipeline.find_eval_pairs(data_config, str(tmp_path / 'work'), min_size=16)
 

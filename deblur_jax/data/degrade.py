@@ -90,6 +90,21 @@ def jpeg_compress(image: np.ndarray, quality: int) -> np.ndarray:
 Range = Union[float, tuple[float, float]]
 
 
+def parse_range(values, field: str, kind):
+  """A value or an inclusive (low, high) range from its text: a list of one or two
+  strings (an absl list flag) or one comma-separated string (a config field).
+  `field` names the flag or field in the error."""
+  parts = [v.strip() for v in (values.split(',') if isinstance(values, str) else values)]
+  try:
+    parsed = [kind(v) for v in parts if v]
+  except ValueError:
+    parsed = []
+  if len(parsed) not in (1, 2):
+    raise InputError(f'{field}={",".join(parts)} must be one {kind.__name__} or two (a LOW,HIGH '
+                     'range), comma-separated.')
+  return parsed[0] if len(parsed) == 1 else tuple(parsed)
+
+
 def _as_range(value, name: str) -> tuple[float, float]:
   low, high = (value, value) if np.isscalar(value) else tuple(value)
   if low > high:

@@ -201,16 +201,23 @@ def _checked_pairs(candidates, skipped, source: str, why_empty: str, min_size: i
     colour_notes.update(m for m in modes if m != 'RGB')
     pairs.append(pair)
 
-  for path, reason in skipped[:_MAX_LOGGED_SKIPS]:
-    logging.warning('Skipping the pair of %s: %s.', path, reason)
-  if len(skipped) > _MAX_LOGGED_SKIPS:
-    logging.warning('... and %d more pairs skipped.', len(skipped) - _MAX_LOGGED_SKIPS)
   if colour_notes:
     logging.info('Images converted to RGB, by mode: %s.', dict(colour_notes))
-  if not pairs:
+  report_found(len(pairs), skipped, 'image pairs', source, why_empty)
+  return PairList(pairs, skipped, colour_notes)
+
+
+def report_found(num_found: int, skipped: list[tuple[str, str]], what: str, source: str,
+                 why_empty: str) -> None:
+  """Logs the first skipped (path, reason)s and the count of `what` found in
+  `source`; none found is an InputError giving a few reasons, or `why_empty`."""
+  for path, reason in skipped[:_MAX_LOGGED_SKIPS]:
+    logging.warning('Skipping %s: %s.', path, reason)
+  if len(skipped) > _MAX_LOGGED_SKIPS:
+    logging.warning('... and %d more skipped.', len(skipped) - _MAX_LOGGED_SKIPS)
+  if not num_found:
     reasons = '; '.join(f'{p}: {r}' for p, r in skipped[:3])
-    raise InputError(f'No usable image pairs in {source}'
+    raise InputError(f'No usable {what} in {source}'
                      + (f' ({len(skipped)} skipped, e.g. {reasons})' if skipped else
                         f': {why_empty}') + '.')
-  logging.info('Found %d image pairs in %s (%d skipped).', len(pairs), source, len(skipped))
-  return PairList(pairs, skipped, colour_notes)
+  logging.info('Found %d %s in %s (%d skipped).', num_found, what, source, len(skipped))

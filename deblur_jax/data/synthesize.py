@@ -128,18 +128,6 @@ def synthesize(input_path: str, output_dir: str, spec: degrade.SyntheticBlur,
   return Summary(written, skipped)
 
 
-def _range(values: list[str], flag: str, kind):
-  """A value or an inclusive 'LOW,HIGH' range of a list flag."""
-  try:
-    parsed = [kind(v) for v in values]
-  except ValueError:
-    parsed = []
-  if len(parsed) not in (1, 2):
-    raise InputError(f'--{flag}={",".join(values)} must be one {kind.__name__} or two '
-                     '(a range), comma-separated.')
-  return parsed[0] if len(parsed) == 1 else tuple(parsed)
-
-
 FLAGS = flags.FLAGS
 
 
@@ -166,8 +154,8 @@ def main(_):
   spec = degrade.SyntheticBlur(
       kernels=tuple(k.strip() for k in FLAGS.kernels),
       kernel_size=FLAGS.kernel_size or None,
-      noise_sigma=_range(FLAGS.noise_sigma, 'noise_sigma', float),
-      jpeg_quality=_range(FLAGS.jpeg_quality, 'jpeg_quality', int))
+      noise_sigma=degrade.parse_range(FLAGS.noise_sigma, '--noise_sigma', float),
+      jpeg_quality=degrade.parse_range(FLAGS.jpeg_quality, '--jpeg_quality', int))
   if FLAGS.seed < 0:
     raise InputError(f'--seed={FLAGS.seed} must not be negative.')
   summary = synthesize(FLAGS.input, FLAGS.output, spec, FLAGS.seed)

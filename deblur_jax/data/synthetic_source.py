@@ -32,30 +32,16 @@ from deblur_jax.data import degrade, kernels, pairs, synthesize, transforms
 from deblur_jax.errors import InputError
 
 _FIELD = 'config.data.synthetic'
-_MAX_LOGGED_SKIPS = 10
-
-
-def _parse_range(text: str, field: str, kind):
-  """'0.01' -> 0.01; '0,0.02' -> (0.0, 0.02)."""
-  parts = [p.strip() for p in str(text).split(',') if p.strip()]
-  try:
-    values = [kind(p) for p in parts]
-  except ValueError:
-    values = []
-  if len(values) not in (1, 2):
-    raise InputError(f'{field}={text!r} must be one {kind.__name__} or a LOW,HIGH range.')
-  return values[0] if len(values) == 1 else tuple(values)
 
 
 def blur_spec(synthetic_config) -> degrade.SyntheticBlur:
   """The degradation described by `config.data.synthetic`."""
   families = tuple(k.strip() for k in synthetic_config.kernels.split(',') if k.strip())
+  noise_sigma = degrade.parse_range(synthetic_config.noise_sigma, f'{_FIELD}.noise_sigma', float)
+  jpeg_quality = degrade.parse_range(synthetic_config.jpeg_quality, f'{_FIELD}.jpeg_quality', int)
   try:
-    return degrade.SyntheticBlur(
-        kernels=families,
-        kernel_size=synthetic_config.kernel_size or None,
-        noise_sigma=_parse_range(synthetic_config.noise_sigma, f'{_FIELD}.noise_sigma', float),
-        jpeg_quality=_parse_range(synthetic_config.jpeg_quality, f'{_FIELD}.jpeg_quality', int))
+    return degrade.SyntheticBlur(kernels=families, kernel_size=synthetic_config.kernel_size or None,
+                                 noise_sigma=noise_sigma, jpeg_quality=jpeg_quality)
   except InputError as e:
     raise InputError(f'{_FIELD}: {e}') from None
 
@@ -89,12 +75,7 @@ def find_sharp_images(root: str, split: str, min_size: int) -> list[str]:
                             '(the crop plus the kernel margin)'))
       continue
     found.append(path)
-  for path, reason in skipped[:_MAX_LOGGED_SKIPS]:
-    logging.warning('Skipping %s: %s.', path, reason)
-  if not found:
-    raise InputError(f'No usable sharp images in {folder} ({len(skipped)} skipped, e.g. '
-                     f'{"; ".join(f"{p}: {r}" for p, r in skipped[:3])}).')
-  logging.info('Found %d sharp images in %s (%d skipped).', len(found), folder, len(skipped))
+  pairs.report_found(len(found), skipped, 'sharp images', folder, 'it holds no images')
   return found
 
 
