@@ -90,7 +90,7 @@ def get_config():
   # gauss11 (11x11 sigma 1.6) and motion (a fixed 9-pixel motion kernel).
   config.data.demo.eval_blurs = 'gauss7,gauss11,motion'
   config.data.demo.motion_fraction = 0.5  # Share of training crops with motion blur.
-  # source='synthetic': how the sharp images are degraded (deblur_jax.data.degrade).
+  # source='synthetic': how the sharp images are degraded (deblur_jax.data.degrade.degradations).
   config.data.synthetic = ml_collections.ConfigDict()
   # Kernel families, one drawn per crop: gauss3, gauss7, gauss11 (report 001),
   # motion (random line), shake (Boracchi-Foi camera shake) and defocus (disk).

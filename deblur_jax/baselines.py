@@ -7,7 +7,7 @@ The yardsticks a learned model should beat on synthetic blur (see
       --output=wiener.csv
 
 prints the PSNR/SSIM of each blurred input and of its deconvolution against
-the sharp image, then their means (SSIM as deblur_jax.metrics.ssim, equal to
+the sharp image, then their means (SSIM as deblur_jax.evaluation.metrics.ssim, equal to
 scikit-image's Gaussian-window SSIM), and optionally writes them as CSV.
 
 Both methods run in JAX (jitted per image size, on the accelerator when there
@@ -34,9 +34,11 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags, logging
 
-from deblur_jax import cli, image_io, metrics
-from deblur_jax.data.degrade import fast_fft_size
+from deblur_jax import cli
+from deblur_jax.data import image_files
+from deblur_jax.data.degrade.degradations import fast_fft_size
 from deblur_jax.errors import InputError
+from deblur_jax.evaluation import metrics
 
 METHODS = ('wiener', 'richardson_lucy')
 DEFAULT_NSR = 1e-3
@@ -205,17 +207,17 @@ def evaluate(data_dir: str, method: str, nsr: float = DEFAULT_NSR,
     with open(manifest_path) as f:
       families = {e['name']: e['kernel'] for e in json.load(f).get('images', [])}
   names = sorted(n for n in os.listdir(folders['blur'])
-                 if n.lower().endswith(image_io.IMAGE_EXTENSIONS) and not n.startswith('.'))
+                 if n.lower().endswith(image_files.IMAGE_EXTENSIONS) and not n.startswith('.'))
   if not names:
-    raise InputError(f'{folders["blur"]} holds no {image_io.IMAGE_EXTENSIONS} files.')
+    raise InputError(f'{folders["blur"]} holds no {image_files.IMAGE_EXTENSIONS} files.')
   rows, skipped = [], []
   for i, name in enumerate(names, 1):
     stem = os.path.splitext(name)[0]
     blur_path = os.path.join(folders['blur'], name)
     kernel_path = os.path.join(folders['kernels'], stem + '.npy')
     try:
-      blurred = image_io.read_image(blur_path).rgb
-      sharp = image_io.read_image(os.path.join(folders['sharp'], name)).rgb
+      blurred = image_files.read_image(blur_path).rgb
+      sharp = image_files.read_image(os.path.join(folders['sharp'], name)).rgb
       try:
         kernel = np.load(kernel_path)
       except (OSError, ValueError) as e:

@@ -25,7 +25,9 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from deblur_jax import cli, losses, models, optimizers, sharding, train_step
+from deblur_jax import cli, models
+from deblur_jax.parallel import sharding
+from deblur_jax.training import losses, optimizers, train_step
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Configuration file (and :variant).',
@@ -151,9 +153,9 @@ def bench_input(config, mesh, batch: int, steps: int, warmup: int) -> dict:
   batches (the prefetch buffer filled during `warmup` aside), and the seconds taken
   to set it up, decoding the training set for config.data.cache 'memory' or a new
   'file'."""
-  from deblur_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from deblur_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
-  dataset, num_images = input_pipeline.create_train_dataset(
+  dataset, num_images = pipeline.create_train_dataset(
       config.data, seed=config.seed, global_batch=batch,
       rows=sharding.process_batch_rows(batch, mesh), start_step=0)
   setup_s = time.perf_counter() - start

@@ -4,7 +4,7 @@
   python -m deblur_jax.convert --input=MIMO-UNetPlus.pkl --model=mimo_unet_plus --output=DIR
   python -m deblur_jax.main --config=configs/mimo.py --workdir=DIR --mode=eval
 
-Reads the file without PyTorch (deblur_jax.torch_checkpoint), in the legacy or
+Reads the file without PyTorch (deblur_jax.weights.pytorch_reader), in the legacy or
 the zip serialization. The file holds {'model': state_dict, ...} or a bare
 state dict; the base width and the ResBlocks per level are read from it, and
 every key and shape is checked against that architecture. DIR/checkpoints gets
@@ -23,9 +23,11 @@ import numpy as np
 from absl import flags, logging
 from flax import traverse_util
 
-from deblur_jax import checkpointing, cli, torch_checkpoint
+from deblur_jax import cli
 from deblur_jax.errors import InputError
 from deblur_jax.models import mimo_unet
+from deblur_jax.training import checkpoints
+from deblur_jax.weights import pytorch_reader
 
 # --model -> the official architecture. Dropout only matters for training.
 PRESETS = {
@@ -184,7 +186,7 @@ def _check_output(output_dir: str) -> None:
   if os.path.exists(output_dir) and not os.path.isdir(output_dir):
     raise InputError(f'--output={output_dir} is a file; give a directory for the converted '
                      'checkpoint.')
-  target = checkpointing.checkpoint_dir(output_dir)
+  target = checkpoints.checkpoint_dir(output_dir)
   if os.path.exists(target) and not (os.path.isdir(target) and not os.listdir(target)):
     raise InputError(f'{target} already exists and is not an empty directory; converting '
                      'never overwrites: give a new --output directory.')
@@ -210,7 +212,7 @@ def convert(input_path: str, model_name: str, output_dir: str) -> dict:
   _check_output(output_dir)
   if not os.path.isfile(input_path):
     raise InputError(f'--input={input_path} is not a file.')
-  checkpoint = torch_checkpoint.load(input_path)
+  checkpoint = pytorch_reader.load(input_path)
   state_dict = find_state_dict(checkpoint, input_path)
   preset = PRESETS[model_name]
   base_width, num_res = infer_sizes(state_dict, (preset['base_width'], preset['num_res']))
@@ -222,15 +224,15 @@ def convert(input_path: str, model_name: str, output_dir: str) -> dict:
     os.makedirs(output_dir, exist_ok=True)
   except OSError as e:
     raise InputError(f'Cannot create --output={output_dir}: {e}') from e
-  manager = checkpointing.create_manager(output_dir, keep=1)
+  manager = checkpoints.create_manager(output_dir, keep=1)
   try:
-    checkpointing.save_model(manager, 0, {'params': params}, config_dict)
+    checkpoints.save_model(manager, 0, {'params': params}, config_dict)
   finally:
     manager.close()  # waits for the asynchronous save
   num_params = sum(x.size for x in jax.tree.leaves(params))
   logging.info('Converted %d parameters (base width %d, %d ResBlocks per level) from %s into '
                '%s (step 0).', num_params, base_width, num_res, input_path,
-               checkpointing.checkpoint_dir(output_dir))
+               checkpoints.checkpoint_dir(output_dir))
   return config_dict['model']
 
 
@@ -256,7 +258,7 @@ def main(_):
                                                                preset['num_res']):
     overrides = (f' --config.model.base_width={model_config["base_width"]}'
                  f' --config.model.num_res={model_config["num_res"]}')
-  print(f'Wrote {checkpointing.checkpoint_dir(FLAGS.output)}. Evaluate it with:\n'
+  print(f'Wrote {checkpoints.checkpoint_dir(FLAGS.output)}. Evaluate it with:\n'
         f'  python -m deblur_jax.main --config={EVAL_CONFIGS[FLAGS.model]}{overrides} '
         f'--workdir={FLAGS.output} --mode=eval')
 

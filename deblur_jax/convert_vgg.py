@@ -4,7 +4,7 @@
   python -m deblur_jax.convert_vgg --input=vgg19-dcbb9e9d.pth --network=vgg19 --output=vgg19.npz
   python -m deblur_jax.main ... --config.loss.perceptual_weights=vgg19.npz
 
-Reads the file without PyTorch (deblur_jax.torch_checkpoint). It holds a state
+Reads the file without PyTorch (deblur_jax.weights.pytorch_reader). It holds a state
 dict (or {'model': state_dict}); the conv weights `features.{i}.weight` and
 `features.{i}.bias` are checked against the network and saved as float32 Flax
 arrays `features_{i}/kernel` (3, 3, in, out) and `features_{i}/bias`; the
@@ -16,9 +16,10 @@ import os
 import numpy as np
 from absl import flags, logging
 
-from deblur_jax import cli, convert, torch_checkpoint
+from deblur_jax import cli, convert
 from deblur_jax.errors import InputError
 from deblur_jax.models import vgg
+from deblur_jax.weights import pytorch_reader
 
 # Conv2d weight (out, in, kh, kw) -> Flax kernel (kh, kw, in, out).
 _CONV_AXES = (2, 3, 1, 0)
@@ -91,7 +92,7 @@ def convert_file(input_path: str, network: str, output_path: str) -> int:
   if not os.path.isfile(input_path):
     raise InputError(f'--input={input_path} is not a file; download it from '
                      f'{vgg.TORCHVISION_FILES.get(network, vgg.TORCHVISION_FILES["vgg19"])}.')
-  state_dict = convert.find_state_dict(torch_checkpoint.load(input_path), input_path)
+  state_dict = convert.find_state_dict(pytorch_reader.load(input_path), input_path)
   flat = convert_state_dict(state_dict, network, input_path)
   try:
     with open(output_path, 'xb') as file:

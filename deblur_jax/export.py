@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 from absl import flags, logging
 
-from deblur_jax import cli, inference
+from deblur_jax import cli
 from deblur_jax.errors import InputError
+from deblur_jax.inference import deblur
 
 FLAGS = flags.FLAGS
 cli.define_checkpoint_flags('export')
@@ -39,7 +40,7 @@ IMAGE_CONSTRAINTS = ('h >= 4', 'w >= 4')
 def export(model, variables, platforms=None) -> jax.export.Exported:
   """The restore function exported for any image shape."""
   shape = jax.export.symbolic_shape(IMAGE_SHAPE, constraints=IMAGE_CONSTRAINTS)
-  return jax.export.export(inference.make_restore_fn(model, variables), platforms=platforms)(
+  return jax.export.export(deblur.make_restore_fn(model, variables), platforms=platforms)(
       jax.ShapeDtypeStruct(shape, jnp.float32))
 
 
@@ -48,7 +49,7 @@ def write_saved_model(model, variables, directory: str) -> None:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
 
-  converted = jax2tf.convert(inference.make_restore_fn(model, variables), with_gradient=False,
+  converted = jax2tf.convert(deblur.make_restore_fn(model, variables), with_gradient=False,
                              polymorphic_shapes=[IMAGE_SHAPE],
                              polymorphic_constraints=IMAGE_CONSTRAINTS)
   module = tf.Module()
@@ -61,8 +62,8 @@ def write_saved_model(model, variables, directory: str) -> None:
 def main(_):
   if os.path.isdir(FLAGS.output):
     raise InputError(f'--output={FLAGS.output!r} is a folder; give a file name.')
-  workdir, step = inference.checkpoint_location(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
-  model, variables, step = inference.load_model(workdir, step, jnp.dtype(FLAGS.dtype))
+  workdir, step = deblur.checkpoint_location(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+  model, variables, step = deblur.load_model(workdir, step, jnp.dtype(FLAGS.dtype))
   exported = export(model, variables, FLAGS.platforms)
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
   with open(FLAGS.output, 'wb') as f:

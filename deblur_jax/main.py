@@ -51,7 +51,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(_):
-  from deblur_jax import distributed, train  # pylint: disable=g-import-not-at-top
+  from deblur_jax.parallel import distributed  # pylint: disable=g-import-not-at-top
+  from deblur_jax.training import loop
 
   # Before anything touches a device: afterwards JAX sees the devices of all processes.
   distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
@@ -59,9 +60,9 @@ def main(_):
   config = FLAGS.config
   logging.info('Config:\n%s', config)
   if FLAGS.mode == 'train':
-    train.train_and_evaluate(config, FLAGS.workdir)
+    loop.train_and_evaluate(config, FLAGS.workdir)
   else:
-    train.evaluate_checkpoint(config, FLAGS.workdir)
+    loop.evaluate_checkpoint(config, FLAGS.workdir)
 
 
 if __name__ == '__main__':

@@ -18,8 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags, logging
 
-from deblur_jax import cli, image_io, inference
+from deblur_jax import cli
+from deblur_jax.data import image_files
 from deblur_jax.errors import InputError
+from deblur_jax.inference import deblur
 
 FLAGS = flags.FLAGS
 cli.define_checkpoint_flags('load')
@@ -48,30 +50,30 @@ def main(_):
                      f'--tile_overlap={FLAGS.tile_overlap}.')
   if FLAGS.bucket < 1:
     raise InputError(f'--bucket={FLAGS.bucket} must be positive.')
-  files = image_io.list_images(FLAGS.input)
-  workdir, step = inference.checkpoint_location(FLAGS.workdir, FLAGS.checkpoint,
+  files = image_files.list_images(FLAGS.input)
+  workdir, step = deblur.checkpoint_location(FLAGS.workdir, FLAGS.checkpoint,
                                                  FLAGS.step)
-  model, variables, step = inference.load_model(workdir, step, jnp.dtype(FLAGS.dtype))
+  model, variables, step = deblur.load_model(workdir, step, jnp.dtype(FLAGS.dtype))
   logging.info('Restoring %d images with %s from the checkpoint at step %d.', len(files),
                type(model).__name__, step)
-  restore = inference.make_restore_fn(model, variables)
+  restore = deblur.make_restore_fn(model, variables)
   bucket = int(np.lcm(FLAGS.bucket, model.size_multiple))
   failed = []
   for i, (path, name) in enumerate(files, 1):
     start = time.perf_counter()
     try:
-      image = image_io.read_image(path)
+      image = image_files.read_image(path)
     except InputError as e:
       logging.warning('[%d/%d] skipped: %s', i, len(files), e)
       failed.append(path)
       continue
-    restored = inference.restore_image(restore, image.rgb, bucket=bucket, tile=FLAGS.tile,
+    restored = deblur.restore_image(restore, image.rgb, bucket=bucket, tile=FLAGS.tile,
                                        overlap=FLAGS.tile_overlap, ensemble=FLAGS.ensemble)
-    image_io.write_image(output_path(FLAGS.output, name), restored, image)
+    image_files.write_image(output_path(FLAGS.output, name), restored, image)
     if FLAGS.compare:
       side_by_side = np.concatenate([image.rgb, restored], axis=1)
-      image_io.write_image(output_path(FLAGS.output, name, '_compare'), side_by_side,
-                           image_io.LoadedImage(side_by_side, 8, gray=False))
+      image_files.write_image(output_path(FLAGS.output, name, '_compare'), side_by_side,
+                           image_files.LoadedImage(side_by_side, 8, gray=False))
     logging.info('[%d/%d] %s (%dx%d) in %.2f s', i, len(files), name, image.rgb.shape[1],
                  image.rgb.shape[0], time.perf_counter() - start)
   logging.info('Wrote %d restored images to %s; %d skipped.', len(files) - len(failed),

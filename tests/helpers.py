@@ -43,8 +43,8 @@ def write_png(path, array):
 
 def train_batches(data_config, n, *, start_step=0, global_batch=4, rows=range(4), seed=0):
   """(the first `n` local batches of the training pipeline, number of training images)."""
-  from deblur_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  dataset, num_images = input_pipeline.create_train_dataset(
+  from deblur_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  dataset, num_images = pipeline.create_train_dataset(
       data_config, seed=seed, global_batch=global_batch, rows=rows, start_step=start_step)
   it = dataset.as_numpy_iterator()
   return [next(it) for _ in range(n)], num_images
@@ -88,15 +88,17 @@ def write_tiny_checkpoint(workdir, step=1, **model_overrides):
   import jax  # pylint: disable=g-import-not-at-top
 
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from deblur_jax import checkpointing, models, optimizers, sharding, train_step
+  from deblur_jax import models
+  from deblur_jax.parallel import sharding
+  from deblur_jax.training import checkpoints, optimizers, train_step
   config = tiny.get_config()
   config.model.update(model_overrides)
   model = models.build_model(config.model)
   tx, _ = optimizers.build_optimizer(config.optimizer, 10, 1)
   state = train_step.create_train_state(jax.random.key(0), model, tx, 32,
                                         sharding.create_mesh(jax.devices()[:1]))
-  manager = checkpointing.create_manager(str(workdir), keep=1)
-  checkpointing.save(manager, step, state, config.to_dict())
+  manager = checkpoints.create_manager(str(workdir), keep=1)
+  checkpoints.save(manager, step, state, config.to_dict())
   manager.close()
   return model, state.variables()
 
@@ -105,8 +107,8 @@ def saved_item(workdir, step, item='model'):
   """The item ('model', 'train', 'ema', ...) of workdir's checkpoint at `step`, as saved."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
-  from deblur_jax import checkpointing  # pylint: disable=g-import-not-at-top
-  manager = checkpointing.create_manager(str(workdir), keep=1, read_only=True)
+  from deblur_jax.training import checkpoints  # pylint: disable=g-import-not-at-top
+  manager = checkpoints.create_manager(str(workdir), keep=1, read_only=True)
   restored = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore()}))
   manager.close()
   return restored[item]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deblur_jax import baselines
-from deblur_jax.data import degrade, kernels, synthesize
+from deblur_jax.data.degrade import degradations, kernels, synthesize
 from helpers import REPO, smooth_image, write_png
 
 
@@ -31,7 +31,7 @@ KERNELS = {
 
 
 def _blur_8bit(image, kernel):
-  return np.round(degrade.blur_image(image, kernel) * 255) / 255
+  return np.round(degradations.blur_image(image, kernel) * 255) / 255
 
 
 @pytest.mark.parametrize('family, method, min_gain', [
@@ -64,7 +64,7 @@ def test_command_line_scores_a_synthesized_folder(tmp_path):
     write_png(tmp_path / 'photos' / f'{name}.png', smooth_image(rng, 32, 40))
   data = tmp_path / 'synth'
   synthesize.synthesize(str(tmp_path / 'photos'), str(data),
-                        degrade.SyntheticBlur(kernels=('gauss7',)), seed=0)
+                        degradations.SyntheticBlur(kernels=('gauss7',)), seed=0)
   csv_path = tmp_path / 'scores.csv'
   env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS='')
   done = subprocess.run([sys.executable, '-m', 'deblur_jax.baselines', f'--data={data}',

@@ -10,7 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from configs import tiny
-from deblur_jax.data import cache, input_pipeline, transforms
+from deblur_jax.data import cache, pipeline, transforms
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.errors import InputError
 from helpers import make_pair_tree, run_tool, smooth_image, train_batches
@@ -71,9 +71,9 @@ def test_cached_levels_give_the_decoders_floats_for_every_format(tmp_path):
   common = dict(crop_size=16, hflip=True, seed=0,
                 example_indices=transforms.global_example_indices(0, 4, range(4)))
   n = 2 * len(pairs)
-  expected = list(input_pipeline.pairs_train_dataset(pairs, **common).take(n).as_numpy_iterator())
+  expected = list(pipeline.pairs_train_dataset(pairs, **common).take(n).as_numpy_iterator())
   decoded = cache.load(pairs, 'memory', '', 'formats')
-  got = list(input_pipeline.pairs_train_dataset(pairs, decoded=decoded, **common).take(n)
+  got = list(pipeline.pairs_train_dataset(pairs, decoded=decoded, **common).take(n)
              .as_numpy_iterator())
   assert_same_batches(got, expected)
 

@@ -6,8 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from deblur_jax import callbacks, train_step
 from deblur_jax.errors import InputError
+from deblur_jax.training import train_step, validation_monitor
 
 
 def plateau_config(**overrides):
@@ -19,11 +19,11 @@ def plateau_config(**overrides):
 
 
 def scales_after(values, **overrides):
-  plateau = callbacks.build_plateau(plateau_config(**overrides))
+  plateau = validation_monitor.build_plateau(plateau_config(**overrides))
   state = plateau.init({})
   scales = []
   for value in values:
-    state = callbacks.update_plateau(plateau, state, value)
+    state = validation_monitor.update_plateau(plateau, state, value)
     scales.append(float(state.scale))
   return scales
 
@@ -46,13 +46,13 @@ def test_plateau_min_delta_is_absolute_also_for_negated_metrics():
 
 
 def test_plateau_off_and_bad_factor():
-  assert callbacks.build_plateau(plateau_config(plateau_factor=0.0)) is None
+  assert validation_monitor.build_plateau(plateau_config(plateau_factor=0.0)) is None
   with pytest.raises(InputError, match=r'config\.train\.plateau_factor=1\.5'):
-    callbacks.build_plateau(plateau_config(plateau_factor=1.5))
+    validation_monitor.build_plateau(plateau_config(plateau_factor=1.5))
 
 
 def test_early_stopping_stops_after_patience_evaluations_without_improvement():
-  stopper = callbacks.EarlyStopping(patience=2, min_delta=0.1)
+  stopper = validation_monitor.EarlyStopping(patience=2, min_delta=0.1)
   decisions = [stopper.update(step, value)
                for step, value in [(1, 5.0), (2, 4.0), (3, 3.95), (4, 3.0), (5, 3.0), (6, 2.95)]]
   assert decisions == [False, False, False, False, False, True]
@@ -60,22 +60,22 @@ def test_early_stopping_stops_after_patience_evaluations_without_improvement():
 
 
 def test_early_stopping_counters_survive_a_checkpoint_round_trip():
-  stopper = callbacks.EarlyStopping(patience=3, min_delta=0.0)
+  stopper = validation_monitor.EarlyStopping(patience=3, min_delta=0.0)
   stopper.update(10, 1.0)
   stopper.update(20, 2.0)
-  resumed = callbacks.EarlyStopping(patience=3, min_delta=0.0)
+  resumed = validation_monitor.EarlyStopping(patience=3, min_delta=0.0)
   resumed.load(stopper.state())
   assert (resumed.best, resumed.best_step, resumed.wait) == (1.0, 10, 1)
-  assert callbacks.EarlyStopping(patience=0, min_delta=0.0).update(1, 1.0) is False
+  assert validation_monitor.EarlyStopping(patience=0, min_delta=0.0).update(1, 1.0) is False
 
 
 def test_monitored_values_are_lower_is_better():
   summary = {'psnr': 30.0, 'ssim': 0.9, 'mse': 0.01}
-  assert callbacks.lower_is_better(summary, 'psnr') == -30.0
-  assert callbacks.lower_is_better(summary, 'mse') == 0.01
-  assert callbacks.from_lower_is_better(-30.0, 'psnr') == 30.0
+  assert validation_monitor.lower_is_better(summary, 'psnr') == -30.0
+  assert validation_monitor.lower_is_better(summary, 'mse') == 0.01
+  assert validation_monitor.from_lower_is_better(-30.0, 'psnr') == 30.0
   with pytest.raises(InputError, match=r"config\.train\.monitor 'loss'"):
-    callbacks.check_monitor('loss')
+    validation_monitor.check_monitor('loss')
 
 
 def sgd_state(ema=False, plateau=None):
@@ -106,10 +106,10 @@ def test_a_non_finite_step_changes_nothing_but_the_step_count(loss, grad):
 
 
 def test_the_plateau_scale_multiplies_the_update():
-  plateau = callbacks.build_plateau(plateau_config(plateau_patience=0))
+  plateau = validation_monitor.build_plateau(plateau_config(plateau_patience=0))
   state = sgd_state(plateau=plateau)
-  state = state.replace(plateau=callbacks.update_plateau(plateau, state.plateau, 1.0))
-  state = state.replace(plateau=callbacks.update_plateau(plateau, state.plateau, 2.0))
+  state = state.replace(plateau=validation_monitor.update_plateau(plateau, state.plateau, 1.0))
+  state = state.replace(plateau=validation_monitor.update_plateau(plateau, state.plateau, 2.0))
   assert float(state.plateau.scale) == 0.5
   state, _ = train_step.apply_update(state, {'w': jnp.array([1.0, 1.0])}, jnp.float32(1.0))
   np.testing.assert_allclose(state.params['w'], [0.5, 1.5])

@@ -3,7 +3,7 @@
 import pytest
 
 from configs import autoencoder, default, demo, gan, mimo, resunet, tiny, unet
-from deblur_jax import train
+from deblur_jax.training import loop
 
 
 @pytest.mark.parametrize('get_config', [
@@ -29,7 +29,7 @@ def test_demo_config_trains_two_steps_on_the_embedded_photos(tmp_path):
   config.optimizer.warmup_steps = 1
   config.train.batch_size = 4
   config.data.max_eval_images = 1
-  summary = train.train_and_evaluate(config, str(tmp_path))
+  summary = loop.train_and_evaluate(config, str(tmp_path))
   assert summary['num_images'] == 1
   assert summary['input_psnr'] > 25  # a visible blur of a held-out photo
   assert (tmp_path / 'demo_data' / 'test' / 'gauss11' / 'sharp' / 'chelsea.png').exists()

@@ -17,9 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deblur_jax import checkpointing, convert, torch_checkpoint
+from deblur_jax import convert
 from deblur_jax.errors import InputError
 from deblur_jax.models import mimo_unet
+from deblur_jax.training import checkpoints
+from deblur_jax.weights import pytorch_reader
 from helpers import REPO
 
 DATA = pathlib.Path(__file__).resolve().parent / 'data'
@@ -32,7 +34,7 @@ def tiny_checkpoint(serialization):
 
 
 def tiny_state_dict(serialization='zip'):
-  return convert.find_state_dict(torch_checkpoint.load(tiny_checkpoint(serialization)), 'tiny')
+  return convert.find_state_dict(pytorch_reader.load(tiny_checkpoint(serialization)), 'tiny')
 
 
 class RunsCode:
@@ -47,7 +49,7 @@ class RunsCode:
 
 def write_legacy_file(path, obj=None, object_pickle=None):
   """A legacy-serialization file around `obj` (or its pickle), written without PyTorch."""
-  header = (torch_checkpoint.LEGACY_MAGIC_NUMBER, torch_checkpoint.LEGACY_PROTOCOL_VERSION,
+  header = (pytorch_reader.LEGACY_MAGIC_NUMBER, pytorch_reader.LEGACY_PROTOCOL_VERSION,
             {'protocol_version': 1001, 'little_endian': True})
   object_pickle = object_pickle or pickle.dumps(obj, protocol=2)
   with open(path, 'wb') as f:
@@ -96,7 +98,7 @@ def test_expected_shapes_are_the_official_models(num_res, num_params):
 
 @pytest.mark.parametrize('serialization', FORMATS)
 def test_committed_checkpoint_has_exactly_the_expected_keys(serialization):
-  checkpoint = torch_checkpoint.load(tiny_checkpoint(serialization))
+  checkpoint = pytorch_reader.load(tiny_checkpoint(serialization))
   assert checkpoint['epoch'] == 3
   state_dict = convert.find_state_dict(checkpoint, 'tiny')
   assert convert.infer_sizes(state_dict, (32, 8)) == TINY_SIZES
@@ -121,7 +123,7 @@ def test_state_dict_found_bare_or_under_model_without_module_prefix():
 
 @pytest.mark.parametrize('serialization', FORMATS)
 def test_reader_keeps_offsets_strides_dtypes_and_containers(serialization):
-  checkpoint = torch_checkpoint.load(str(DATA / f'tensors_{serialization}.pt'))
+  checkpoint = pytorch_reader.load(str(DATA / f'tensors_{serialization}.pt'))
   expected = np.load(DATA / 'tensors.npz')
   tensors = checkpoint['tensors']
   assert isinstance(tensors, collections.OrderedDict)
@@ -163,8 +165,8 @@ def test_converted_checkpoint_restores_for_evaluation(tmp_path, caplog, model_na
 
   model = mimo_unet.MIMOUNet(*TINY_SIZES)
   template = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3))))
-  manager = checkpointing.create_manager(str(tmp_path), keep=1, read_only=True)
-  variables, step = checkpointing.restore_model_variables(manager, template, model_config)
+  manager = checkpoints.create_manager(str(tmp_path), keep=1, read_only=True)
+  variables, step = checkpoints.restore_model_variables(manager, template, model_config)
   manager.close()
   assert step == 0
   expected = convert.convert_state_dict(tiny_state_dict(), *TINY_SIZES, 'tiny')
@@ -221,19 +223,19 @@ def test_files_that_are_not_pytorch_checkpoints_are_named(tmp_path, contents, re
   path = tmp_path / 'weights.pkl'
   path.write_bytes(contents)
   with pytest.raises(InputError, match=f'{path} is not a readable PyTorch checkpoint: {reason}'):
-    torch_checkpoint.load(str(path))
+    pytorch_reader.load(str(path))
 
 
 def test_truncated_and_foreign_archives_are_named(tmp_path):
   truncated = tmp_path / 'truncated.pkl'
   truncated.write_bytes(pathlib.Path(tiny_checkpoint('legacy')).read_bytes()[:-100])
   with pytest.raises(InputError, match=f'{truncated} is not a readable .* is truncated'):
-    torch_checkpoint.load(str(truncated))
+    pytorch_reader.load(str(truncated))
   archive = tmp_path / 'photos.zip'
   with zipfile.ZipFile(archive, 'w') as z:
     z.writestr('photo.txt', 'not a checkpoint')
   with pytest.raises(InputError, match=r'no single <folder>/data.pkl'):
-    torch_checkpoint.load(str(archive))
+    pytorch_reader.load(str(archive))
 
 
 @pytest.mark.parametrize('write', [write_legacy_file, write_zip_file])
@@ -243,7 +245,7 @@ def test_a_pickle_that_would_run_code_is_refused_by_name(tmp_path, write):
   write(path, {'model': RunsCode(f'touch {marker}')})
   forbidden = f'{os.system.__module__}.system'  # posix.system on Linux
   with pytest.raises(InputError, match=f'{path} references {forbidden}, which a checkpoint'):
-    torch_checkpoint.load(str(path))
+    pytorch_reader.load(str(path))
   assert not marker.exists()
 
 
@@ -254,7 +256,7 @@ def test_a_pickle_cannot_change_the_allowed_globals(tmp_path):
   write_legacy_file(path, object_pickle=b'\x80\x02ctorch\nFloatStorage\n}X\x05\x00\x00\x00'
                     b'dtypeNsb.')
   with pytest.raises(InputError, match='tries to change a StorageClass object'):
-    torch_checkpoint.load(str(path))
+    pytorch_reader.load(str(path))
   assert tiny_state_dict()['SCM1.conv.main.0.weight'].dtype == np.float32
 
 
@@ -274,10 +276,10 @@ def test_cli_refuses_an_output_path_that_is_a_file(tmp_path):
 
 def test_training_on_converted_weights_is_a_clear_error(tmp_path, pair_tree):
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from deblur_jax import train  # pylint: disable=g-import-not-at-top
+  from deblur_jax.training import loop  # pylint: disable=g-import-not-at-top
   model_config = convert.convert(tiny_checkpoint('zip'), 'mimo_unet', str(tmp_path))
   config = tiny.get_config()
   config.model.update(model_config)
   config.data.dir = str(pair_tree)
   with pytest.raises(InputError, match='holds model weights only'):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))

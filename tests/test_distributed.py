@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deblur_jax import distributed, inference
 from deblur_jax.errors import InputError
+from deblur_jax.inference import deblur
+from deblur_jax.parallel import distributed
 from helpers import REPO, make_pair_tree
 
 TIMEOUT_S = 600  # per command; the training runs take 1-5 min on 2 busy CPU cores
@@ -55,7 +56,7 @@ def train_scalars(workdir):
 
 def final_params(workdir, step):
   """The parameters saved at `step`, restored onto one device of this process."""
-  _, variables, _ = inference.load_model(str(workdir), step)
+  _, variables, _ = deblur.load_model(str(workdir), step)
   return variables['params']
 
 
@@ -116,7 +117,7 @@ def test_same_final_parameters(runs):
 
 def test_predict_loads_a_checkpoint_of_a_multi_process_run(runs):
   _, multi, _ = runs
-  _, variables, step = inference.load_model(str(multi), 3)
+  _, variables, step = deblur.load_model(str(multi), 3)
   assert step == 3 and variables['params']
 
 

@@ -11,14 +11,14 @@ import jax
 import numpy as np
 import pytest
 
-from deblur_jax import checkpointing, train
+from deblur_jax.training import checkpoints, loop
 from helpers import REPO, saved_item
 
 TIMEOUT_S = 300
 
 
 def saved_steps(workdir):
-  manager = checkpointing.create_manager(str(workdir), keep=1, read_only=True)
+  manager = checkpoints.create_manager(str(workdir), keep=1, read_only=True)
   steps = list(manager.all_steps())
   manager.close()
   return steps
@@ -73,7 +73,7 @@ def test_sigterm_saves_the_current_step_and_exits_cleanly_then_resumes(config, t
   # periodic one (unless the signal came right at one).
   config.train.num_train_steps = last + 1
   config.train.checkpoint_every_steps = 2
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   assert max(saved_steps(tmp_path)) == last + 1
 
 
@@ -83,7 +83,7 @@ def test_sigkill_loses_only_steps_since_the_last_checkpoint(config, tmp_path):
   config.train.num_train_steps = 6
   config.train.checkpoint_every_steps = 2
   config.train.eval_every_steps = 100
-  train.train_and_evaluate(config, str(tmp_path / 'straight'))
+  loop.train_and_evaluate(config, str(tmp_path / 'straight'))
 
   killed = tmp_path / 'killed'
   overrides = [f'--config.data.dir={config.data.dir}', '--config.train.num_train_steps=6',
@@ -92,7 +92,7 @@ def test_sigkill_loses_only_steps_since_the_last_checkpoint(config, tmp_path):
   if code == 0:
     pytest.skip('the run finished before it could be killed')
   assert code == -signal.SIGKILL
-  train.train_and_evaluate(config, str(killed))
+  loop.train_and_evaluate(config, str(killed))
   jax.tree.map(np.testing.assert_array_equal, saved_item(tmp_path / 'straight', 6),
                saved_item(killed, 6))
 
@@ -103,10 +103,10 @@ def test_checkpoint_from_4_devices_resumes_on_2_and_back_with_the_same_result(co
   config.train.num_train_steps = 6
   config.train.checkpoint_every_steps = 2
   config.train.eval_every_steps = 100
-  train.train_and_evaluate(config, str(tmp_path / 'four'))
+  loop.train_and_evaluate(config, str(tmp_path / 'four'))
   elastic = tmp_path / 'elastic'
   config.train.num_train_steps = 2
-  train.train_and_evaluate(config, str(elastic))  # 4 devices: steps 1-2.
+  loop.train_and_evaluate(config, str(elastic))  # 4 devices: steps 1-2.
   overrides = [f'--config.data.dir={config.data.dir}', '--config.train.num_train_steps=4',
                '--config.train.checkpoint_every_steps=2', '--config.train.eval_every_steps=100']
   result = subprocess.run(main_command(elastic, *overrides), cwd=REPO,
@@ -116,7 +116,7 @@ def test_checkpoint_from_4_devices_resumes_on_2_and_back_with_the_same_result(co
   assert 'Resumed from the checkpoint at step 2' in result.stderr
   assert '2 global devices' in result.stderr
   config.train.num_train_steps = 6
-  train.train_and_evaluate(config, str(elastic))  # Back on 4 devices: steps 5-6.
+  loop.train_and_evaluate(config, str(elastic))  # Back on 4 devices: steps 5-6.
   for step in (4, 6):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                  saved_item(tmp_path / 'four', step), saved_item(elastic, step))
@@ -130,9 +130,9 @@ def test_non_finite_steps_are_skipped_then_stop_training(config, tmp_path):
   config.optimizer.learning_rate = 1e30
   config.train.num_train_steps = 20
   config.train.max_nonfinite_steps = 3
-  with pytest.raises(train.TrainingDiverged,
+  with pytest.raises(loop.TrainingDiverged,
                      match=r'not finite for 3 steps in a row.*max_nonfinite_steps'):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
   assert max(saved_steps(tmp_path)) < 20
 
 
@@ -150,7 +150,7 @@ def test_early_stopping_restores_the_best_weights_and_plateau_lowers_the_rate(co
   config.train.early_stop_patience = 1
   config.train.early_stop_min_delta = 100.0
   config.train.ema_decay = 0.5
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   assert saved_steps(tmp_path) == [1, 2]
   jax.tree.map(np.testing.assert_array_equal, saved_item(tmp_path, 1)['params'],
                saved_item(tmp_path, 2)['params'])
@@ -160,7 +160,7 @@ def test_early_stopping_restores_the_best_weights_and_plateau_lowers_the_rate(co
   assert not np.array_equal(jax.tree.leaves(ema)[0],
                             jax.tree.leaves(saved_item(tmp_path, 2)['params'])[0])
   config.eval.ema = True
-  assert np.isfinite(train.evaluate_checkpoint(config, str(tmp_path))['psnr'])
+  assert np.isfinite(loop.evaluate_checkpoint(config, str(tmp_path))['psnr'])
   # A restart knows that training stopped.
-  assert train.train_and_evaluate(config, str(tmp_path)) == {}
+  assert loop.train_and_evaluate(config, str(tmp_path)) == {}
   assert saved_steps(tmp_path) == [1, 2]

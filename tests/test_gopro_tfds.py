@@ -11,9 +11,10 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from deblur_jax.data import input_pipeline, tfds_source, transforms
 from deblur_jax.data import pairs as pairs_lib
+from deblur_jax.data import pipeline, transforms
 from deblur_jax.data.gopro import GoPro
+from deblur_jax.data.sources import gopro_tfds
 from deblur_jax.errors import InputError
 from helpers import make_pair_tree, write_png
 
@@ -164,26 +165,26 @@ def test_a_corrupt_png_stops_the_build_by_name_and_leaves_no_dataset(tmp_path):
   assert not GoPro(data_dir=str(data_dir), config='blur').is_prepared()
   assert not list((data_dir / 'gopro' / 'blur').iterdir())  # no partial or temporary folder
   with pytest.raises(InputError, match='No prepared GoPro dataset'):
-    tfds_source.load_gopro_split(data_config(data_dir), 'train')
+    gopro_tfds.load_gopro_split(data_config(data_dir), 'train')
 
 
 def test_tfds_source_prepares_on_first_use_then_reads_the_prepared_dataset(tmp_path, manual_dir):
   config = data_config(tmp_path / 'data', manual_dir)
-  split = tfds_source.load_gopro_split(config, 'train')
+  split = gopro_tfds.load_gopro_split(config, 'train')
   assert [p.name for p in split.pairs] == TRAIN_NAMES
   assert (split.pairs[0].height, split.pairs[0].width) == SIZE
   config.tfds_manual_dir = ''
-  assert len(tfds_source.load_gopro_split(config, 'test')) == 2
+  assert len(gopro_tfds.load_gopro_split(config, 'test')) == 2
 
 
 def test_train_crops_equal_the_folder_readers_and_are_deterministic(prepared, manual_dir):
-  split = tfds_source.load_gopro_split(data_config(prepared), 'train', min_size=8)
+  split = gopro_tfds.load_gopro_split(data_config(prepared), 'train', min_size=8)
   pairs = pairs_lib.find_pairs(str(manual_dir / 'GOPRO_Large'), 'train').pairs
   common = dict(crop_size=8, hflip=True, seed=3,
                 example_indices=transforms.global_example_indices(2, 4, range(1, 3)))
-  ours = list(tfds_source.tfds_train_dataset(split, **common).take(6).as_numpy_iterator())
-  again = list(tfds_source.tfds_train_dataset(split, **common).take(6).as_numpy_iterator())
-  folder = list(input_pipeline.pairs_train_dataset(pairs, **common).take(6).as_numpy_iterator())
+  ours = list(gopro_tfds.tfds_train_dataset(split, **common).take(6).as_numpy_iterator())
+  again = list(gopro_tfds.tfds_train_dataset(split, **common).take(6).as_numpy_iterator())
+  folder = list(pipeline.pairs_train_dataset(pairs, **common).take(6).as_numpy_iterator())
   assert ours[0]['blur'].shape == (8, 8, 3) and ours[0]['blur'].dtype == np.float32
   for a, b, c in zip(ours, again, folder):
     for key in ('blur', 'sharp'):
@@ -192,9 +193,9 @@ def test_train_crops_equal_the_folder_readers_and_are_deterministic(prepared, ma
 
 
 def test_eval_dataset_reads_full_pairs_by_name(prepared, manual_dir):
-  split = tfds_source.load_gopro_split(data_config(prepared), 'test')
+  split = gopro_tfds.load_gopro_split(data_config(prepared), 'test')
   names = ['GOPR0000_00_00/000001.png', 'GOPR0000_00_00/000000.png']
-  got = list(tfds_source.tfds_eval_dataset(split, names).as_numpy_iterator())
+  got = list(gopro_tfds.tfds_eval_dataset(split, names).as_numpy_iterator())
   for name, pair in zip(names, got):
     for key in ('blur', 'sharp'):
       path = manual_dir / 'GOPRO_Large' / 'test' / name.replace('/', f'/{key}/')
@@ -202,9 +203,9 @@ def test_eval_dataset_reads_full_pairs_by_name(prepared, manual_dir):
 
 
 def test_min_size_and_max_pairs_select_like_find_pairs(prepared):
-  assert len(tfds_source.load_gopro_split(data_config(prepared), 'train', max_pairs=3)) == 3
+  assert len(gopro_tfds.load_gopro_split(data_config(prepared), 'train', max_pairs=3)) == 3
   with pytest.raises(InputError, match='at least 17x17'):
-    tfds_source.load_gopro_split(data_config(prepared), 'train', min_size=17)
+    gopro_tfds.load_gopro_split(data_config(prepared), 'train', min_size=17)
 
 
 @pytest.mark.parametrize('manual,message', [('', 'tfds_manual_dir is empty'),
@@ -212,13 +213,13 @@ def test_min_size_and_max_pairs_select_like_find_pairs(prepared):
 def test_unprepared_without_manual_dir_explains_the_manual_download(tmp_path, manual, message):
   manual = manual and str(tmp_path / manual)
   with pytest.raises(InputError, match=rf'(?s){message}.*GOPRO_Large\.zip'):
-    tfds_source.load_gopro_split(data_config(tmp_path, manual), 'train')
+    gopro_tfds.load_gopro_split(data_config(tmp_path, manual), 'train')
 
 
 def test_a_tfrecord_dataset_cannot_be_read_by_index(tmp_path, manual_dir):
   build(tmp_path, manual_dir, file_format='tfrecord')
   with pytest.raises(InputError, match='tfrecord files.*prepare it again'):
-    tfds_source.load_gopro_split(data_config(tmp_path), 'train')
+    gopro_tfds.load_gopro_split(data_config(tmp_path), 'train')
 
 
 @pytest.mark.parametrize('field,value', [('blur_folder', 'input'), ('sharp_folder', 'target')])
@@ -226,21 +227,21 @@ def test_other_folder_names_are_config_errors(tmp_path, field, value):
   config = data_config(tmp_path)
   config[field] = value
   with pytest.raises(InputError, match=f'config.data.{field}'):
-    tfds_source.load_gopro_split(config, 'train')
+    gopro_tfds.load_gopro_split(config, 'train')
 
 
 def test_training_reads_gopro_from_tfds_when_the_config_says_so(prepared, manual_dir, tmp_path):
   """The train loop end to end with data.source='tfds': crops from the prepared
   dataset, evaluation over its test split."""
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from deblur_jax import train  # pylint: disable=g-import-not-at-top
+  from deblur_jax.training import loop  # pylint: disable=g-import-not-at-top
   config = tiny.get_config()
   config.data.source = 'tfds'
   config.data.tfds_data_dir = str(prepared)
   config.data.crop_size = 16
   config.train.num_train_steps = 1
-  summary = train.train_and_evaluate(config, str(tmp_path))
+  summary = loop.train_and_evaluate(config, str(tmp_path))
   assert summary['num_images'] == 2 and np.isfinite(summary['psnr'])
   config.data.source = 'lmdb'
   with pytest.raises(InputError, match=r"config\.data\.source 'lmdb'"):
-    train.train_and_evaluate(config, str(tmp_path / 'other'))
+    loop.train_and_evaluate(config, str(tmp_path / 'other'))

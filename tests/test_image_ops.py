@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deblur_jax import image_ops
+from deblur_jax.models import image_ops
 
 
 def torch_nearest(x, scale):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deblur_jax import image_io, inference
+from deblur_jax.data import image_files
 from deblur_jax.errors import InputError
+from deblur_jax.inference import deblur
 from deblur_jax.models import mimo_unet
 
 
@@ -16,7 +17,7 @@ def restore_fns():
   model = mimo_unet.MIMOUNet(base_width=8, num_res=1)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
   identity = jax.tree.map(jnp.zeros_like, variables)  # all-zero weights return the input
-  return inference.make_restore_fn(model, variables), inference.make_restore_fn(model, identity)
+  return deblur.make_restore_fn(model, variables), deblur.make_restore_fn(model, identity)
 
 
 def image(height, width, seed=0):
@@ -26,7 +27,7 @@ def image(height, width, seed=0):
 @pytest.mark.parametrize('height,width', [(33, 47), (64, 64), (5, 90)])
 def test_odd_sizes_come_back_at_their_size(restore_fns, height, width):
   restore, _ = restore_fns
-  out = inference.restore_image(restore, image(height, width), bucket=64)
+  out = deblur.restore_image(restore, image(height, width), bucket=64)
   assert out.shape == (height, width, 3)
   assert 0.0 <= out.min() and out.max() <= 1.0
 
@@ -34,15 +35,15 @@ def test_odd_sizes_come_back_at_their_size(restore_fns, height, width):
 def test_buckets_do_not_change_an_image_of_the_bucket_size(restore_fns):
   restore, _ = restore_fns
   x = image(64, 128)
-  np.testing.assert_allclose(inference.restore_whole(restore, x, 64),
-                             inference.restore_whole(restore, x, 4), atol=1e-6)
+  np.testing.assert_allclose(deblur.restore_whole(restore, x, 64),
+                             deblur.restore_whole(restore, x, 4), atol=1e-6)
 
 
 def test_tiles_blend_without_seams(restore_fns):
   """The identity model makes any seam visible: tiled output must equal the input."""
   _, identity = restore_fns
   x = image(150, 230)
-  np.testing.assert_allclose(inference.restore_tiled(identity, x, 64, 16, multiple=4), x,
+  np.testing.assert_allclose(deblur.restore_tiled(identity, x, 64, 16, multiple=4), x,
                              atol=1e-6)
 
 
@@ -51,8 +52,8 @@ def test_tiled_inference_equals_whole_image_inference(restore_fns):
   little differs near tile edges, far below one 8-bit level on average."""
   restore, _ = restore_fns
   x = image(150, 230)
-  whole = inference.restore_whole(restore, x, 4)
-  tiled = inference.restore_tiled(restore, x, 64, 32, multiple=4)
+  whole = deblur.restore_whole(restore, x, 4)
+  tiled = deblur.restore_tiled(restore, x, 64, 32, multiple=4)
   assert np.abs(tiled - whole).mean() < 5e-4
   assert np.abs(tiled - whole).max() < 1e-2
 
@@ -60,11 +61,11 @@ def test_tiled_inference_equals_whole_image_inference(restore_fns):
 def test_self_ensemble_averages_the_four_rotations(restore_fns):
   restore, identity = restore_fns
   x = image(24, 40)
-  np.testing.assert_allclose(inference.restore_image(identity, x, bucket=4, ensemble=True), x,
+  np.testing.assert_allclose(deblur.restore_image(identity, x, bucket=4, ensemble=True), x,
                              atol=1e-6)
-  rotated = [np.rot90(inference.restore_whole(restore, np.ascontiguousarray(np.rot90(x, k)), 4),
+  rotated = [np.rot90(deblur.restore_whole(restore, np.ascontiguousarray(np.rot90(x, k)), 4),
                       -k) for k in range(4)]
-  np.testing.assert_allclose(inference.restore_image(restore, x, bucket=4, ensemble=True),
+  np.testing.assert_allclose(deblur.restore_image(restore, x, bucket=4, ensemble=True),
                              np.mean(rotated, axis=0), atol=1e-6)
 
 
@@ -73,11 +74,11 @@ def test_files_are_written_back_in_their_own_kind(tmp_path, mode):
   rgb = (image(12, 20) * 255).astype(np.uint8)
   source = Image.fromarray(rgb).convert(mode)
   source.save(tmp_path / 'in.png')
-  loaded = image_io.read_image(str(tmp_path / 'in.png'))
+  loaded = image_files.read_image(str(tmp_path / 'in.png'))
   assert loaded.rgb.shape == (12, 20, 3) and loaded.bit_depth == 8
   assert loaded.gray == (mode in ('L', 'LA'))
   assert (loaded.alpha is not None) == (mode in ('RGBA', 'LA'))
-  image_io.write_image(str(tmp_path / 'out.png'), loaded.rgb, loaded)
+  image_files.write_image(str(tmp_path / 'out.png'), loaded.rgb, loaded)
   written = Image.open(tmp_path / 'out.png')
   expected = np.asarray(source.convert('RGB') if mode == 'P' else source)
   np.testing.assert_array_equal(np.asarray(written), expected)  # lossless round trip
@@ -87,34 +88,34 @@ def test_16_bit_files_round_trip_at_full_depth(tmp_path):
   gray = (np.arange(12 * 20, dtype=np.uint16).reshape(12, 20) * 211)
   Image.fromarray(gray).save(tmp_path / 'gray16.png')
   colour = np.stack([gray, gray[::-1], 65535 - gray], axis=-1)
-  (tmp_path / 'rgb16.png').write_bytes(image_io.encode_png_16(colour))
+  (tmp_path / 'rgb16.png').write_bytes(image_files.encode_png_16(colour))
   for name, expected in (('gray16', gray), ('rgb16', colour)):
-    loaded = image_io.read_image(str(tmp_path / f'{name}.png'))
+    loaded = image_files.read_image(str(tmp_path / f'{name}.png'))
     assert loaded.bit_depth == 16
-    image_io.write_image(str(tmp_path / f'{name}_out.png'), loaded.rgb, loaded)
-    back = image_io.read_image(str(tmp_path / f'{name}_out.png'))
-    got = image_io.to_levels(back.rgb[..., 0] if loaded.gray else back.rgb, 16)
+    image_files.write_image(str(tmp_path / f'{name}_out.png'), loaded.rgb, loaded)
+    back = image_files.read_image(str(tmp_path / f'{name}_out.png'))
+    got = image_files.to_levels(back.rgb[..., 0] if loaded.gray else back.rgb, 16)
     np.testing.assert_array_equal(got, expected)
 
 
 def test_levels_round_to_nearest():
   values = np.array([0.0, 0.5 / 255, 0.49 / 255, 2.5 / 255, 1.2, -0.1])
-  np.testing.assert_array_equal(image_io.to_levels(values, 8), [0, 1, 0, 3, 255, 0])
+  np.testing.assert_array_equal(image_files.to_levels(values, 8), [0, 1, 0, 3, 255, 0])
 
 
 def test_unreadable_files_are_errors_naming_them(tmp_path):
   (tmp_path / 'bad.png').write_bytes(b'not a png')
   with pytest.raises(InputError, match=r'Cannot read image .*bad\.png'):
-    image_io.read_image(str(tmp_path / 'bad.png'))
+    image_files.read_image(str(tmp_path / 'bad.png'))
 
 
 def test_list_images_walks_folders_and_rejects_empty_ones(tmp_path):
   for name in ('b.png', 'sub/a.jpg', 'notes.txt'):
     (tmp_path / name).parent.mkdir(exist_ok=True)
     (tmp_path / name).write_bytes(b'')
-  assert [n for _, n in image_io.list_images(str(tmp_path))] == ['b.png', 'sub/a.jpg']
+  assert [n for _, n in image_files.list_images(str(tmp_path))] == ['b.png', 'sub/a.jpg']
   (tmp_path / 'empty').mkdir()
   with pytest.raises(InputError, match='holds no'):
-    image_io.list_images(str(tmp_path / 'empty'))
+    image_files.list_images(str(tmp_path / 'empty'))
   with pytest.raises(InputError, match='neither an image file nor a folder'):
-    image_io.list_images(str(tmp_path / 'missing'))
+    image_files.list_images(str(tmp_path / 'missing'))

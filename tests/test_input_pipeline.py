@@ -9,8 +9,10 @@ import tensorflow as tf
 from PIL import Image
 
 from configs import tiny
-from deblur_jax.data import demo, input_pipeline, kernels, transforms
 from deblur_jax.data import pairs as pairs_lib
+from deblur_jax.data import pipeline, transforms
+from deblur_jax.data.degrade import kernels
+from deblur_jax.data.sources import demo
 from deblur_jax.errors import InputError
 from helpers import contains_window, make_pair_tree, train_batches
 
@@ -103,14 +105,14 @@ def test_demo_eval_pairs_are_written_once_per_blur(tmp_path):
   config = tiny.get_config().data
   config.demo.eval_blurs = 'gauss7,motion'
   config.max_eval_images = 0
-  found, _ = input_pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
+  found, _ = pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
   assert sorted(p.name for p in found) == ['gauss7/chelsea.png', 'gauss7/coffee.png',
                                            'motion/chelsea.png', 'motion/coffee.png']
   for pair in found:
     assert Image.open(pair.blur).size == Image.open(pair.sharp).size
   written = {p.blur: os.path.getmtime(p.blur) for p in found}
   config.max_eval_images = 3
-  again, _ = input_pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
+  again, _ = pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
   assert len(again) == 3
   assert all(os.path.getmtime(p.blur) == written[p.blur] for p in again)
 
@@ -119,7 +121,7 @@ def test_unknown_demo_blur_is_an_error(tmp_path):
   config = tiny.get_config().data
   config.demo.eval_blurs = 'gauss7,defocus'
   with pytest.raises(ValueError, match=r"eval_blurs names \['defocus'\]"):
-    input_pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
+    pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
 
 
 def test_eval_plan_covers_every_image_once_in_same_size_batches(tmp_path):
@@ -127,14 +129,14 @@ def test_eval_plan_covers_every_image_once_in_same_size_batches(tmp_path):
   make_pair_tree(tmp_path / 'a', splits=('test',), num_sequences=1, per_sequence=2,
                  size=(16, 20), seed=5)  # overwrites GOPR0000 with two other-size images
   found = pairs_lib.find_pairs(str(root), 'test').pairs
-  chunks = input_pipeline.plan_eval_batches(found, global_batch=4)
+  chunks = pipeline.plan_eval_batches(found, global_batch=4)
   valid = [p.name for c in chunks for p in c.pairs[:c.num_valid]]
   assert sorted(valid) == sorted(p.name for p in found)
   for chunk in chunks:
     assert len(chunk.pairs) == 4
     assert len({(p.height, p.width) for p in chunk.pairs}) == 1
   # Two processes with two images each read every padded slot exactly once.
-  loaded = [list(input_pipeline.eval_dataset(chunks, rows).as_numpy_iterator())
+  loaded = [list(pipeline.eval_dataset(chunks, rows).as_numpy_iterator())
             for rows in (range(0, 2), range(2, 4))]
   assert [len(x) for x in loaded] == [len(chunks)] * 2
   for c, chunk in enumerate(chunks):
@@ -168,7 +170,7 @@ def test_a_training_image_corrupt_inside_is_skipped(data_config, pair_tree):
 def test_an_eval_image_corrupt_inside_is_an_error_naming_its_batch(pair_tree):
   found = pairs_lib.find_pairs(str(pair_tree), 'test').pairs
   corrupt_png_body(pathlib.Path(found[0].blur))
-  chunks = input_pipeline.plan_eval_batches(found, global_batch=2)
+  chunks = pipeline.plan_eval_batches(found, global_batch=2)
   with pytest.raises(InputError, match=r'Could not decode an evaluation image among .*000000\.png'):
-    list(input_pipeline.eval_batches(chunks, range(2)))
+    list(pipeline.eval_batches(chunks, range(2)))
 

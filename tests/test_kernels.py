@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deblur_jax.data import kernels
+from deblur_jax.data.degrade import kernels
 
 
 @pytest.mark.parametrize('family', kernels.KERNEL_FAMILIES)

@@ -8,8 +8,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from deblur_jax import losses, metrics
 from deblur_jax.errors import InputError
+from deblur_jax.evaluation import metrics
+from deblur_jax.training import losses
 
 
 def rand(shape, seed=0):

@@ -6,7 +6,7 @@ import pytest
 import skimage.data
 from skimage import metrics as skm
 
-from deblur_jax import metrics
+from deblur_jax.evaluation import metrics
 
 
 def photo_pair(kind, seed=0):

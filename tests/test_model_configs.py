@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from deblur_jax import train
 from deblur_jax.errors import InputError
+from deblur_jax.training import loop
 from helpers import saved_item
 
 
@@ -22,7 +22,7 @@ def tiny(config_name, variant='tiny'):
 def test_each_seed_config_trains_two_steps(config_name, variant, tmp_path):
   config = tiny(config_name, variant)
   config.train.num_train_steps = 2
-  summary = train.train_and_evaluate(config, str(tmp_path))
+  summary = loop.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(summary['psnr']) and summary['num_images'] == 2
 
 
@@ -45,7 +45,7 @@ def test_gan_steps_change_both_networks_and_resume_exactly(tmp_path):
   config.train.checkpoint_every_steps = 1
   config.train.eval_every_steps = 100
   config.train.keep_checkpoints = 5
-  train.train_and_evaluate(config, str(tmp_path / 'straight'))
+  loop.train_and_evaluate(config, str(tmp_path / 'straight'))
   first, last = (saved_item(tmp_path / 'straight', s, 'train') for s in (1, 3))
   for a, b in ((saved_item(tmp_path / 'straight', 1, 'model'),
                 saved_item(tmp_path / 'straight', 3, 'model')),
@@ -53,9 +53,9 @@ def test_gan_steps_change_both_networks_and_resume_exactly(tmp_path):
     assert any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
   config.train.num_train_steps = 1
-  train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  loop.train_and_evaluate(config, str(tmp_path / 'resumed'))
   config.train.num_train_steps = 3
-  train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  loop.train_and_evaluate(config, str(tmp_path / 'resumed'))
   for item in ('model', 'train'):
     jax.tree.map(np.testing.assert_array_equal, saved_item(tmp_path / 'straight', 3, item),
                  saved_item(tmp_path / 'resumed', 3, item))
@@ -72,7 +72,7 @@ def test_bad_model_and_adversarial_settings_name_the_field(tmp_path, change, mes
   config = tiny('gan') if 'gan' in message or 'stylegan' in message else tiny('autoencoder')
   change(config)
   with pytest.raises(InputError, match=message):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
 
 
 def test_a_discriminator_on_a_model_that_is_not_a_gan_is_an_error(tmp_path):
@@ -80,4 +80,4 @@ def test_a_discriminator_on_a_model_that_is_not_a_gan_is_an_error(tmp_path):
   config.gan.discriminator.name = 'patchgan'
   with pytest.raises(InputError, match=r"config\.model\.name='unet' is not a GAN generator.*"
                                        r"gan_generator"):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from configs import default
-from deblur_jax import optimizers
+from deblur_jax.training import optimizers
 
 
 @pytest.fixture

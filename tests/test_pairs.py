@@ -155,7 +155,7 @@ def test_malformed_pairs_files_name_the_file_and_line(realblur_like, tmp_path, t
 
 def test_the_pipeline_reads_pairs_files_for_training_and_evaluation(realblur_like, tmp_path):
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from deblur_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from deblur_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   (tmp_path / 'train.txt').write_text('scene001/blur/blur_1.png scene001/gt/gt_1.png\n'
                                       'scene001/blur/blur_2.png scene001/gt/gt_2.png\n')
   (tmp_path / 'test.txt').write_text('scene002/blur/blur_1.png scene002/gt/gt_1.png\n')
@@ -163,16 +163,16 @@ def test_the_pipeline_reads_pairs_files_for_training_and_evaluation(realblur_lik
   config.dir = str(realblur_like)  # has no train/ or test/ folder: the lists are used
   config.train_pairs_file = str(tmp_path / 'train.txt')
   config.eval_pairs_file = str(tmp_path / 'test.txt')
-  dataset, num_images = input_pipeline.create_train_dataset(
+  dataset, num_images = pipeline.create_train_dataset(
       config, seed=0, global_batch=2, rows=range(2), start_step=0)
   batch = next(dataset.as_numpy_iterator())
   assert num_images == 2 and batch['blur'].shape == (2, 32, 32, 3)
-  found, _ = input_pipeline.find_eval_pairs(config, str(tmp_path / 'work'), min_size=16)
+  found, _ = pipeline.find_eval_pairs(config, str(tmp_path / 'work'), min_size=16)
   assert [p.name for p in found] == ['scene002/blur/blur_1.png']
   config.eval_pairs_file = str(tmp_path / 'missing.txt')
   with pytest.raises(InputError, match=r'config\.data\.eval_pairs_file=.*missing\.txt.* is not a '
                      'file'):
-    input_pipeline.find_eval_pairs(config, str(tmp_path / 'work'), min_size=16)
+    pipeline.find_eval_pairs(config, str(tmp_path / 'work'), min_size=16)
   config.pairs_file_order = 'gt_first'
   with pytest.raises(InputError, match=r"pairs_file_order='gt_first'"):
-    input_pipeline.find_eval_pairs(config, str(tmp_path / 'work'), min_size=16)
+    pipeline.find_eval_pairs(config, str(tmp_path / 'work'), min_size=16)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deblur_jax.data import degrade, kernels, synthesize
+from deblur_jax.data.degrade import degradations, kernels, synthesize
 from deblur_jax.errors import InputError
 from helpers import REPO, smooth_image, write_png
 
@@ -20,7 +20,7 @@ def _image(height=24, width=32, seed=0):
 
 def test_blur_with_a_delta_kernel_is_the_identity():
   image = _image()
-  np.testing.assert_allclose(degrade.blur_image(image, kernels.defocus_kernel(0, 9)), image,
+  np.testing.assert_allclose(degradations.blur_image(image, kernels.defocus_kernel(0, 9)), image,
                              atol=1e-6)
 
 
@@ -33,20 +33,20 @@ def test_blur_is_a_convolution_with_mirrored_borders():
   for dy in range(5):
     for dx in range(3):  # convolution: the kernel is flipped
       expected += kernel[4 - dy, 2 - dx] * padded[dy:dy + 9, dx:dx + 11]
-  np.testing.assert_allclose(degrade.blur_image(image, kernel), expected, atol=1e-5)
+  np.testing.assert_allclose(degradations.blur_image(image, kernel), expected, atol=1e-5)
 
 
 def test_degrade_is_deterministic_per_seed_and_index():
   image = _image()
-  spec = degrade.SyntheticBlur(kernels=('motion', 'shake', 'defocus'), kernel_size=9,
+  spec = degradations.SyntheticBlur(kernels=('motion', 'shake', 'defocus'), kernel_size=9,
                                noise_sigma=(0.0, 0.02), jpeg_quality=(60, 90))
-  first = degrade.degrade(image, degrade.example_rng(7, 3), spec)
-  again = degrade.degrade(image, degrade.example_rng(7, 3), spec)
+  first = degradations.degrade(image, degradations.example_rng(7, 3), spec)
+  again = degradations.degrade(image, degradations.example_rng(7, 3), spec)
   np.testing.assert_array_equal(first.image, again.image)
   np.testing.assert_array_equal(first.kernel, again.kernel)
   assert (first.family, first.noise_sigma, first.jpeg_quality) == (
       again.family, again.noise_sigma, again.jpeg_quality)
-  others = [degrade.degrade_example(image, seed, index, spec)
+  others = [degradations.degrade_example(image, seed, index, spec)
             for seed, index in ((7, 4), (8, 3))]
   assert all(not np.array_equal(first.image, other) for other in others)
   assert first.image.dtype == np.float32 and first.image.shape == image.shape
@@ -56,13 +56,13 @@ def test_degrade_is_deterministic_per_seed_and_index():
 
 def test_noise_and_jpeg_leave_the_kernel_draw_unchanged():
   image = _image()
-  plain = degrade.SyntheticBlur(kernels=('gauss7', 'shake', 'motion'), kernel_size=11)
-  noisy = degrade.SyntheticBlur(kernels=plain.kernels, kernel_size=11, noise_sigma=0.05,
+  plain = degradations.SyntheticBlur(kernels=('gauss7', 'shake', 'motion'), kernel_size=11)
+  noisy = degradations.SyntheticBlur(kernels=plain.kernels, kernel_size=11, noise_sigma=0.05,
                                 jpeg_quality=50)
-  a = degrade.degrade(image, degrade.example_rng(0, 1), plain)
-  b = degrade.degrade(image, degrade.example_rng(0, 1), noisy)
+  a = degradations.degrade(image, degradations.example_rng(0, 1), plain)
+  b = degradations.degrade(image, degradations.example_rng(0, 1), noisy)
   np.testing.assert_array_equal(a.kernel, b.kernel)
-  np.testing.assert_allclose(a.image, degrade.blur_image(image, a.kernel), atol=1e-6)
+  np.testing.assert_allclose(a.image, degradations.blur_image(image, a.kernel), atol=1e-6)
   assert (a.noise_sigma, a.jpeg_quality, b.noise_sigma, b.jpeg_quality) == (0, 0, 0.05, 50)
   assert 0.02 < np.std(b.image - a.image) < 0.08
 
@@ -71,7 +71,7 @@ def test_jpeg_round_trip_loses_more_at_lower_quality():
   image = np.repeat(_image(32, 32)[..., :1], 3, axis=-1)  # gray: no chroma subsampling loss
   errors = {}
   for quality in (30, 95):
-    out = degrade.jpeg_compress(image, quality)
+    out = degradations.jpeg_compress(image, quality)
     assert out.shape == image.shape and out.dtype == np.float32
     errors[quality] = np.abs(out - image).mean()
   assert errors[30] > errors[95] > 0
@@ -88,7 +88,7 @@ def test_jpeg_round_trip_loses_more_at_lower_quality():
 ])
 def test_bad_specs_are_input_errors(fields, message):
   with pytest.raises(InputError, match=message):
-    degrade.SyntheticBlur(**fields)
+    degradations.SyntheticBlur(**fields)
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def sharp_dir(tmp_path):
 
 def test_synthesize_writes_pairs_kernels_and_a_manifest(sharp_dir, tmp_path):
   (sharp_dir / 'broken.png').write_bytes(b'not an image')
-  spec = degrade.SyntheticBlur(kernels=('gauss7', 'shake'), kernel_size=9)
+  spec = degradations.SyntheticBlur(kernels=('gauss7', 'shake'), kernel_size=9)
   out = tmp_path / 'synth' / 'test'
   summary = synthesize.synthesize(str(sharp_dir), str(out), spec, seed=3)
 
@@ -125,13 +125,13 @@ def test_synthesize_writes_pairs_kernels_and_a_manifest(sharp_dir, tmp_path):
 
   # The manifest's seed and key reproduce the blur (before 8-bit rounding).
   sharp = np.asarray(Image.open(out / 'sharp' / 'sub_b.png'), np.float32) / 255
-  redone = degrade.degrade(sharp, degrade.example_rng(3, entry['key']), spec).image
+  redone = degradations.degrade(sharp, degradations.example_rng(3, entry['key']), spec).image
   blur = np.asarray(Image.open(out / 'blur' / 'sub_b.png'), np.float32) / 255
   assert np.abs(redone - blur).max() <= 0.5 / 255 + 1e-6
 
 
 def test_an_images_blur_depends_on_the_seed_and_its_name_only(sharp_dir, tmp_path):
-  spec = degrade.SyntheticBlur(kernels=('shake',), kernel_size=9, noise_sigma=0.01)
+  spec = degradations.SyntheticBlur(kernels=('shake',), kernel_size=9, noise_sigma=0.01)
   synthesize.synthesize(str(sharp_dir), str(tmp_path / 'one'), spec, seed=0)
   os.remove(sharp_dir / 'sub' / 'b.png')
   synthesize.synthesize(str(sharp_dir), str(tmp_path / 'two'), spec, seed=0)
@@ -141,7 +141,7 @@ def test_an_images_blur_depends_on_the_seed_and_its_name_only(sharp_dir, tmp_pat
 
 
 def test_bad_folders_are_input_errors(sharp_dir, tmp_path):
-  spec = degrade.SyntheticBlur()
+  spec = degradations.SyntheticBlur()
   (tmp_path / 'file.txt').write_text('x')
   (tmp_path / 'empty').mkdir()
   with pytest.raises(InputError, match='is a file'):

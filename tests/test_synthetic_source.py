@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 
 from configs import tiny
-from deblur_jax import train
-from deblur_jax.data import input_pipeline, synthetic_source
+from deblur_jax.data import pipeline
+from deblur_jax.data.sources import synthetic
 from deblur_jax.errors import InputError
+from deblur_jax.training import loop
 from helpers import contains_window, smooth_image, train_batches, write_png
 
 SIZE = (72, 80)
@@ -73,14 +74,14 @@ def test_same_seed_same_pairs_and_a_resume_continues_with_the_following_ones(dat
 
 def test_the_evaluation_set_is_written_once_and_keyed_by_its_seed(data_config, tmp_path):
   workdir = str(tmp_path / 'work')
-  found, _ = input_pipeline.find_eval_pairs(data_config, workdir, min_size=16)
+  found, _ = pipeline.find_eval_pairs(data_config, workdir, min_size=16)
   assert sorted(p.name for p in found) == ['d.png', 'e.png']
   written = {p.blur: os.path.getmtime(p.blur) for p in found}
-  again, _ = input_pipeline.find_eval_pairs(data_config, workdir, min_size=16)
+  again, _ = pipeline.find_eval_pairs(data_config, workdir, min_size=16)
   assert [os.path.getmtime(p.blur) for p in again] == [written[p.blur] for p in again]
   data_config.synthetic.eval_seed = 1
   data_config.synthetic.kernels = 'shake'
-  other, _ = input_pipeline.find_eval_pairs(data_config, workdir, min_size=16)
+  other, _ = pipeline.find_eval_pairs(data_config, workdir, min_size=16)
   assert os.path.dirname(other[0].blur) != os.path.dirname(found[0].blur)
   assert (other[0].height, other[0].width) == SIZE
 
@@ -115,7 +116,7 @@ def test_missing_folders_and_a_cache_are_errors(data_config, tmp_path):
   with pytest.raises(InputError, match="has no 'train' folder"):
     train_batches(data_config, 1)
   with pytest.raises(InputError, match="has no 'test' folder"):
-    input_pipeline.find_eval_pairs(data_config, str(tmp_path / 'work'), min_size=16)
+    pipeline.find_eval_pairs(data_config, str(tmp_path / 'work'), min_size=16)
 
 
 def test_training_runs_on_synthetic_blur_end_to_end(photos, tmp_path):
@@ -123,7 +124,7 @@ def test_training_runs_on_synthetic_blur_end_to_end(photos, tmp_path):
   config.data.source = 'synthetic'
   config.data.dir = str(photos)
   config.train.num_train_steps = 2
-  summary = train.train_and_evaluate(config, str(tmp_path / 'work'))
+  summary = loop.train_and_evaluate(config, str(tmp_path / 'work'))
   assert summary['num_images'] == 2 and np.isfinite(summary['psnr'])
-  margin = synthetic_source.kernel_margin(synthetic_source.blur_spec(config.data.synthetic))
+  margin = synthetic.kernel_margin(synthetic.blur_spec(config.data.synthetic))
   assert margin == 15  # gauss7 and shake (31x31) by default

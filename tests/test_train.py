@@ -12,8 +12,8 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from deblur_jax import checkpointing, train
 from deblur_jax.errors import InputError
+from deblur_jax.training import checkpoints, loop
 from helpers import saved_item
 
 
@@ -32,12 +32,12 @@ def config(tiny_config, pair_tree):
 
 
 def test_trains_evaluates_checkpoints_and_logs(config, tmp_path):
-  summary = train.train_and_evaluate(config, str(tmp_path))
+  summary = loop.train_and_evaluate(config, str(tmp_path))
   assert summary['num_images'] == 2
   for key in ('psnr', 'ssim', 'input_psnr', 'input_ssim'):
     assert np.isfinite(summary[key])
   assert 10 < summary['input_psnr'] < 60 and 0 < summary['input_ssim'] <= 1
-  manager = checkpointing.create_manager(str(tmp_path), keep=1, read_only=True)
+  manager = checkpoints.create_manager(str(tmp_path), keep=1, read_only=True)
   assert list(manager.all_steps()) == [2, 3]
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path))
   saved = manager.restore(3, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
@@ -54,14 +54,14 @@ def test_resume_continues_exactly_where_it_stopped(config, tmp_path):
   config.train.num_train_steps = 4
   config.train.eval_every_steps = 100  # evaluate only at the end
   straight, crashed = tmp_path / 'straight', tmp_path / 'crashed'
-  train.train_and_evaluate(config, str(straight))
+  loop.train_and_evaluate(config, str(straight))
 
   shutil.copytree(straight, crashed)
-  manager = checkpointing.create_manager(str(crashed), keep=2)
+  manager = checkpoints.create_manager(str(crashed), keep=2)
   assert list(manager.all_steps()) == [2, 4]
   manager.delete(4)
   manager.close()
-  train.train_and_evaluate(config, str(crashed))
+  loop.train_and_evaluate(config, str(crashed))
 
   assert_trees_equal(saved_params(straight, 4), saved_params(crashed, 4))
   assert not np.array_equal(jax.tree.leaves(saved_params(crashed, 2))[0],
@@ -69,9 +69,9 @@ def test_resume_continues_exactly_where_it_stopped(config, tmp_path):
 
 
 def test_eval_mode_writes_per_image_csv_and_summary_json(config, tmp_path):
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   config.eval.checkpoint_step = 2
-  summary = train.evaluate_checkpoint(config, str(tmp_path))
+  summary = loop.evaluate_checkpoint(config, str(tmp_path))
   assert summary['step'] == 2
   with open(tmp_path / 'eval' / 'step_2.csv') as f:
     rows = list(csv.DictReader(f))
@@ -89,36 +89,36 @@ def test_eval_mode_writes_per_image_csv_and_summary_json(config, tmp_path):
   assert saved['groups']['GOPR0000_00_00']['ssim'] == pytest.approx(saved['ssim'])
   config.eval.checkpoint_step = 7
   with pytest.raises(InputError, match=r'No checkpoint at step 7.*\[2, 3\]'):
-    train.evaluate_checkpoint(config, str(tmp_path))
+    loop.evaluate_checkpoint(config, str(tmp_path))
 
 
 def test_checkpoint_of_another_model_is_a_clear_error(config, tmp_path):
   config.train.num_train_steps = 1
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   config.model.base_width = 16
   message = r'config\.model\.base_width: checkpoint has 8, config has 16'
   with pytest.raises(InputError, match=message):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
 
 
 def test_checkpoint_with_another_optimizer_state_is_a_clear_error(config, tmp_path):
   config.train.num_train_steps = 1
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   config.optimizer.grad_clip_norm = 1.0
   with pytest.raises(InputError, match=r'config\.optimizer\.grad_clip_norm > 0: checkpoint has '
                                        r'False, config has True'):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
 
 
 def test_a_partial_checkpoint_from_a_crash_is_ignored(config, tmp_path):
   config.train.num_train_steps = 2
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   partial = tmp_path / 'checkpoints' / '5.orbax-checkpoint-tmp-1234'
   (partial / 'model').mkdir(parents=True)
   (partial / 'model' / 'garbage').write_bytes(b'\x00' * 10)
   config.train.num_train_steps = 3
-  train.train_and_evaluate(config, str(tmp_path))
-  manager = checkpointing.create_manager(str(tmp_path), keep=1, read_only=True)
+  loop.train_and_evaluate(config, str(tmp_path))
+  manager = checkpoints.create_manager(str(tmp_path), keep=1, read_only=True)
   assert list(manager.all_steps()) == [2, 3]
   assert not partial.exists()
 
@@ -137,9 +137,9 @@ def test_keeps_the_latest_checkpoints_and_the_best_by_psnr_across_restarts(tmp_p
       return {'params': self.params}
 
   def save_all(saves):
-    manager = checkpointing.create_manager(str(tmp_path), keep=2)
+    manager = checkpoints.create_manager(str(tmp_path), keep=2)
     for step, psnr in saves:
-      checkpointing.save(manager, step, State(), {'seed': 0},
+      checkpoints.save(manager, step, State(), {'seed': 0},
                          None if psnr is None else {'psnr': psnr})
     manager.wait_until_finished()
     steps = list(manager.all_steps())
@@ -161,4 +161,4 @@ def test_keeps_the_latest_checkpoints_and_the_best_by_psnr_across_restarts(tmp_p
 def test_bad_config_values_are_errors_naming_the_field(config, tmp_path, field, value, message):
   config[field[0]][field[1]] = value
   with pytest.raises(InputError, match=message):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from deblur_jax import losses, models, optimizers, sharding, train_step
+from deblur_jax import models
+from deblur_jax.parallel import sharding
+from deblur_jax.training import losses, optimizers, train_step
 
 
 def setup(num_devices, **model_overrides):

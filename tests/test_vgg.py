@@ -7,9 +7,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from deblur_jax import convert_vgg, losses, torch_checkpoint
+from deblur_jax import convert_vgg
 from deblur_jax.errors import InputError
 from deblur_jax.models import vgg
+from deblur_jax.training import losses
+from deblur_jax.weights import pytorch_reader
 
 
 def torchvision_state_dict(network, seed=0, random_up_to=14):
@@ -94,7 +96,7 @@ def test_conversion_names_missing_and_foreign_keys():
 
 def test_perceptual_loss_from_a_converted_file(tmp_path, monkeypatch):
   """torchvision state dict -> convert_vgg -> .npz -> config.loss -> loss values."""
-  monkeypatch.setattr(torch_checkpoint, 'load', lambda path: torchvision_state_dict('vgg16'))
+  monkeypatch.setattr(pytorch_reader, 'load', lambda path: torchvision_state_dict('vgg16'))
   (tmp_path / 'vgg16.pth').write_bytes(b'read by the patched loader')
   output = str(tmp_path / 'vgg16.npz')
   assert convert_vgg.convert_file(str(tmp_path / 'vgg16.pth'), 'vgg16', output) == 14_714_688

@@ -18,8 +18,8 @@ from typing import Optional
 from absl import logging
 from PIL import Image, UnidentifiedImageError
 
+from deblur_jax.data.image_files import IMAGE_EXTENSIONS
 from deblur_jax.errors import InputError
-from deblur_jax.image_io import IMAGE_EXTENSIONS
 
 _PNG_TRAILER = b'IEND\xaeB`\x82'
 _MAX_LOGGED_SKIPS = 10

@@ -17,7 +17,7 @@ return logits):
 - 'dcgan': the report's "convs + BatchNorm + LeakyReLU + sigmoid", one logit
   per image.
 Both return raw logits; the report's final sigmoid is the adversarial loss's
-job (deblur_jax.losses applies it where the objective needs it).
+job (deblur_jax.training.losses applies it where the objective needs it).
 
 All modules take images in [0, 1] and compute in DeblurGAN's [-1, 1] range.
 Initialisation is DeblurGAN's (and DCGAN's): kernels N(0, 0.02), zero biases.

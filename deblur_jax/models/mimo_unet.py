@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deblur_jax import image_ops
+from deblur_jax.models import image_ops
 
 
 def _torch_uniform(fan_in: int):

@@ -21,7 +21,7 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image
 
-from deblur_jax.data import kernels as kernels_lib
+from deblur_jax.data.degrade import kernels as kernels_lib
 from deblur_jax.errors import InputError
 
 

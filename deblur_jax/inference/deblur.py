@@ -17,8 +17,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deblur_jax import checkpointing, models, train_step
+from deblur_jax import models
 from deblur_jax.errors import InputError
+from deblur_jax.training import checkpoints, train_step
 
 
 def checkpoint_location(workdir, checkpoint, step):
@@ -37,10 +38,10 @@ def checkpoint_location(workdir, checkpoint, step):
 
 def load_model(workdir: str, step=None, dtype=jnp.float32):
   """(model, its variables, the step) of a checkpoint, rebuilt from its saved config."""
-  if not os.path.isdir(checkpointing.checkpoint_dir(workdir)):
+  if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
     raise InputError(f'{workdir} has no checkpoints/ folder.')
-  manager = checkpointing.create_manager(workdir, keep=1, read_only=True)
-  saved, step = checkpointing.read_config(manager, step)
+  manager = checkpoints.create_manager(workdir, keep=1, read_only=True)
+  saved, step = checkpoints.read_config(manager, step)
   model_config = ml_collections.ConfigDict(saved['model'])
   model = models.build_model(model_config, dtype)
   template = jax.eval_shape(
@@ -49,7 +50,7 @@ def load_model(workdir: str, step=None, dtype=jnp.float32):
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                           template)
-  variables, step = checkpointing.restore_model_variables(manager, template, saved['model'],
+  variables, step = checkpoints.restore_model_variables(manager, template, saved['model'],
                                                           step)
   manager.close()
   return model, variables, step

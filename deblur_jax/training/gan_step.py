@@ -11,8 +11,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from deblur_jax import losses, metrics, sharding, train_step
-from deblur_jax.train_step import TrainState
+from deblur_jax.evaluation import metrics
+from deblur_jax.parallel import sharding
+from deblur_jax.training import losses, train_step
+from deblur_jax.training.train_step import TrainState
 
 
 def _disc_logits(disc: TrainState, params, images, *, rng):

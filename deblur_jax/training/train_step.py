@@ -13,7 +13,9 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from deblur_jax import image_ops, metrics, sharding
+from deblur_jax.evaluation import metrics
+from deblur_jax.models import image_ops
+from deblur_jax.parallel import sharding
 
 
 class TrainState(train_state.TrainState):

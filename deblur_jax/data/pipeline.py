@@ -15,8 +15,9 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from deblur_jax.data import cache as cache_lib
-from deblur_jax.data import demo, synthetic_source, transforms
 from deblur_jax.data import pairs as pairs_lib
+from deblur_jax.data import transforms
+from deblur_jax.data.sources import demo, synthetic
 from deblur_jax.errors import InputError
 
 
@@ -68,11 +69,11 @@ def create_train_dataset(data_config, *, seed: int, global_batch: int, rows: ran
     raise InputError(f'config.data.cache={cache_mode!r} applies to source=\'folders\'; '
                      f"set it to 'none' for source={source!r}.")
   if source == 'synthetic':
-    dataset, num_images = synthetic_source.train_dataset(data_config, **common)
+    dataset, num_images = synthetic.train_dataset(data_config, **common)
   elif source == 'tfds':
-    from deblur_jax.data import tfds_source  # pylint: disable=g-import-not-at-top  (slow import)
-    split = tfds_source.load_gopro_split(data_config, data_config.train_split, min_size=crop)
-    dataset, num_images = tfds_source.tfds_train_dataset(split, **common), len(split)
+    from deblur_jax.data.sources import gopro_tfds  # pylint: disable=g-import-not-at-top  (slow import)
+    split = gopro_tfds.load_gopro_split(data_config, data_config.train_split, min_size=crop)
+    dataset, num_images = gopro_tfds.tfds_train_dataset(split, **common), len(split)
   elif data_config.dir:
     pairs = find_folder_pairs(data_config, 'train', min_size=crop).pairs
     name = cache_lib.cache_name(data_config.dir,
@@ -135,15 +136,15 @@ def find_eval_pairs(data_config, workdir: str, min_size: int):
   max_pairs = data_config.max_eval_images or None
   source = _source(data_config)
   if source == 'tfds':
-    from deblur_jax.data import tfds_source  # pylint: disable=g-import-not-at-top  (slow import)
-    split = tfds_source.load_gopro_split(data_config, data_config.eval_split,
+    from deblur_jax.data.sources import gopro_tfds  # pylint: disable=g-import-not-at-top  (slow import)
+    split = gopro_tfds.load_gopro_split(data_config, data_config.eval_split,
                                          min_size=min_size, max_pairs=max_pairs)
-    return list(split.pairs), lambda pairs: tfds_source.tfds_eval_dataset(
+    return list(split.pairs), lambda pairs: gopro_tfds.tfds_eval_dataset(
         split, [p.name for p in pairs])
   if source == 'folders' and data_config.dir:
     return find_folder_pairs(data_config, 'eval', min_size, max_pairs).pairs, read_pair_files
   if source == 'synthetic':
-    root = synthetic_source.write_eval_set(data_config, workdir)
+    root = synthetic.write_eval_set(data_config, workdir)
   else:
     blurs = [b.strip() for b in data_config.demo.eval_blurs.split(',') if b.strip()]
     root = demo.write_eval_pairs(os.path.join(workdir, 'demo_data'), blurs)

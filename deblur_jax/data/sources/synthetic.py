@@ -3,9 +3,9 @@
 
 Training: random crops of the sharp images under `data.dir/train_split`
 (searched recursively), each blurred when it is drawn with a random kernel,
-noise and JPEG as `config.data.synthetic` says (degrade.SyntheticBlur).
+noise and JPEG as `config.data.synthetic` says (degradations.SyntheticBlur).
 Example g of a run with seed s is cut and flipped with the stateless seeds
-of (s, g) and degraded with `degrade.example_rng(s, g)`: the same seed gives
+of (s, g) and degraded with `degradations.example_rng(s, g)`: the same seed gives
 the same pairs, each process computes its own examples, and a resumed run
 goes on with the examples after the restored step. A crop is cut with a
 margin of half the largest kernel, blurred, and the margin then cut away, so
@@ -27,26 +27,29 @@ import os
 import tensorflow as tf
 from absl import logging
 
-from deblur_jax import image_io
-from deblur_jax.data import degrade, kernels, pairs, synthesize, transforms
+from deblur_jax.data import image_files, pairs, transforms
+from deblur_jax.data.degrade import degradations, kernels, synthesize
 from deblur_jax.errors import InputError
 
 _FIELD = 'config.data.synthetic'
 
 
-def blur_spec(synthetic_config) -> degrade.SyntheticBlur:
+def blur_spec(synthetic_config) -> degradations.SyntheticBlur:
   """The degradation described by `config.data.synthetic`."""
   families = tuple(k.strip() for k in synthetic_config.kernels.split(',') if k.strip())
-  noise_sigma = degrade.parse_range(synthetic_config.noise_sigma, f'{_FIELD}.noise_sigma', float)
-  jpeg_quality = degrade.parse_range(synthetic_config.jpeg_quality, f'{_FIELD}.jpeg_quality', int)
+  noise_sigma = degradations.parse_range(synthetic_config.noise_sigma,
+                                         f'{_FIELD}.noise_sigma', float)
+  jpeg_quality = degradations.parse_range(synthetic_config.jpeg_quality,
+                                          f'{_FIELD}.jpeg_quality', int)
   try:
-    return degrade.SyntheticBlur(kernels=families, kernel_size=synthetic_config.kernel_size or None,
-                                 noise_sigma=noise_sigma, jpeg_quality=jpeg_quality)
+    return degradations.SyntheticBlur(
+        kernels=families, kernel_size=synthetic_config.kernel_size or None,
+        noise_sigma=noise_sigma, jpeg_quality=jpeg_quality)
   except InputError as e:
     raise InputError(f'{_FIELD}: {e}') from None
 
 
-def kernel_margin(spec: degrade.SyntheticBlur) -> int:
+def kernel_margin(spec: degradations.SyntheticBlur) -> int:
   """Half the side of the largest kernel `spec` can draw, in pixels."""
   default = (kernels.DEFAULT_KERNEL_SIZE,)
   sizes = [spec.kernel_size or kernels.REPORT_001_GAUSSIANS.get(k, default)[0]
@@ -64,7 +67,7 @@ def find_sharp_images(root: str, split: str, min_size: int) -> list[str]:
   if not os.path.isdir(folder):
     raise InputError(f'config.data.dir={root!r} has no {split!r} folder of sharp images.')
   found, skipped = [], []
-  for path, _ in image_io.list_images(folder, field=f'config.data.dir/{split}'):
+  for path, _ in image_files.list_images(folder, field=f'config.data.dir/{split}'):
     try:
       height, width, _ = pairs.read_image_header(path)
     except ValueError as e:
@@ -89,7 +92,7 @@ def train_dataset(data_config, *, crop_size: int, hflip: bool, seed: int,
   path_table = tf.constant(paths)
 
   def degrade_patch(sharp_patch, g):
-    return degrade.degrade_example(sharp_patch, seed, int(g), spec)
+    return degradations.degrade_example(sharp_patch, seed, int(g), spec)
 
   def make_example(g):
     i = transforms.shuffled_index(g, len(paths), seed)

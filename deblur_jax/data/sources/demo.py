@@ -14,7 +14,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from deblur_jax.data import kernels, transforms
+from deblur_jax.data import transforms
+from deblur_jax.data.degrade import kernels
 from deblur_jax.errors import InputError
 
 TRAIN_PHOTOS = ('astronaut', 'rocket', 'motorcycle_left', 'motorcycle_right',

@@ -19,20 +19,20 @@ import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from deblur_jax import (
-  callbacks,
-  checkpointing,
+from deblur_jax import models
+from deblur_jax.data import pipeline
+from deblur_jax.errors import InputError
+from deblur_jax.evaluation import metrics
+from deblur_jax.parallel import sharding
+from deblur_jax.training import (
+  checkpoints,
   gan_step,
   losses,
-  metrics,
-  models,
   optimizers,
   preemption,
-  sharding,
   train_step,
+  validation_monitor,
 )
-from deblur_jax.data import input_pipeline
-from deblur_jax.errors import InputError
 
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 PER_IMAGE_METRICS = ('psnr', 'ssim', 'mse', 'input_psnr', 'input_ssim')
@@ -96,10 +96,10 @@ def _local_rows(global_array) -> np.ndarray:
 
 
 def run_evaluation(eval_fn, variables, chunks, mesh, *, rows: range, num_images: int,
-                   read_pairs=input_pipeline.read_pair_files) -> EvalResult:
+                   read_pairs=pipeline.read_pair_files) -> EvalResult:
   """Evaluates every planned image once; keeps `num_images` grids of this process's rows."""
   results, images = [], []
-  for chunk, local in input_pipeline.eval_batches(chunks, rows, read_pairs):
+  for chunk, local in pipeline.eval_batches(chunks, rows, read_pairs):
     outputs = eval_fn(variables, sharding.make_global_batch(local, mesh))
     per_image = jax.device_get({k: outputs[k] for k in PER_IMAGE_METRICS})
     for j, pair in enumerate(chunk.pairs[:chunk.num_valid]):
@@ -148,9 +148,9 @@ def _setup(config, workdir: str) -> _Run:
   model = models.build_model(config.model, _compute_dtype(config.train.compute_dtype))
   eval_global = config.eval.batch_size_per_device * mesh.devices.size
   sharding.local_batch_size(eval_global, mesh, 'config.eval.batch_size_per_device x devices')
-  pairs, read_pairs = input_pipeline.find_eval_pairs(config.data, workdir,
+  pairs, read_pairs = pipeline.find_eval_pairs(config.data, workdir,
                                                      min_size=metrics.ssim_window())
-  chunks = input_pipeline.plan_eval_batches(pairs, eval_global)
+  chunks = pipeline.plan_eval_batches(pairs, eval_global)
   eval_fn = train_step.jit_eval_step(mesh, apply_fn=model.apply,
                                      size_multiple=model.size_multiple)
   return _Run(mesh, model, eval_fn, chunks, sharding.process_batch_rows(eval_global, mesh),
@@ -179,7 +179,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   _check_positive(config, ('train.batch_size', 'train.log_every_steps',
                            'train.eval_every_steps', 'train.checkpoint_every_steps'))
-  monitor = callbacks.check_monitor(config.train.monitor)
+  monitor = validation_monitor.check_monitor(config.train.monitor)
   os.makedirs(workdir, exist_ok=True)
   run = _setup(config, workdir)
   multiple = run.model.size_multiple
@@ -188,9 +188,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                      f'{multiple} for model {config.model.name!r}.')
   sharding.local_batch_size(config.train.batch_size, run.mesh, 'config.train.batch_size')
 
-  manager = checkpointing.create_manager(workdir, config.train.keep_checkpoints,
+  manager = checkpoints.create_manager(workdir, config.train.keep_checkpoints,
                                          monitor=monitor,
-                                         higher_is_better=callbacks.MONITORS[monitor])
+                                         higher_is_better=validation_monitor.MONITORS[monitor])
   try:
     return _train(config, workdir, run, manager)
   finally:
@@ -239,19 +239,19 @@ def _train(config, workdir: str, run: _Run, manager) -> dict:
   crop = config.data.crop_size
   global_batch = config.train.batch_size
   start_step = manager.latest_step() or 0
-  train_data, num_train_images = input_pipeline.create_train_dataset(
+  train_data, num_train_images = pipeline.create_train_dataset(
       config.data, seed=config.seed, global_batch=global_batch,
       rows=sharding.process_batch_rows(global_batch, mesh), start_step=start_step)
   steps_per_epoch = optimizers.steps_per_epoch(num_train_images, global_batch)
   total_steps = num_train_steps(config.train, steps_per_epoch)
   tx, schedule = optimizers.build_optimizer(config.optimizer, total_steps, steps_per_epoch)
   loss_fn = losses.build_loss_fn(config.loss)
-  plateau = callbacks.build_plateau(config.train)
+  plateau = validation_monitor.build_plateau(config.train)
   ema_decay = config.train.ema_decay
   if not 0 <= ema_decay < 1:
     raise InputError(f'config.train.ema_decay={ema_decay} must lie in [0, 1) (0 = no EMA).')
   monitor = config.train.monitor
-  early_stopping = callbacks.EarlyStopping(config.train.early_stop_patience,
+  early_stopping = validation_monitor.EarlyStopping(config.train.early_stop_patience,
                                            config.train.early_stop_min_delta)
 
   init_rng, dropout_rng, disc_rng = jax.random.split(jax.random.key(config.seed), 3)
@@ -262,7 +262,7 @@ def _train(config, workdir: str, run: _Run, manager) -> dict:
                    'stopped_early': np.asarray(0, np.int64)}
   if adversary:
     loop_template['discriminator'] = gan_step.disc_checkpoint_item(adversary.state)
-  state, restored_step, loop_state = checkpointing.restore_train_state(
+  state, restored_step, loop_state = checkpoints.restore_train_state(
       manager, state, config.model.to_dict(), config.optimizer.to_dict(), loop_template)
   early_stopping.load(loop_state['early_stopping'])
   disc_state = None
@@ -301,7 +301,7 @@ def _train(config, workdir: str, run: _Run, manager) -> dict:
             'stopped_early': np.asarray(stopped_early, np.int64)}
     if adversary:
       loop['discriminator'] = gan_step.disc_checkpoint_item(disc_state)
-    checkpointing.save(manager, step, state, config_dict, eval_metrics, loop)
+    checkpoints.save(manager, step, state, config_dict, eval_metrics, loop)
 
   if int(loop_state['stopped_early']):
     logging.info('Training stopped early at step %d (best %s at step %d); nothing to do.',
@@ -348,15 +348,17 @@ def _train(config, workdir: str, run: _Run, manager) -> dict:
         with report_progress.timed('eval'):
           summary = _evaluate_and_log(config, run, writer, step, state)
         eval_summary = {monitor: summary[monitor]}
-        value = callbacks.lower_is_better(summary, monitor)
+        value = validation_monitor.lower_is_better(summary, monitor)
         if plateau is not None:
-          state = state.replace(plateau=callbacks.update_plateau(plateau, state.plateau, value))
+          state = state.replace(
+              plateau=validation_monitor.update_plateau(plateau, state.plateau, value))
           writer.write_scalars(step, {'train/plateau_scale': float(state.plateau.scale)})
         stop_early = early_stopping.update(step, value) and not is_last
         restore_best = stop_early and config.train.early_stop_restore_best
         if restore_best and early_stopping.best_step != step:
           state = _with_model_of_step(manager, state, config, early_stopping.best_step)
-          eval_summary = {monitor: callbacks.from_lower_is_better(early_stopping.best, monitor)}
+          eval_summary = {
+              monitor: validation_monitor.from_lower_is_better(early_stopping.best, monitor)}
       preempted = watch.reached(step)
       if (step % config.train.checkpoint_every_steps == 0 or eval_summary is not None
           or preempted):
@@ -399,7 +401,7 @@ def _evaluate_and_log(config, run: _Run, writer, step: int, state) -> dict:
 def _with_model_of_step(manager, state, config, step: int):
   """`state` with the model variables of the checkpoint at `step`."""
   manager.wait_until_finished()
-  variables, _ = checkpointing.restore_model_variables(
+  variables, _ = checkpoints.restore_model_variables(
       manager, state.variables(), config.model.to_dict(), step)
   return state.replace(params=variables['params'],
                        batch_stats=variables.get('batch_stats', state.batch_stats))
@@ -417,14 +419,14 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   overall and per group). Returns the summary.
   """
   run = _setup(config, workdir)
-  manager = checkpointing.create_manager(workdir, keep=1, read_only=True)
+  manager = checkpoints.create_manager(workdir, keep=1, read_only=True)
   template = jax.eval_shape(
       lambda: run.model.init({'params': jax.random.key(0), 'dropout': jax.random.key(0)},
                              jnp.zeros((1, 16, 16, 3)), train=False))
   template = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(run.mesh)),
       template)
-  variables, step = checkpointing.restore_model_variables(
+  variables, step = checkpoints.restore_model_variables(
       manager, template, config.model.to_dict(), config.eval.checkpoint_step,
       ema=config.eval.ema)
   manager.close()

@@ -13,7 +13,7 @@ NAME is the path under --input with '/' replaced by '_'. This is the
 flattened layout the training and evaluation code reads: with
 --output=DIR/test, use config.data.dir=DIR; deblur_jax.baselines scores
 Wiener and Richardson-Lucy on it. Image NAME is degraded with the generator
-`degrade.example_rng(seed, key)`, key = name_key(NAME): its blur depends on
+`degradations.example_rng(seed, key)`, key = name_key(NAME): its blur depends on
 --seed and its name only, not on the other files. A file that cannot be read
 is reported and skipped (exit status 1). Imports neither TensorFlow nor JAX.
 """
@@ -26,8 +26,9 @@ import os
 import numpy as np
 from absl import flags, logging
 
-from deblur_jax import cli, image_io
-from deblur_jax.data import degrade, kernels
+from deblur_jax import cli
+from deblur_jax.data import image_files
+from deblur_jax.data.degrade import degradations, kernels
 from deblur_jax.errors import InputError
 
 
@@ -72,13 +73,13 @@ def _check_output(input_path: str, output_dir: str, input_field: str) -> None:
                        'images would become inputs next time. Choose another folder.')
 
 
-def synthesize(input_path: str, output_dir: str, spec: degrade.SyntheticBlur,
+def synthesize(input_path: str, output_dir: str, spec: degradations.SyntheticBlur,
                seed: int = 0, input_field: str = '--input') -> Summary:
   """Degrades every image under `input_path` (a folder or one file) into
   `output_dir` as described in the module docstring, and writes the manifest.
   `input_field` names where `input_path` came from, in errors."""
   _check_output(input_path, output_dir, input_field)
-  files = image_io.list_images(input_path, field=input_field)
+  files = image_files.list_images(input_path, field=input_field)
   by_name = {}
   for path, relative in files:
     name = output_name(relative)
@@ -93,16 +94,16 @@ def synthesize(input_path: str, output_dir: str, spec: degrade.SyntheticBlur,
   written, skipped = [], []
   for i, (name, path) in enumerate(by_name.items(), 1):
     try:
-      sharp = image_io.read_image(path).rgb
+      sharp = image_files.read_image(path).rgb
     except InputError as e:
       logging.warning('[%d/%d] skipped: %s', i, len(by_name), e)
       skipped.append((path, str(e)))
       continue
     key = name_key(name)
-    result = degrade.degrade(sharp, degrade.example_rng(seed, key), spec)
-    rgb8 = image_io.LoadedImage(sharp, 8, gray=False)
-    image_io.write_image(os.path.join(folders['sharp'], name), sharp, rgb8)
-    image_io.write_image(os.path.join(folders['blur'], name), result.image, rgb8)
+    result = degradations.degrade(sharp, degradations.example_rng(seed, key), spec)
+    rgb8 = image_files.LoadedImage(sharp, 8, gray=False)
+    image_files.write_image(os.path.join(folders['sharp'], name), sharp, rgb8)
+    image_files.write_image(os.path.join(folders['blur'], name), result.image, rgb8)
     _save_npy(os.path.join(folders['kernels'], os.path.splitext(name)[0] + '.npy'),
               result.kernel)
     written.append({'name': name, 'source': os.path.relpath(path, input_path)
@@ -119,8 +120,8 @@ def synthesize(input_path: str, output_dir: str, spec: degrade.SyntheticBlur,
   manifest = {
       'seed': seed,
       'spec': dataclasses.asdict(spec),
-      'seeding': 'image NAME uses deblur_jax.data.degrade.example_rng(seed, key): numpy '
-                 'SeedSequence([seed, key]), key = first 8 bytes of sha256(NAME) >> 1',
+      'seeding': 'image NAME uses deblur_jax.data.degrade.degradations.example_rng(seed, key): '
+                 'numpy SeedSequence([seed, key]), key = first 8 bytes of sha256(NAME) >> 1',
       'images': written,
       'skipped': [{'path': p, 'reason': r} for p, r in skipped],
   }
@@ -151,11 +152,11 @@ def _define_flags() -> None:
 
 
 def main(_):
-  spec = degrade.SyntheticBlur(
+  spec = degradations.SyntheticBlur(
       kernels=tuple(k.strip() for k in FLAGS.kernels),
       kernel_size=FLAGS.kernel_size or None,
-      noise_sigma=degrade.parse_range(FLAGS.noise_sigma, '--noise_sigma', float),
-      jpeg_quality=degrade.parse_range(FLAGS.jpeg_quality, '--jpeg_quality', int))
+      noise_sigma=degradations.parse_range(FLAGS.noise_sigma, '--noise_sigma', float),
+      jpeg_quality=degradations.parse_range(FLAGS.jpeg_quality, '--jpeg_quality', int))
   if FLAGS.seed < 0:
     raise InputError(f'--seed={FLAGS.seed} must not be negative.')
   summary = synthesize(FLAGS.input, FLAGS.output, spec, FLAGS.seed)

@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from deblur_jax import image_ops, metrics
 from deblur_jax.errors import InputError
-from deblur_jax.models import vgg
+from deblur_jax.evaluation import metrics
+from deblur_jax.models import image_ops, vgg
 
 # ----------------------------------------------------------------------------
 # Content losses at one scale.

@@ -1,0 +1,1 @@
+"""Synthetic degradations: blur kernels, noise, JPEG, and blurring files."""

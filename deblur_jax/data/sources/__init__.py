@@ -1,0 +1,1 @@
+"""Data sources: where training and evaluation pairs come from."""

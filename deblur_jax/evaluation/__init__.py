@@ -1,0 +1,1 @@
+"""Evaluation: image metrics, the evaluation step and results, baselines."""

@@ -1,0 +1,1 @@
+"""Inference: deblurring whole, tiled or ensembled images, and export."""

@@ -1,0 +1,1 @@
+"""Training: train state and steps, losses, optimizers, checkpoints, the loop."""

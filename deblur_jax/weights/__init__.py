@@ -1,0 +1,1 @@
+"""Weights from other frameworks: the PyTorch reader and the converters."""
