@@ -8,7 +8,8 @@ from typing import Callable
 
 from absl import app, flags, logging
 
-from deblur_jax.errors import InputError
+from deblur_jax import runtime
+from deblur_jax.errors import REPORTED_ERRORS
 
 
 def _make_config_siblings_importable(argv) -> None:
@@ -56,8 +57,11 @@ def _quiet_orbax_info(record) -> bool:
   return record.levelno >= py_logging.WARNING or '/orbax/' not in record.pathname
 
 
-def run(main: Callable[[list[str]], None]) -> None:
-  """`app.run(main)`, where an InputError prints 'Error: ...' and exits with status 2."""
+def run(main: Callable[[list[str]], None], *, uses_tensorflow: bool = False) -> None:
+  """`app.run(main)` after `runtime.configure_process` (TensorFlow kept off the
+  accelerators when the tool `uses_tensorflow`); an InputError or TrainingError
+  prints 'Error: ...' and exits with status 2."""
+  runtime.configure_process(hide_accelerators=uses_tensorflow)
 
   def guarded_main(argv):
     if len(argv) > 1:
@@ -65,7 +69,7 @@ def run(main: Callable[[list[str]], None]) -> None:
     logging.get_absl_handler().addFilter(_quiet_orbax_info)
     try:
       main(argv)
-    except InputError as e:
+    except REPORTED_ERRORS as e:
       logging.error('%s', e)
       print(f'Error: {e}', file=sys.stderr)
       sys.exit(2)

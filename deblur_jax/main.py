@@ -14,15 +14,10 @@ Open MPI and Kubernetes the processes find each other; elsewhere add
 launch/ start such jobs.
 """
 
-import os
+from absl import flags, logging
+from ml_collections import config_flags
 
-# Quiet TensorFlow's C++ start-up banner; the data pipeline imports it.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-from absl import flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from deblur_jax import cli  # noqa: E402
+from deblur_jax import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and evaluation results.')
@@ -66,4 +61,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.run(main, uses_tensorflow=True)

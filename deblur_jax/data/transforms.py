@@ -9,9 +9,6 @@ global batch, whatever the number of processes.
 
 import tensorflow as tf
 
-# tensorflow-cpu sees no accelerator; a full TensorFlow must not take its memory.
-tf.config.set_visible_devices([], 'GPU')
-
 _INT64_MAX = 2 ** 62
 
 

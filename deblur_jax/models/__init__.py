@@ -4,6 +4,7 @@ import dataclasses
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from deblur_jax.errors import InputError
@@ -68,3 +69,16 @@ def build_model(model_config, dtype: Any = jnp.float32) -> nn.Module:
 def build_discriminator(disc_config, dtype: Any = jnp.float32) -> nn.Module:
   """Builds `config.gan.discriminator` like `build_model`."""
   return _build(DISCRIMINATORS, disc_config, 'config.gan.discriminator', dtype)
+
+
+def variables_template(model: nn.Module, sharding: Any = None, image_size: int = 16) -> dict:
+  """The variables of `model` as jax.ShapeDtypeStructs (nothing is computed), from
+  an `image_size` square dummy input; with `sharding`, each leaf carries it, as
+  checkpoint restores and converters need."""
+  dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+  rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(0)}
+  template = jax.eval_shape(lambda: model.init(rngs, dummy, train=False))
+  if sharding is None:
+    return template
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                      template)

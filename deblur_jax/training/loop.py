@@ -21,7 +21,7 @@ from clu import metric_writers, periodic_actions
 
 from deblur_jax import models
 from deblur_jax.data import pipeline
-from deblur_jax.errors import InputError
+from deblur_jax.errors import InputError, TrainingError
 from deblur_jax.evaluation import metrics
 from deblur_jax.parallel import sharding
 from deblur_jax.training import (
@@ -197,8 +197,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     manager.close()  # waits for pending asynchronous saves, also after an error
 
 
-class TrainingDiverged(InputError):
-  """Too many non-finite steps in a row; reported like bad input (one line, exit 2)."""
+class TrainingDiverged(TrainingError):
+  """Too many non-finite steps in a row."""
 
 
 @dataclasses.dataclass
