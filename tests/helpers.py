@@ -9,6 +9,8 @@ import numpy as np
 from PIL import Image
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# Files written once by real PyTorch (fixtures/pytorch_reference.py).
+FIXTURES = REPO / 'tests' / 'fixtures'
 
 
 def smooth_image(rng, height, width):

@@ -1,7 +1,7 @@
 """The official-weights converter: PyTorch files read without PyTorch, mapped onto
 MIMOUNet, numerically equal to PyTorch, and bad files refused by name.
 
-tests/data holds files written once by real PyTorch (pytorch_reference.py).
+tests/fixtures holds files written once by real PyTorch (pytorch_reference.py).
 """
 
 import collections
@@ -22,9 +22,9 @@ from deblur_jax.errors import InputError
 from deblur_jax.models import mimo_unet
 from deblur_jax.training import checkpoints
 from deblur_jax.weights import pytorch_reader
-from helpers import REPO
+from helpers import FIXTURES, REPO
 
-DATA = pathlib.Path(__file__).resolve().parent / 'data'
+DATA = FIXTURES
 FORMATS = ('legacy', 'zip')
 TINY_SIZES = (4, 2)  # base width, ResBlocks per level of the committed model
 
