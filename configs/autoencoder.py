@@ -1,26 +1,26 @@
-"""The convolutional autoencoders: report 002's plain one (`configs/autoencoder.py`)
-and report 004's with a dilated bottleneck, residual connections and attention
-(`configs/autoencoder.py:attention`). Append `_demo` or `_tiny` for the short
-variants, e.g. `configs/autoencoder.py:attention_demo`.
-
-Report 002: MSE, Adam with ReduceLROnPlateau, batch 32, 100 epochs. Report 004
-trained at 224x224.
+"""The convolutional autoencoders of the 2023 Keras reports: the plain one
+(`configs/autoencoder.py`), trained with MSE, Adam with ReduceLROnPlateau,
+batch 32, 100 epochs, and the one with a dilated bottleneck, residual
+connections and attention (`configs/autoencoder.py:attention`), trained at
+224x224. Add `demo` or `tiny` for the short variants, e.g.
+`configs/autoencoder.py:attention,demo` (or `:attention_demo`).
 """
+
+from typing import Optional
 
 import ml_collections
 
 from configs import default as default_lib
 
-MODELS = {'': 'autoencoder', 'attention': 'attention_autoencoder'}
+VARIANTS = ('attention',)
 
 
-def get_config(variant: str = ''):
-  model, _, short = variant.partition('_') if variant not in ('demo', 'tiny') else ('', '', variant)
-  if model not in MODELS:
-    raise ValueError(f'Unknown variant {variant!r} for configs/autoencoder.py; choose one of '
-                     "'', 'attention', with an optional _demo or _tiny ('demo', 'attention_demo').")
+def get_config(arg: Optional[str] = None):
+  variants = default_lib.parse_variants(arg, 'configs/autoencoder.py', VARIANTS)
+  attention = 'attention' in variants
   config = default_lib.get_config()
-  config.model = ml_collections.ConfigDict(dict(name=MODELS[model], base_features=64))
+  config.model = ml_collections.ConfigDict(dict(
+      name='attention_autoencoder' if attention else 'autoencoder', base_features=64))
   config.loss.name = 'mse'
   config.optimizer.learning_rate = 1e-3
   config.optimizer.schedule = 'constant'
@@ -30,10 +30,10 @@ def get_config(variant: str = ''):
   config.train.plateau_factor = 0.1
   config.train.plateau_patience = 5
   config.train.eval_every_steps = 1000
-  config.data.crop_size = 224 if model == 'attention' else 256
-  config = default_lib.apply_variant(config, short, 'configs/autoencoder.py')
-  if short == 'demo':
+  config.data.crop_size = 224 if attention else 256
+  default_lib.apply_short_variant(config, variants)
+  if 'demo' in variants:
     config.model.base_features = 32
-  if short == 'tiny':
+  if 'tiny' in variants:
     config.model.base_features = 4
   return config

@@ -1,9 +1,16 @@
 """Default configuration: MIMO-UNet with the paper's GoPro training recipe.
 
-Every knob a user may turn lives here with its unit. Variants (mimo.py, demo.py,
-tiny.py) import this file and override a few fields. Override any field from
-the command line: `--config.optimizer.learning_rate=2e-4`.
+Every knob a user may turn lives here with its unit. The other config files
+import this one and override a few fields. Variants are chosen after a colon,
+as in big_vision: `--config=configs/unet.py:demo`, several comma-separated
+(`configs/autoencoder.py:attention,demo`; 'attention_demo' reads the same).
+Every file takes the short variants of `SHORT_VARIANTS` (`apply_short_variant`)
+besides its own; `parse_variants` reads the text after the colon for all of
+them. Override any field from the command line:
+`--config.optimizer.learning_rate=2e-4`.
 """
+
+from typing import Optional, Sequence
 
 import ml_collections
 
@@ -35,7 +42,15 @@ def optimizer_config(learning_rate: float, b1: float) -> ml_collections.ConfigDi
   return optimizer
 
 
-def get_config():
+def get_config(arg: Optional[str] = None):
+  """The paper's recipe; `arg`: 'demo' or 'tiny' (see apply_short_variant)."""
+  variants = parse_variants(arg, 'configs/default.py')
+  config = base_config()
+  return apply_short_variant(config, variants)
+
+
+def base_config():
+  """MIMO-UNet and the paper's GoPro recipe, every field at its default."""
   config = ml_collections.ConfigDict()
   config.seed = 0  # Seeds parameter init, data order, crops, flips and dropout.
 
@@ -46,19 +61,23 @@ def get_config():
   config.model.base_width = 32  # Channels at full resolution (2x, 4x at 1/2, 1/4).
   config.model.num_res = 8  # ResBlocks per encoder/decoder level (20 for MIMO-UNet+).
   config.model.dropout_rate = 0.0  # Channel dropout on the AFF outputs (0.1 for MIMO-UNet+).
-  config.model.batch_norm = False  # BatchNorm after every conv (seed report 000).
+  # BatchNorm after every conv (the first, BatchNorm, variant of the MIMO-UNet reproduction).
+  config.model.batch_norm = False
   # Recompute ResBlock activations in the backward pass: less memory, ~1/3 more compute.
   config.model.remat = False
 
   config.data = ml_collections.ConfigDict()
   # Root of a paired dataset: GOPRO_Large ({split}/SEQ/{blur,sharp}/*.png) or a
-  # flattened copy ({split}/{blur,sharp}/*.png). Empty: the embedded demo photos.
+  # flattened copy ({split}/{blur,sharp}/*.png); of sharp images for 'synthetic'.
   config.data.dir = ''
-  # 'folders' reads `dir`; 'tfds' reads the GoPro TFDS dataset (deblur_jax/data/
-  # gopro), prepared on first use from tfds_manual_dir into tfds_data_dir.
-  # 'synthetic' blurs the sharp images under dir/train_split as they are drawn
-  # (config.data.synthetic) and evaluates on dir/eval_split blurred once.
-  config.data.source = 'folders'
+  # Where the pairs come from (deblur_jax/data/sources/): 'folders' reads `dir`;
+  # 'tfds' reads the GoPro TFDS dataset (deblur_jax/data/gopro), prepared on first
+  # use from tfds_manual_dir into tfds_data_dir; 'synthetic' blurs the sharp images
+  # under dir/train_split as they are drawn (config.data.synthetic) and evaluates on
+  # dir/eval_split blurred once; 'demo' trains on the embedded photos (config.data.demo).
+  # 'auto': 'demo' when `dir` is empty, 'folders' otherwise. Only 'folders' and
+  # 'synthetic' read `dir`: it must be set for them and empty for the others.
+  config.data.source = 'auto'
   config.data.tfds_data_dir = ''  # '' = TFDS's default (~/tensorflow_datasets).
   config.data.tfds_manual_dir = ''  # Holds GOPRO_Large/ or GOPRO_Large.zip.
   config.data.train_split = 'train'  # Sub-folder of `dir` used for training.
@@ -81,9 +100,10 @@ def get_config():
   config.data.cache = 'none'
   config.data.cache_dir = ''  # Folder of cache='file'; needs room for the decoded set.
   config.data.max_eval_images = 0  # Evaluate on the first N test images; 0 = all.
-  # The embedded demo source (used when `dir` is empty): scikit-image's colour
-  # photos blurred on the fly with seed report 001's Gaussian kernels and random
-  # motion kernels; two photos are held out for evaluation.
+  # The embedded demo source (source 'demo', or 'auto' with `dir` empty):
+  # scikit-image's colour photos blurred on the fly with the three Gaussian kernels
+  # of the 2023 Keras UNet report and random motion kernels; two photos are held
+  # out for evaluation.
   config.data.demo = ml_collections.ConfigDict()
   # Blurs of the held-out photos to evaluate on, comma-separated, from
   # gauss3 (3x3 sigma 0.3, nearly invisible), gauss7 (7x7 sigma 1.0),
@@ -92,7 +112,7 @@ def get_config():
   config.data.demo.motion_fraction = 0.5  # Share of training crops with motion blur.
   # source='synthetic': how the sharp images are degraded (deblur_jax.data.degrade.degradations).
   config.data.synthetic = ml_collections.ConfigDict()
-  # Kernel families, one drawn per crop: gauss3, gauss7, gauss11 (report 001),
+  # Kernel families, one drawn per crop: gauss3, gauss7, gauss11 (the Keras UNet report's),
   # motion (random line), shake (Boracchi-Foi camera shake) and defocus (disk).
   config.data.synthetic.kernels = 'gauss7,shake'
   config.data.synthetic.kernel_size = 0  # Odd side; 0 = Gaussians' own, 31 for the others.
@@ -159,7 +179,7 @@ def get_config():
   # stop training with an error, keeping the last good checkpoint.
   config.train.max_nonfinite_steps = 10
 
-  # Adversarial training (seed report 004, DeblurGAN): off while
+  # Adversarial training (DeblurGAN-style, see configs/gan.py): off while
   # discriminator.name is empty. Only GAN generators
   # (config.model.name='gan_generator') take a discriminator.
   config.gan = ml_collections.ConfigDict()
@@ -179,26 +199,44 @@ def get_config():
   return config
 
 
-VARIANTS = ('', 'demo', 'tiny')
+SHORT_VARIANTS = ('demo', 'tiny')
 
 
-def apply_variant(config: ml_collections.ConfigDict, variant: str, config_file: str,
-                  demo_steps: int = 600) -> ml_collections.ConfigDict:
-  """The shared short variants of a config (configs/unet.py:demo, configs/tiny.py, ...).
+def parse_variants(arg: Optional[str], config_file: str,
+                   own: Sequence[str] = ()) -> tuple[str, ...]:
+  """The variants named by `arg`, the text after the colon of --config=FILE:ARG.
+
+  Comma- or underscore-separated ('attention,demo' or 'attention_demo'); None or
+  '' names none. Each must be one of the file's `own` variants or SHORT_VARIANTS,
+  with at most one short variant; otherwise a ValueError naming `config_file`.
+  """
+  names = tuple(n for n in (arg or '').replace('_', ',').split(',') if n.strip())
+  names = tuple(n.strip() for n in names)
+  allowed = (*own, *SHORT_VARIANTS)
+  unknown = [n for n in names if n not in allowed]
+  if unknown or len(set(names) & set(SHORT_VARIANTS)) > 1 or len(set(names)) < len(names):
+    raise ValueError(f'Unknown variant {arg!r} for {config_file}; choose from {list(allowed)}, '
+                     f"comma-separated, at most one of {list(SHORT_VARIANTS)} (e.g. "
+                     f"'{config_file}:{(own or SHORT_VARIANTS)[0]}').")
+  return names
+
+
+def apply_short_variant(config: ml_collections.ConfigDict, variants: Sequence[str],
+                        demo_steps: int = 600) -> ml_collections.ConfigDict:
+  """The short variants shared by every config, when `variants` names one.
 
   'demo': a few CPU minutes on the embedded demo photos (64x64 crops, batch 16,
   cosine schedule over `demo_steps`, evaluation at the end); 'tiny': 3 steps of
-  batch 4 at 32x32 for tests, checkpoints at steps 2 and 3. '' leaves the
-  config's recipe. Model sizes are the caller's to shrink.
+  batch 4 at 32x32 for tests, checkpoints at steps 2 and 3. Otherwise the
+  config's recipe is left as it is. Model sizes are the caller's to shrink.
   """
-  if variant not in VARIANTS:
-    raise ValueError(f'Unknown variant {variant!r} for {config_file}; choose one of {VARIANTS}.')
-  if not variant:
+  if not set(variants) & set(SHORT_VARIANTS):
     return config
   config.data.dir = ''
+  config.data.source = 'auto'
   config.train.early_stop_patience = 0  # one evaluation: nothing to compare
   config.train.plateau_factor = 0.0
-  if variant == 'demo':
+  if 'demo' in variants:
     config.data.crop_size = 64
     config.data.demo.motion_fraction = 0.2
     config.optimizer.schedule = 'cosine'

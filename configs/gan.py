@@ -1,4 +1,4 @@
-"""Seed report 004's GAN (DeblurGAN-style): `--config=configs/gan.py[:demo|:tiny]`.
+"""The DeblurGAN-style GAN of the 2023 Keras reports: `--config=configs/gan.py[:demo|:tiny]`.
 
 Generator: a ResNet encoder-decoder with residual blocks and a global skip
 (8.1M parameters); discriminator: a 70x70 PatchGAN (strided convs, BatchNorm,
@@ -10,12 +10,15 @@ see `python -m deblur_jax.convert_vgg`). Adversarial: LSGAN, weight 0.001, Adam
 trained at 448x448.
 """
 
+from typing import Optional
+
 import ml_collections
 
 from configs import default as default_lib
 
 
-def get_config(variant: str = ''):
+def get_config(arg: Optional[str] = None):
+  variants = default_lib.parse_variants(arg, 'configs/gan.py')
   config = default_lib.get_config()
   config.model = ml_collections.ConfigDict(dict(
       name='gan_generator', base_features=64, num_blocks=6, up_kernel_size=4, dropout_rate=0.0))
@@ -31,12 +34,12 @@ def get_config(variant: str = ''):
   config.train.num_epochs = 100.0
   config.train.eval_every_steps = 1000
   config.data.crop_size = 256
-  config = default_lib.apply_variant(config, variant, 'configs/gan.py')
-  if variant == 'demo':
+  default_lib.apply_short_variant(config, variants)
+  if 'demo' in variants:
     config.model.base_features = 32
     config.model.num_blocks = 3
     config.gan.discriminator.base_features = 32
-  if variant == 'tiny':
+  if 'tiny' in variants:
     config.model.base_features = 4
     config.model.num_blocks = 1
     config.gan.discriminator.base_features = 4

@@ -1,16 +1,19 @@
-"""Seed report 003's UNet-ResNet hybrid: `--config=configs/resunet.py[:demo|:tiny]`.
+"""The UNet-ResNet hybrid of the 2023 Keras reports: `--config=configs/resunet.py[:demo|:tiny]`.
 
-The report's grid search picked RMSprop (lr 1e-3, rho 0.9) with MAE. Its Sobel,
+Its grid search picked RMSprop (lr 1e-3, rho 0.9) with MAE. Its Sobel,
 Fourier and perceptual losses are available by weight, for example
 `--config.loss.extra_weights.sobel=0.1 --config.loss.extra_weights.fft=0.01`.
 """
+
+from typing import Optional
 
 import ml_collections
 
 from configs import default as default_lib
 
 
-def get_config(variant: str = ''):
+def get_config(arg: Optional[str] = None):
+  variants = default_lib.parse_variants(arg, 'configs/resunet.py')
   config = default_lib.get_config()
   config.model = ml_collections.ConfigDict(dict(
       name='resunet',
@@ -28,7 +31,7 @@ def get_config(variant: str = ''):
   config.train.num_epochs = 50.0
   config.train.eval_every_steps = 1000
   config.data.crop_size = 256
-  config = default_lib.apply_variant(config, variant, 'configs/resunet.py')
-  if variant == 'tiny':
+  default_lib.apply_short_variant(config, variants)
+  if 'tiny' in variants:
     config.model.base_features = 4
   return config

@@ -1,4 +1,4 @@
-"""Seed report 001's UNet (Keras): `--config=configs/unet.py[:demo|:tiny]`.
+"""The BatchNorm UNet of the 2023 Keras report: `--config=configs/unet.py[:demo|:tiny]`.
 
 The report's recipe: Adam 1e-3, MSE, images blurred with one of three Gaussian
 kernels (3x3 sigma 0.3, 7x7 sigma 1.0, 11x11 sigma 1.6), ReduceLROnPlateau
@@ -7,12 +7,15 @@ and early stopping on the validation MSE, 25 epochs. The report resized its
 evaluates full images padded to a multiple of 16.
 """
 
+from typing import Optional
+
 import ml_collections
 
 from configs import default as default_lib
 
 
-def get_config(variant: str = ''):
+def get_config(arg: Optional[str] = None):
+  variants = default_lib.parse_variants(arg, 'configs/unet.py')
   config = default_lib.get_config()
   config.model = ml_collections.ConfigDict(dict(
       name='unet',
@@ -30,7 +33,7 @@ def get_config(variant: str = ''):
   config.train.early_stop_patience = 5
   config.train.eval_every_steps = 1000
   config.data.crop_size = 256
-  config = default_lib.apply_variant(config, variant, 'configs/unet.py')
-  if variant == 'tiny':
+  default_lib.apply_short_variant(config, variants)
+  if 'tiny' in variants:
     config.model.base_features = 4
   return config

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from deblur_jax import files
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.data import transforms
 from deblur_jax.errors import InputError
@@ -188,11 +189,8 @@ def _decoded(pairs, layouts):
 
 
 def _log_undecodable(pairs, bad: Sequence[int]):
-  for i in bad[:10]:
-    logging.warning('Training pair %s or %s does not decode; it is skipped.', pairs[i].blur,
-                    pairs[i].sharp)
-  if len(bad) > 10:
-    logging.warning('... and %d more pairs that do not decode.', len(bad) - 10)
+  pairs_lib.log_skipped([(f'{pairs[i].blur} (or its partner {pairs[i].sharp})',
+                          'the training pair does not decode') for i in bad])
 
 
 def _decode_in_memory(pairs, layouts) -> DecodedPairs:
@@ -218,7 +216,7 @@ class _FileCache:
   """`cache_dir`/NAME.u8 (the levels of every image, each at its offset) and NAME.json
   (its index: the source files' stats and each image's Layout).
 
-  Both are written under temporary names and renamed into place, the data first.
+  Both are written atomically (files.atomic_write), the data first.
   The data file starts with a random token that its index repeats, so that a
   crash between the renames leaves an index that does not match and the cache is
   rebuilt. Builders hold NAME.lock, so that the processes of a host decode once.
@@ -293,8 +291,9 @@ class _FileCache:
 
   def _build(self, pairs, layouts):
     """Decodes `pairs` into the data file and writes its index, each renamed into place."""
-    for stale in glob.glob(glob.escape(self.data_path) + '.tmp*'):  # left by a crash
-      os.remove(stale)
+    for path in (self.data_path, self.index_path):  # temporary files left by a crash
+      for stale in glob.glob(glob.escape(path) + '.tmp*'):
+        os.remove(stale)
     total = _total_bytes(layouts) + _ALIGN * (2 * len(pairs) + 1)
     free = _free_bytes(self.cache_dir)
     if free is not None and total > free:
@@ -305,9 +304,8 @@ class _FileCache:
     sources = [(_source_stat(p.blur), _source_stat(p.sharp)) for p in pairs]
     token = os.urandom(_ALIGN)
     entries, bad = {}, []
-    tmp_data, tmp_index = self.data_path + '.tmp', self.data_path + '.tmp.json'
     try:
-      with open(tmp_data, 'wb') as f:
+      with files.atomic_write(self.data_path, sync=True) as f:
         f.write(token)
         for i, blur, sharp in _decoded(pairs, layouts):
           entry = {'ok': blur is not None}
@@ -321,24 +319,14 @@ class _FileCache:
           if blur is None:
             bad.append(i)
           entries[pairs[i].name] = entry
-        f.flush()
-        os.fsync(f.fileno())
         data_bytes = f.tell()
       index = {'format': _FORMAT, 'data_bytes': data_bytes, 'token': token.hex(),
                'pairs': entries}
-      with open(tmp_index, 'w') as f:
+      with files.atomic_write(self.index_path, 'w', sync=True) as f:
         json.dump(index, f)
-        f.flush()
-        os.fsync(f.fileno())
-      os.replace(tmp_data, self.data_path)
-      os.replace(tmp_index, self.index_path)
     except OSError as e:
       raise InputError(f'Cannot write the decoded training images to {self.data_path}: '
                        f'{e.strerror or e}.') from None
-    finally:
-      for tmp in (tmp_data, tmp_index):
-        if os.path.exists(tmp):
-          os.remove(tmp)
     _log_undecodable(pairs, bad)
 
 

@@ -13,15 +13,14 @@ import zlib
 from typing import Optional
 
 import numpy as np
-from absl import logging
 from PIL import Image, UnidentifiedImageError
 
+from deblur_jax import files
 from deblur_jax.errors import InputError
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type
-_warned_16_bit = []
 
 
 @dataclasses.dataclass
@@ -40,18 +39,22 @@ def _png_bit_depth_and_colour(path: str) -> tuple[int, int]:
   return header[24], header[25]
 
 
-def _read_16_bit_colour(path: str) -> Optional[np.ndarray]:
-  """A 16-bit colour PNG at full depth through TensorFlow, or None without it
-  (Pillow reads such files at 8 bits)."""
-  try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    if not _warned_16_bit:
-      logging.warning('16-bit colour PNGs are read at 8 bits without TensorFlow (%s).', path)
-      _warned_16_bit.append(path)
-    return None
-  tf.config.set_visible_devices([], 'GPU')
-  return tf.io.decode_png(tf.io.read_file(path), dtype=tf.uint16).numpy()
+def _read_16_bit_colour(path: str) -> np.ndarray:
+  """A 16-bit RGB or RGBA PNG as uint16 (H, W, C), at full depth.
+
+  Pillow un-filters such files in C but keeps 8 bits of each sample: with the
+  big-endian unpacker ('RGB;16B', its default) the high bytes, with the
+  little-endian one ('RGB;16L') on the same big-endian data the low bytes. Two
+  decodes give both.
+  """
+  halves = []
+  for order in ('B', 'L'):
+    with Image.open(path) as image:
+      rawmode = f'{image.mode};16{order}'  # 'RGB;16B' ... 'RGBA;16L'
+      image.tile = [tile._replace(args=rawmode) for tile in image.tile]
+      image.load()
+      halves.append(np.asarray(image).astype(np.uint16))
+  return (halves[0] << 8) | halves[1]
 
 
 def read_image(path: str) -> LoadedImage:
@@ -115,18 +118,11 @@ def write_image(path: str, rgb: np.ndarray, like: LoadedImage) -> None:
   if like.alpha is not None:
     channels.append(like.alpha[..., None])
   levels = to_levels(np.concatenate(channels, axis=-1), like.bit_depth)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f'{path}.tmp{os.getpid()}'
-  try:
+  with files.atomic_write(path) as f:
     if like.bit_depth == 16:
-      with open(tmp, 'wb') as f:
-        f.write(encode_png_16(levels))
+      f.write(encode_png_16(levels))
     else:
-      Image.fromarray(levels[..., 0] if levels.shape[-1] == 1 else levels).save(tmp, format='PNG')
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+      Image.fromarray(levels[..., 0] if levels.shape[-1] == 1 else levels).save(f, format='PNG')
 
 
 def list_images(path: str, field: str = '--input') -> list[tuple[str, str]]:
@@ -139,11 +135,20 @@ def list_images(path: str, field: str = '--input') -> list[tuple[str, str]]:
   if not os.path.isdir(path):
     raise InputError(f'{field}={path!r} is neither an image file nor a folder.')
   found = []
-  for folder, _, files in sorted(os.walk(path)):
-    for name in sorted(files):
-      if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith('.'):
-        full = os.path.join(folder, name)
-        found.append((full, os.path.relpath(full, path)))
+  for folder, _, names in sorted(os.walk(path)):
+    for name in image_names(names):
+      full = os.path.join(folder, name)
+      found.append((full, os.path.relpath(full, path)))
   if not found:
     raise InputError(f'{field}={path!r} holds no {IMAGE_EXTENSIONS} files.')
   return found
+
+
+def image_names(names) -> list[str]:
+  """The image file names (by IMAGE_EXTENSIONS, any case; not hidden) among `names`, sorted."""
+  return sorted(n for n in names if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith('.'))
+
+
+def images_in_folder(folder: str) -> dict[str, str]:
+  """{file name: path} of the image files directly in `folder`, by name."""
+  return {name: os.path.join(folder, name) for name in image_names(os.listdir(folder))}

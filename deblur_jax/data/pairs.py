@@ -18,7 +18,7 @@ from typing import Optional
 from absl import logging
 from PIL import Image, UnidentifiedImageError
 
-from deblur_jax.data.image_files import IMAGE_EXTENSIONS
+from deblur_jax.data import image_files
 from deblur_jax.errors import InputError
 
 _PNG_TRAILER = b'IEND\xaeB`\x82'
@@ -44,11 +44,6 @@ class PairList:
   pairs: list[ImagePair]
   skipped: list[tuple[str, str]]  # (path, reason) of each pair left out.
   colour_notes: collections.Counter  # Image modes converted to RGB, by mode.
-
-
-def _list_images(folder: str) -> dict[str, str]:
-  return {f: os.path.join(folder, f) for f in sorted(os.listdir(folder))
-          if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith('.')}
 
 
 def _sequences(split_dir: str, blur_folder: str) -> list[tuple[str, str]]:
@@ -132,16 +127,16 @@ def find_pairs(root: str, split: str, blur_folder: str = 'blur', sharp_folder: s
   candidates = []
   skipped = []
   for prefix, folder in sequences:
-    blurs = _list_images(os.path.join(folder, blur_folder))
+    blurs = image_files.images_in_folder(os.path.join(folder, blur_folder))
     sharp_dir = os.path.join(folder, sharp_folder)
-    sharps = _list_images(sharp_dir) if os.path.isdir(sharp_dir) else {}
+    sharps = image_files.images_in_folder(sharp_dir) if os.path.isdir(sharp_dir) else {}
     for file_name, blur_path in blurs.items():
       if file_name not in sharps:
         skipped.append((blur_path, f'no sharp partner in {sharp_dir}'))
         continue
       candidates.append((os.path.join(prefix, file_name), blur_path, sharps[file_name]))
   return _checked_pairs(candidates, skipped, split_dir, f'its {blur_folder!r} folders hold no '
-                        f'{IMAGE_EXTENSIONS} files', min_size, max_pairs)
+                        f'{image_files.IMAGE_EXTENSIONS} files', min_size, max_pairs)
 
 
 PAIR_ORDERS = ('blur_sharp', 'sharp_blur')
@@ -211,13 +206,18 @@ def report_found(num_found: int, skipped: list[tuple[str, str]], what: str, sour
                  why_empty: str) -> None:
   """Logs the first skipped (path, reason)s and the count of `what` found in
   `source`; none found is an InputError giving a few reasons, or `why_empty`."""
-  for path, reason in skipped[:_MAX_LOGGED_SKIPS]:
-    logging.warning('Skipping %s: %s.', path, reason)
-  if len(skipped) > _MAX_LOGGED_SKIPS:
-    logging.warning('... and %d more skipped.', len(skipped) - _MAX_LOGGED_SKIPS)
+  log_skipped(skipped)
   if not num_found:
     reasons = '; '.join(f'{p}: {r}' for p, r in skipped[:3])
     raise InputError(f'No usable {what} in {source}'
                      + (f' ({len(skipped)} skipped, e.g. {reasons})' if skipped else
                         f': {why_empty}') + '.')
   logging.info('Found %d %s in %s (%d skipped).', num_found, what, source, len(skipped))
+
+
+def log_skipped(skipped: list[tuple[str, str]]) -> None:
+  """Logs the first skipped (path, reason)s as warnings, and how many more there are."""
+  for path, reason in skipped[:_MAX_LOGGED_SKIPS]:
+    logging.warning('Skipping %s: %s.', path, reason)
+  if len(skipped) > _MAX_LOGGED_SKIPS:
+    logging.warning('... and %d more skipped.', len(skipped) - _MAX_LOGGED_SKIPS)

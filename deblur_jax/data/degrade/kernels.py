@@ -2,7 +2,7 @@
 
 import numpy as np
 
-# Seed report 001: each training image is blurred with one of these, at random.
+# The 2023 Keras UNet report blurred each training image with one of these, at random.
 REPORT_001_GAUSSIANS = {'gauss3': (3, 0.3), 'gauss7': (7, 1.0), 'gauss11': (11, 1.6)}
 
 

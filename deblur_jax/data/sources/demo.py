@@ -1,21 +1,26 @@
 """The embedded demo data: scikit-image's colour photos with synthetic blur.
 
-Used when `config.data.dir` is empty, so the main command runs on a fresh
-machine with nothing downloaded. Training crops of the training photos are
-blurred on the fly with seed report 001's Gaussian kernels or random linear
-motion kernels. The held-out photos, blurred with fixed kernels, are written
-once as PNG pairs in the GOPRO_Large layout (one 'sequence' per blur), so
-evaluation reads them like any dataset and reports each blur apart.
+config.data.source = 'demo', the default when `config.data.dir` is empty, so
+the main command runs on a fresh machine with nothing downloaded. Training
+crops of the training photos are blurred on the fly with the three Gaussian
+kernels of the 2023 Keras UNet report (3x3 sigma 0.3, 7x7 sigma 1.0, 11x11
+sigma 1.6) or random linear motion kernels. The held-out photos, blurred
+with fixed kernels, are written once as PNG pairs in the GOPRO_Large layout
+(one 'sequence' per blur), so evaluation reads them like any dataset and
+reports each blur apart.
 """
 
 import os
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from deblur_jax import files
 from deblur_jax.data import transforms
 from deblur_jax.data.degrade import kernels
+from deblur_jax.data.sources import Source, TrainExamples, folders
 from deblur_jax.errors import InputError
 
 TRAIN_PHOTOS = ('astronaut', 'rocket', 'motorcycle_left', 'motorcycle_right',
@@ -49,7 +54,7 @@ def load_photo(name: str) -> np.ndarray:
 
 
 def training_kernel_bank(motion_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-  """(kernels (K, 15, 15), probabilities (K,)): the three report-001 Gaussians
+  """(kernels (K, 15, 15), probabilities (K,)): the three Keras-UNet-report Gaussians
   sharing 1 - motion_fraction, and 32 random motion kernels sharing the rest."""
   if not 0.0 <= motion_fraction <= 1.0:
     raise InputError(f'config.data.demo.motion_fraction={motion_fraction} must lie in [0, 1].')
@@ -63,9 +68,9 @@ def training_kernel_bank(motion_fraction: float) -> tuple[np.ndarray, np.ndarray
   return bank, probs
 
 
-def train_dataset(demo_config, *, crop_size: int, hflip: bool, seed: int,
-                  example_indices: tf.data.Dataset) -> tf.data.Dataset:
-  """Blurred/sharp crops of the training photos, one per global example index."""
+def train_examples(data_config, *, crop_size: int, hflip: bool, seed: int) -> TrainExamples:
+  """Blurred/sharp crops of the training photos, blurred with a kernel drawn per example."""
+  del seed  # The kernel is drawn with the example's third seed.
   photos = [load_photo(name) for name in TRAIN_PHOTOS]
   patch = crop_size + KERNEL_SIZE - 1
   too_small = [n for n, p in zip(TRAIN_PHOTOS, photos) if min(p.shape[:2]) < patch]
@@ -73,7 +78,7 @@ def train_dataset(demo_config, *, crop_size: int, hflip: bool, seed: int,
     largest = min(min(p.shape[:2]) for p in photos) - KERNEL_SIZE + 1
     raise InputError(f'config.data.crop_size={crop_size} is too large for the demo photos '
                      f'{too_small}; use at most {largest}.')
-  bank, probs = training_kernel_bank(demo_config.motion_fraction)
+  bank, probs = training_kernel_bank(data_config.demo.motion_fraction)
   flat = tf.constant(np.concatenate([p.ravel() for p in photos]))
   sizes = np.array([p.size for p in photos])
   offsets = tf.constant(np.concatenate([[0], np.cumsum(sizes)[:-1]]), tf.int64)
@@ -81,11 +86,11 @@ def train_dataset(demo_config, *, crop_size: int, hflip: bool, seed: int,
   bank = tf.constant(bank)
   log_probs = tf.math.log(tf.constant(probs[None], tf.float32))
 
-  def make_example(g):
-    i = transforms.shuffled_index(g, len(photos), seed)
+  def make(i, g, seeds):
+    del g
+    crop_seed, flip_seed, kernel_seed = seeds
     photo = tf.reshape(flat[offsets[i]:offsets[i] + tf.reduce_prod(shapes[i])], shapes[i])
     photo.set_shape([None, None, 3])
-    crop_seed, flip_seed, kernel_seed = transforms.example_seeds(g, seed, 3)
     sharp_patch = transforms.random_crop_flip(tf.image.convert_image_dtype(photo, tf.float32),
                                               patch, hflip, crop_seed, flip_seed)
     k = tf.random.stateless_categorical(log_probs, 1, kernel_seed)[0, 0]
@@ -95,7 +100,7 @@ def train_dataset(demo_config, *, crop_size: int, hflip: bool, seed: int,
     sharp.set_shape([crop_size, crop_size, 3])
     return {'blur': blur, 'sharp': sharp}
 
-  return example_indices.map(make_example, num_parallel_calls=tf.data.AUTOTUNE)
+  return TrainExamples(len(photos), make, num_seeds=3)
 
 
 def _to_uint8(image) -> np.ndarray:
@@ -103,10 +108,8 @@ def _to_uint8(image) -> np.ndarray:
 
 
 def _write_png_atomically(path: str, image: np.ndarray) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f'{path}.tmp{os.getpid()}'
-  Image.fromarray(image).save(tmp, format='PNG')
-  os.replace(tmp, path)
+  with files.atomic_write(path) as f:
+    Image.fromarray(image).save(f, format='PNG')
 
 
 def write_eval_pairs(root: str, blur_names: list[str]) -> str:
@@ -134,3 +137,14 @@ def write_eval_pairs(root: str, blur_names: list[str]) -> str:
       _write_png_atomically(sharp_path, _to_uint8(sharp))
       _write_png_atomically(blur_path, _to_uint8(blurred))
   return root
+
+
+def eval_pairs(data_config, workdir: str, *, min_size: int, max_pairs: Optional[int]):
+  """The held-out photos with each of data.demo.eval_blurs, written once under
+  workdir/demo_data (see write_eval_pairs), and their reader."""
+  blurs = [b.strip() for b in data_config.demo.eval_blurs.split(',') if b.strip()]
+  root = write_eval_pairs(os.path.join(workdir, 'demo_data'), blurs)
+  return folders.written_eval_pairs(root, min_size, max_pairs)
+
+
+SOURCE = Source(train_examples, eval_pairs)

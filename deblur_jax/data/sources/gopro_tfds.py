@@ -3,7 +3,7 @@
 The dataset ('gopro', data/gopro/) is prepared once from GOPRO_Large into
 `data.tfds_data_dir`, then read by record index: its ArrayRecord files give
 random access, so training example g is the same pure function of (seed, g)
-as with the folder reader (transforms.py), and a resumed run restarts exactly.
+as with the folder reader (folders.py, transforms.py), and a resumed run restarts exactly.
 A tf.numpy_function fetches the serialized record (a memory copy under the
 GIL); parsing and PNG decoding run in TensorFlow's threads. Streaming a
 TFRecord split through a shuffle buffer would avoid the Python call but could
@@ -21,6 +21,7 @@ from absl import logging
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.data import transforms
 from deblur_jax.data.gopro import gopro_dataset_builder
+from deblur_jax.data.sources import Source, TrainExamples
 from deblur_jax.errors import InputError
 
 BLUR_FOLDERS = tuple(c.name for c in gopro_dataset_builder.GoPro.BUILDER_CONFIGS)
@@ -122,16 +123,14 @@ def _read_pair(split: TfdsSplit, record):
   return {k: transforms.decode_image_bytes(example[k]) for k in ('blur', 'sharp')}
 
 
-def tfds_train_dataset(split: TfdsSplit, *, crop_size: int, hflip: bool, seed: int,
-                       example_indices: tf.data.Dataset) -> tf.data.Dataset:
-  """Paired random crops (and flips), as input_pipeline.pairs_train_dataset: example g
-  is pair shuffled_index(g), cropped with the seeds of g. {'blur', 'sharp'}: float32
-  crop x crop x 3 in [0, 1]."""
+def split_examples(split: TfdsSplit, *, crop_size: int, hflip: bool) -> TrainExamples:
+  """Paired random crops (and flips) of the records of `split`, as the folder reader
+  cuts them from the same images (folders.pair_examples)."""
   records = tf.constant(split.records, tf.int64)
 
-  def make_example(g):
-    i = transforms.shuffled_index(g, len(split), seed)
-    crop_seed, flip_seed = transforms.example_seeds(g, seed, 2)
+  def make(i, g, seeds):
+    del g
+    crop_seed, flip_seed = seeds
     pair = _read_pair(split, records[i])
     both = tf.concat([pair['blur'], pair['sharp']], axis=-1)
     both = transforms.random_crop_flip(both, crop_size, hflip, crop_seed, flip_seed)
@@ -139,7 +138,13 @@ def tfds_train_dataset(split: TfdsSplit, *, crop_size: int, hflip: bool, seed: i
 
   # Every image was decoded when the dataset was built: a failure here is a
   # damaged dataset and stops training.
-  return example_indices.map(make_example, num_parallel_calls=tf.data.AUTOTUNE)
+  return TrainExamples(len(split), make)
+
+
+def train_examples(data_config, *, crop_size: int, hflip: bool, seed: int) -> TrainExamples:
+  del seed
+  split = load_gopro_split(data_config, data_config.train_split, min_size=crop_size)
+  return split_examples(split, crop_size=crop_size, hflip=hflip)
 
 
 def tfds_eval_dataset(split: TfdsSplit, names: Sequence[str]) -> tf.data.Dataset:
@@ -150,3 +155,13 @@ def tfds_eval_dataset(split: TfdsSplit, names: Sequence[str]) -> tf.data.Dataset
                                                            tf.int64))
   return records.map(lambda r: _read_pair(split, r), num_parallel_calls=tf.data.AUTOTUNE,
                      deterministic=True)
+
+
+def eval_pairs(data_config, workdir: str, *, min_size: int, max_pairs: Optional[int]):
+  del workdir
+  split = load_gopro_split(data_config, data_config.eval_split, min_size=min_size,
+                           max_pairs=max_pairs)
+  return list(split.pairs), lambda pairs: tfds_eval_dataset(split, [p.name for p in pairs])
+
+
+SOURCE = Source(train_examples, eval_pairs)

@@ -23,12 +23,14 @@ import dataclasses
 import hashlib
 import json
 import os
+from typing import Optional
 
 import tensorflow as tf
 from absl import logging
 
 from deblur_jax.data import image_files, pairs, transforms
 from deblur_jax.data.degrade import degradations, kernels, synthesize
+from deblur_jax.data.sources import Source, TrainExamples, folders
 from deblur_jax.errors import InputError
 
 _FIELD = 'config.data.synthetic'
@@ -60,9 +62,6 @@ def kernel_margin(spec: degradations.SyntheticBlur) -> int:
 def find_sharp_images(root: str, split: str, min_size: int) -> list[str]:
   """The readable images under root/split at least `min_size` on each side, sorted;
   the others are logged and skipped."""
-  if not root:
-    raise InputError("config.data.dir is empty; source='synthetic' needs a folder of sharp "
-                     f'images under config.data.dir/{split}.')
   folder = os.path.join(root, split)
   if not os.path.isdir(folder):
     raise InputError(f'config.data.dir={root!r} has no {split!r} folder of sharp images.')
@@ -82,9 +81,8 @@ def find_sharp_images(root: str, split: str, min_size: int) -> list[str]:
   return found
 
 
-def train_dataset(data_config, *, crop_size: int, hflip: bool, seed: int,
-                  example_indices: tf.data.Dataset) -> tuple[tf.data.Dataset, int]:
-  """(unbatched {'blur', 'sharp'} crops, one per global example index; number of images)."""
+def train_examples(data_config, *, crop_size: int, hflip: bool, seed: int) -> TrainExamples:
+  """Crops of the sharp images under data.dir/train_split, each degraded when drawn."""
   spec = blur_spec(data_config.synthetic)
   margin = kernel_margin(spec)
   patch = crop_size + 2 * margin
@@ -94,9 +92,8 @@ def train_dataset(data_config, *, crop_size: int, hflip: bool, seed: int,
   def degrade_patch(sharp_patch, g):
     return degradations.degrade_example(sharp_patch, seed, int(g), spec)
 
-  def make_example(g):
-    i = transforms.shuffled_index(g, len(paths), seed)
-    crop_seed, flip_seed = transforms.example_seeds(g, seed, 2)
+  def make(i, g, seeds):
+    crop_seed, flip_seed = seeds
     sharp_patch = transforms.random_crop_flip(transforms.decode_image(path_table[i]), patch,
                                               hflip, crop_seed, flip_seed)
     blurred = tf.numpy_function(degrade_patch, [sharp_patch, g], tf.float32, stateful=False)
@@ -106,8 +103,7 @@ def train_dataset(data_config, *, crop_size: int, hflip: bool, seed: int,
     sharp.set_shape([crop_size, crop_size, 3])
     return {'blur': blur, 'sharp': sharp}
 
-  examples = example_indices.map(make_example, num_parallel_calls=tf.data.AUTOTUNE)
-  return examples.ignore_errors(log_warning=True), len(paths)
+  return TrainExamples(len(paths), make, skip_errors=True)
 
 
 def write_eval_set(data_config, workdir: str) -> str:
@@ -115,7 +111,7 @@ def write_eval_set(data_config, workdir: str) -> str:
   docstring); returns the root holding test/{blur,sharp}. Reused when present."""
   spec = blur_spec(data_config.synthetic)
   source = os.path.abspath(os.path.join(data_config.dir, data_config.eval_split))
-  if not data_config.dir or not os.path.isdir(source):
+  if not os.path.isdir(source):
     raise InputError(f'config.data.dir={data_config.dir!r} has no {data_config.eval_split!r} '
                      'folder of sharp images to build the evaluation set from.')
   eval_seed = data_config.synthetic.eval_seed
@@ -128,3 +124,11 @@ def write_eval_set(data_config, workdir: str) -> str:
     synthesize.synthesize(source, output, spec, eval_seed,
                           input_field=f'config.data.dir/{data_config.eval_split}')
   return root
+
+
+def eval_pairs(data_config, workdir: str, *, min_size: int, max_pairs: Optional[int]):
+  return folders.written_eval_pairs(write_eval_set(data_config, workdir), min_size, max_pairs)
+
+
+SOURCE = Source(train_examples, eval_pairs,
+                reads_dir='a folder of sharp images (searched recursively) per split')

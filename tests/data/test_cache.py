@@ -12,6 +12,7 @@ from PIL import Image
 from configs import tiny
 from deblur_jax.data import cache, pipeline, transforms
 from deblur_jax.data import pairs as pairs_lib
+from deblur_jax.data.sources import folders
 from deblur_jax.errors import InputError
 from helpers import make_pair_tree, run_tool, smooth_image, train_batches
 
@@ -68,14 +69,14 @@ def test_cached_levels_give_the_decoders_floats_for_every_format(tmp_path):
   # Every pair mixes two formats; 16 x 16 crops are whole (flipped or not) images.
   pairs = [pairs_lib.ImagePair(str(k), paths[k], paths[(k + 1) % len(paths)], 16, 16)
            for k in range(len(paths))]
-  common = dict(crop_size=16, hflip=True, seed=0,
-                example_indices=transforms.global_example_indices(0, 4, range(4)))
   n = 2 * len(pairs)
-  expected = list(pipeline.pairs_train_dataset(pairs, **common).take(n).as_numpy_iterator())
-  decoded = cache.load(pairs, 'memory', '', 'formats')
-  got = list(pipeline.pairs_train_dataset(pairs, decoded=decoded, **common).take(n)
-             .as_numpy_iterator())
-  assert_same_batches(got, expected)
+  indices = transforms.global_example_indices(0, 4, range(4))
+
+  def crops(decoded):
+    examples = folders.pair_examples(pairs, crop_size=16, hflip=True, decoded=decoded)
+    return list(pipeline.example_dataset(examples, 0, indices).take(n).as_numpy_iterator())
+
+  assert_same_batches(crops(cache.load(pairs, 'memory', '', 'formats')), crops(None))
 
 
 def test_same_seed_same_batches_and_resume_continues(pair_tree, tmp_path):

@@ -14,7 +14,7 @@ from PIL import Image
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.data import pipeline, transforms
 from deblur_jax.data.gopro import GoPro
-from deblur_jax.data.sources import gopro_tfds
+from deblur_jax.data.sources import folders, gopro_tfds
 from deblur_jax.errors import InputError
 from helpers import make_pair_tree, write_png
 
@@ -180,11 +180,14 @@ def test_tfds_source_prepares_on_first_use_then_reads_the_prepared_dataset(tmp_p
 def test_train_crops_equal_the_folder_readers_and_are_deterministic(prepared, manual_dir):
   split = gopro_tfds.load_gopro_split(data_config(prepared), 'train', min_size=8)
   pairs = pairs_lib.find_pairs(str(manual_dir / 'GOPRO_Large'), 'train').pairs
-  common = dict(crop_size=8, hflip=True, seed=3,
-                example_indices=transforms.global_example_indices(2, 4, range(1, 3)))
-  ours = list(gopro_tfds.tfds_train_dataset(split, **common).take(6).as_numpy_iterator())
-  again = list(gopro_tfds.tfds_train_dataset(split, **common).take(6).as_numpy_iterator())
-  folder = list(pipeline.pairs_train_dataset(pairs, **common).take(6).as_numpy_iterator())
+  indices = transforms.global_example_indices(2, 4, range(1, 3))
+
+  def crops(examples):
+    return list(pipeline.example_dataset(examples, 3, indices).take(6).as_numpy_iterator())
+
+  ours = crops(gopro_tfds.split_examples(split, crop_size=8, hflip=True))
+  again = crops(gopro_tfds.split_examples(split, crop_size=8, hflip=True))
+  folder = crops(folders.pair_examples(pairs, crop_size=8, hflip=True))
   assert ours[0]['blur'].shape == (8, 8, 3) and ours[0]['blur'].dtype == np.float32
   for a, b, c in zip(ours, again, folder):
     for key in ('blur', 'sharp'):
