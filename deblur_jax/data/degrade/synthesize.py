@@ -1,21 +1,19 @@
-"""Make a paired dataset from a folder of sharp images by synthetic blur.
+"""A paired dataset made from a folder of sharp images by synthetic blur.
 
-  python -m deblur_jax.data.synthesize --input=photos/ --output=synth/test \
-      --kernels=gauss7,shake --noise_sigma=0,0.01 --jpeg_quality=0 --seed=0
-
-writes, for every image under --input (searched recursively):
+`synthesize(input, output, spec, seed)` (the command: deblur_jax.synthesize)
+writes, for every image under `input` (searched recursively):
   OUTPUT/sharp/NAME.png    the sharp image as 8-bit RGB
   OUTPUT/blur/NAME.png     it blurred, with noise and JPEG as asked (8-bit RGB)
   OUTPUT/kernels/NAME.npy  the float32 kernel used
   OUTPUT/manifest.json     per image: source, kernel family and parameters,
                            noise, JPEG quality and the seed key
-NAME is the path under --input with '/' replaced by '_'. This is the
+NAME is the path under `input` with '/' replaced by '_'. This is the
 flattened layout the training and evaluation code reads: with
---output=DIR/test, use config.data.dir=DIR; deblur_jax.baselines scores
+output DIR/test, use config.data.dir=DIR; deblur_jax.baselines scores
 Wiener and Richardson-Lucy on it. Image NAME is degraded with the generator
 `degradations.example_rng(seed, key)`, key = name_key(NAME): its blur depends on
---seed and its name only, not on the other files. A file that cannot be read
-is reported and skipped (exit status 1). Imports neither TensorFlow nor JAX.
+the seed and its name only, not on the other files. A file that cannot be read
+is reported and skipped. Imports neither TensorFlow nor JAX.
 """
 
 import dataclasses
@@ -24,11 +22,11 @@ import json
 import os
 
 import numpy as np
-from absl import flags, logging
+from absl import logging
 
-from deblur_jax import cli
+from deblur_jax import files
 from deblur_jax.data import image_files
-from deblur_jax.data.degrade import degradations, kernels
+from deblur_jax.data.degrade import degradations
 from deblur_jax.errors import InputError
 
 
@@ -39,7 +37,7 @@ def output_name(relative_path: str) -> str:
 
 
 def name_key(name: str) -> int:
-  """A stable 63-bit integer of an image name: its per-image seed, with --seed."""
+  """A stable 63-bit integer of an image name: its per-image seed, with the seed."""
   return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], 'big') >> 1
 
 
@@ -47,20 +45,6 @@ def name_key(name: str) -> int:
 class Summary:
   written: list[dict]  # The manifest entry of each image written.
   skipped: list[tuple[str, str]]  # (path, reason) of each input left out.
-
-
-def _save_npy(path: str, array: np.ndarray) -> None:
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'wb') as f:
-    np.save(f, array)
-  os.replace(tmp, path)
-
-
-def _write_json(path: str, data) -> None:
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(data, f, indent=1)
-  os.replace(tmp, path)
 
 
 def _check_output(input_path: str, output_dir: str, input_field: str) -> None:
@@ -79,9 +63,8 @@ def synthesize(input_path: str, output_dir: str, spec: degradations.SyntheticBlu
   `output_dir` as described in the module docstring, and writes the manifest.
   `input_field` names where `input_path` came from, in errors."""
   _check_output(input_path, output_dir, input_field)
-  files = image_files.list_images(input_path, field=input_field)
   by_name = {}
-  for path, relative in files:
+  for path, relative in image_files.list_images(input_path, field=input_field):
     name = output_name(relative)
     if name in by_name:
       raise InputError(f'{by_name[name]} and {path} would both be written as {name}; '
@@ -104,8 +87,9 @@ def synthesize(input_path: str, output_dir: str, spec: degradations.SyntheticBlu
     rgb8 = image_files.LoadedImage(sharp, 8, gray=False)
     image_files.write_image(os.path.join(folders['sharp'], name), sharp, rgb8)
     image_files.write_image(os.path.join(folders['blur'], name), result.image, rgb8)
-    _save_npy(os.path.join(folders['kernels'], os.path.splitext(name)[0] + '.npy'),
-              result.kernel)
+    with files.atomic_write(os.path.join(folders['kernels'],
+                                         os.path.splitext(name)[0] + '.npy')) as f:
+      np.save(f, result.kernel)
     written.append({'name': name, 'source': os.path.relpath(path, input_path)
                     if os.path.isdir(input_path) else os.path.basename(path),
                     'key': key, 'kernel': result.family,
@@ -125,50 +109,6 @@ def synthesize(input_path: str, output_dir: str, spec: degradations.SyntheticBlu
       'images': written,
       'skipped': [{'path': p, 'reason': r} for p, r in skipped],
   }
-  _write_json(os.path.join(output_dir, 'manifest.json'), manifest)
+  with files.atomic_write(os.path.join(output_dir, 'manifest.json'), 'w') as f:
+    json.dump(manifest, f, indent=1)
   return Summary(written, skipped)
-
-
-FLAGS = flags.FLAGS
-
-
-def _define_flags() -> None:
-  """Only when run as a program: other commands define --input and --output
-  too, and a test process may import them all."""
-  flags.DEFINE_string('input', None, 'A folder of sharp images (searched recursively) or one '
-                      'image.')
-  flags.DEFINE_string('output', None, 'Folder to write blur/, sharp/, kernels/ and '
-                      'manifest.json into.')
-  flags.DEFINE_list('kernels', ['gauss7', 'shake'], 'Kernel families, one picked at random '
-                    f'per image: {",".join(kernels.KERNEL_FAMILIES)}.')
-  flags.DEFINE_integer('kernel_size', 0, 'Odd kernel side; 0 = each family\'s default '
-                       f'(Gaussians their own, others {kernels.DEFAULT_KERNEL_SIZE}).')
-  flags.DEFINE_list('noise_sigma', ['0'], 'Standard deviation of Gaussian noise on [0, 1] '
-                    'intensities, or a LOW,HIGH range drawn uniformly per image.')
-  flags.DEFINE_list('jpeg_quality', ['0'], 'JPEG quality 1-100 of a final JPEG round trip, '
-                    'or a LOW,HIGH range; 0 = none.')
-  flags.DEFINE_integer('seed', 0, 'Seed: the same seed and names give the same blur.')
-  flags.mark_flags_as_required(['input', 'output'])
-
-
-def main(_):
-  spec = degradations.SyntheticBlur(
-      kernels=tuple(k.strip() for k in FLAGS.kernels),
-      kernel_size=FLAGS.kernel_size or None,
-      noise_sigma=degradations.parse_range(FLAGS.noise_sigma, '--noise_sigma', float),
-      jpeg_quality=degradations.parse_range(FLAGS.jpeg_quality, '--jpeg_quality', int))
-  if FLAGS.seed < 0:
-    raise InputError(f'--seed={FLAGS.seed} must not be negative.')
-  summary = synthesize(FLAGS.input, FLAGS.output, spec, FLAGS.seed)
-  logging.info('Wrote %d pairs to %s; %d skipped.', len(summary.written), FLAGS.output,
-               len(summary.skipped))
-  print(f'Wrote {len(summary.written)} pairs to {FLAGS.output}'
-        + (f'; skipped {len(summary.skipped)}: '
-           + ', '.join(p for p, _ in summary.skipped) if summary.skipped else '') + '.')
-  if summary.skipped:
-    raise SystemExit(1)
-
-
-if __name__ == '__main__':
-  _define_flags()
-  cli.run(main)

@@ -1,9 +1,7 @@
-"""Synthetic degradations (blur, noise, JPEG) and the synthesize command."""
+"""Synthetic degradations (blur, noise, JPEG) and the paired datasets written with them."""
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,7 +9,7 @@ from PIL import Image
 
 from deblur_jax.data.degrade import degradations, kernels, synthesize
 from deblur_jax.errors import InputError
-from helpers import REPO, smooth_image, write_png
+from helpers import smooth_image, write_png
 
 
 def _image(height=24, width=32, seed=0):
@@ -152,24 +150,3 @@ def test_bad_folders_are_input_errors(sharp_dir, tmp_path):
     synthesize.synthesize(str(tmp_path / 'empty'), str(tmp_path / 'out'), spec)
   with pytest.raises(InputError, match='inside --input'):
     synthesize.synthesize(str(sharp_dir), str(sharp_dir / 'out'), spec)
-
-
-def _run(*args):
-  env = dict(os.environ, PYTHONPATH=str(REPO))
-  return subprocess.run([sys.executable, '-m', 'deblur_jax.data.synthesize', *args],
-                        capture_output=True, text=True, env=env, timeout=60)
-
-
-def test_command_line_writes_the_tree_and_reports_bad_input_in_one_line(sharp_dir, tmp_path):
-  out = tmp_path / 'out'
-  done = _run(f'--input={sharp_dir}', f'--output={out}', '--kernels=defocus,motion',
-              '--kernel_size=7', '--noise_sigma=0,0.01', '--jpeg_quality=80,95')
-  assert done.returncode == 0, done.stderr
-  assert sorted(os.listdir(out)) == ['blur', 'kernels', 'manifest.json', 'sharp']
-  (tmp_path / 'file').write_text('x')
-  done = _run(f'--input={sharp_dir}', f'--output={tmp_path / "file"}')
-  assert done.returncode == 2
-  assert done.stderr.strip().splitlines()[-1] == (
-      f"Error: --output='{tmp_path / 'file'}' is a file; give a folder.")
-  done = _run(f'--input={sharp_dir}', f'--output={out}', '--noise_sigma=a,b,c')
-  assert done.returncode == 2 and 'Error: --noise_sigma=a,b,c' in done.stderr
