@@ -1,26 +1,117 @@
-"""Every config file loads, builds its model and trains (at tiny size)."""
+"""Every config file and variant the README documents: locked data with the documented
+values, one variant syntax for all, typos rejected; the demo config trains."""
+
+import importlib
 
 import pytest
+from absl import flags
+from ml_collections import config_flags
 
-from configs import autoencoder, default, demo, gan, mimo, resunet, tiny, unet
+from configs import default, demo
 from deblur_jax.training import loop
+from helpers import REPO
+
+SECTIONS = {'seed', 'model', 'data', 'loss', 'optimizer', 'train', 'eval', 'gan'}
+
+# (config file[:variant], documented values: {'section.field': value}).
+DOCUMENTED = [
+    ('default.py', {'model.name': 'mimo_unet', 'model.num_res': 8, 'train.batch_size': 4,
+                    'data.crop_size': 256, 'optimizer.learning_rate': 1e-4,
+                    'train.num_epochs': 3000.0, 'data.source': 'auto', 'data.dir': ''}),
+    ('mimo.py', {'model.name': 'mimo_unet', 'model.num_res': 8, 'model.dropout_rate': 0.0,
+                 'optimizer.schedule': 'multistep', 'loss.name': 'mimo'}),
+    ('mimo.py:plus', {'model.num_res': 20, 'model.dropout_rate': 0.1, 'train.batch_size': 4}),
+    ('demo.py', {'model.base_width': 16, 'model.num_res': 1, 'train.num_train_steps': 1600,
+                 'optimizer.learning_rate': 2e-3, 'optimizer.schedule': 'cosine',
+                 'optimizer.warmup_steps': 100, 'data.crop_size': 64, 'train.batch_size': 16,
+                 'data.demo.motion_fraction': 0.2, 'train.eval_every_steps': 800,
+                 'train.checkpoint_every_steps': 400, 'data.source': 'auto'}),
+    ('tiny.py', {'model.base_width': 8, 'model.num_res': 1, 'train.num_train_steps': 3,
+                 'train.batch_size': 4, 'data.crop_size': 32, 'train.checkpoint_every_steps': 2,
+                 'optimizer.learning_rate': 1e-3, 'data.max_eval_images': 2}),
+    ('unet.py', {'model.name': 'unet', 'loss.name': 'mse', 'optimizer.learning_rate': 1e-3,
+                 'train.monitor': 'mse', 'train.plateau_factor': 0.1,
+                 'train.early_stop_patience': 5, 'train.num_epochs': 25.0}),
+    ('unet.py:demo', {'model.name': 'unet', 'train.num_train_steps': 600, 'data.crop_size': 64,
+                      'train.batch_size': 16, 'train.early_stop_patience': 0,
+                      'train.plateau_factor': 0.0, 'optimizer.schedule': 'cosine'}),
+    ('resunet.py', {'model.name': 'resunet', 'optimizer.name': 'rmsprop', 'optimizer.rho': 0.9,
+                    'loss.name': 'l1', 'optimizer.learning_rate': 1e-3}),
+    ('resunet.py:demo', {'model.name': 'resunet', 'train.num_train_steps': 600,
+                         'optimizer.name': 'rmsprop'}),
+    ('autoencoder.py', {'model.name': 'autoencoder', 'loss.name': 'mse',
+                        'train.plateau_factor': 0.1, 'data.crop_size': 256}),
+    ('autoencoder.py:demo', {'model.name': 'autoencoder', 'model.base_features': 32,
+                             'train.num_train_steps': 600}),
+    ('autoencoder.py:attention', {'model.name': 'attention_autoencoder', 'data.crop_size': 224,
+                                  'model.base_features': 64}),
+    ('autoencoder.py:attention_demo', {'model.name': 'attention_autoencoder',
+                                       'model.base_features': 32, 'data.crop_size': 64,
+                                       'train.num_train_steps': 600}),
+    ('gan.py', {'model.name': 'gan_generator', 'gan.discriminator.name': 'patchgan',
+                'gan.loss': 'lsgan', 'gan.weight': 0.001, 'loss.name': 'l1',
+                'optimizer.b1': 0.5, 'gan.optimizer.b1': 0.5}),
+    ('gan.py:demo', {'model.base_features': 32, 'model.num_blocks': 3,
+                     'gan.discriminator.base_features': 32, 'train.num_train_steps': 600}),
+    ('gan.py:tiny', {'model.base_features': 4, 'gan.discriminator.num_layers': 2,
+                     'train.num_train_steps': 3}),
+]
 
 
-@pytest.mark.parametrize('get_config', [
-    default.get_config, demo.get_config, tiny.get_config, mimo.get_config,
-    lambda: mimo.get_config('plus'), unet.get_config, resunet.get_config,
-    autoencoder.get_config, lambda: autoencoder.get_config('attention_demo'), gan.get_config])
-def test_configs_are_locked_data_with_every_section(get_config):
-  config = get_config()
-  assert set(config) == {'seed', 'model', 'data', 'loss', 'optimizer', 'train', 'eval', 'gan'}
-  config.lock()
+def load(spec, *overrides):
+  """The config of `--config=configs/SPEC OVERRIDES...`, parsed as the tools parse it."""
+  argv = ['prog', f'--config={REPO / "configs" / spec}', *overrides]
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', None, '', flag_values=flag_values,
+                                  lock_config=True, sys_argv=argv)
+  flag_values(argv)
+  return flag_values.config
+
+
+def field(config, dotted):
+  for key in dotted.split('.'):
+    config = config[key]
+  return config
+
+
+@pytest.mark.parametrize('spec,values', DOCUMENTED, ids=[s for s, _ in DOCUMENTED])
+def test_documented_configs_have_the_documented_values_and_reject_typos(spec, values):
+  config = load(spec)
+  assert set(config) == SECTIONS
+  assert {k: field(config, k) for k in values} == values
+  assert load(spec, '--config.train.batch_size=2').train.batch_size == 2
+  with pytest.raises(AttributeError, match=r'batch_sizes.*Did you mean "batch_size"'):
+    load(spec, '--config.train.batch_sizes=8')
   with pytest.raises(AttributeError):
-    config.train.batch_sizes = 8
+    config.train.batch_sizes = 8  # locked: no new fields in code either
 
 
-def test_unknown_mimo_variant_is_an_error():
-  with pytest.raises(ValueError, match="Unknown variant 'huge'.*'plus'"):
-    mimo.get_config('huge')
+def test_variants_combine_with_commas_or_underscores_and_short_ones_share_one_recipe():
+  assert load('autoencoder.py:attention,demo') == load('autoencoder.py:attention_demo')
+  assert load('mimo.py:plus,tiny').model.num_res == 1  # the short variant shrinks last
+  assert load('mimo.py:tiny') == load('tiny.py')
+  demo_variant, demo_file = load('mimo.py:demo'), load('demo.py')
+  assert demo_variant.model == demo_file.model
+  assert demo_variant.train.num_train_steps == 600 and demo_file.train.num_train_steps == 1600
+  for spec in ('unet.py:tiny', 'resunet.py:tiny', 'autoencoder.py:attention_tiny', 'gan.py:tiny'):
+    config = load(spec)
+    assert (config.data.crop_size, config.train.batch_size, config.train.num_train_steps,
+            config.data.dir, config.data.source) == (32, 4, 3, '', 'auto')
+
+
+@pytest.mark.parametrize('spec,message', [
+    ('mimo.py:huge', r"Unknown variant 'huge' for configs/mimo\.py; choose from \['plus', "
+                     r"'demo', 'tiny'\]"),
+    ('unet.py:plus', r"Unknown variant 'plus' for configs/unet\.py; choose from \['demo', "
+                     r"'tiny'\]"),
+    ('autoencoder.py:demo,tiny', r"at most one of \['demo', 'tiny'\]"),
+    ('gan.py:demo,demo', r"Unknown variant 'demo,demo'"),
+])
+def test_unknown_or_conflicting_variants_are_errors_naming_the_file(spec, message):
+  with pytest.raises(ValueError, match=message):
+    name, arg = spec.split(':')
+    importlib.import_module(f'configs.{name[:-3]}').get_config(arg)
+  assert default.parse_variants(None, 'configs/x.py') == ()
 
 
 def test_demo_config_trains_two_steps_on_the_embedded_photos(tmp_path):
