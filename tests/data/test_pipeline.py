@@ -1,18 +1,14 @@
 """tf.data pipelines: shapes, determinism, resume, process sharding, evaluation coverage."""
 
-import os
 import pathlib
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from PIL import Image
 
 from configs import tiny
 from deblur_jax.data import pairs as pairs_lib
-from deblur_jax.data import pipeline, transforms
-from deblur_jax.data.degrade import kernels
-from deblur_jax.data.sources import demo
+from deblur_jax.data import pipeline
 from deblur_jax.errors import InputError
 from helpers import contains_window, make_pair_tree, train_batches
 
@@ -57,71 +53,6 @@ def test_processes_read_disjoint_slices_of_the_same_global_batch(data_config):
   for step in range(2):
     joined = np.concatenate([parts[0][step]['sharp'], parts[1][step]['sharp']])
     np.testing.assert_array_equal(joined, whole[step]['sharp'])
-
-
-def test_an_epoch_visits_every_image_once():
-  seen = [int(transforms.shuffled_index(g, 7, seed=3)) for g in range(14)]
-  assert sorted(seen[:7]) == list(range(7)) and sorted(seen[7:]) == list(range(7))
-  assert seen[:7] != seen[7:]
-
-
-def test_decode_handles_grayscale_rgba_and_16_bit(tmp_path):
-  gray = np.arange(48, dtype=np.uint8).reshape(6, 8) * 5
-  Image.fromarray(gray).save(tmp_path / 'gray.png')
-  Image.fromarray(np.dstack([gray] * 3 + [np.zeros_like(gray)])).save(tmp_path / 'rgba.png')
-  Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / 'deep.png')
-  for name in ('gray', 'rgba', 'deep'):
-    image = transforms.decode_image(str(tmp_path / f'{name}.png')).numpy()
-    assert image.shape == (6, 8, 3), name
-    np.testing.assert_allclose(image[..., 1], gray / 255.0, atol=1e-6, err_msg=name)
-
-
-def test_demo_batches_are_blurred_crops_of_the_photos():
-  config = tiny.get_config().data
-  (batch,), num_images = train_batches(config, 1)
-  assert num_images == len(demo.TRAIN_PHOTOS)
-  assert batch['blur'].shape == (4, 32, 32, 3)
-  levels = batch['blur'] * 255
-  np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)  # stored as 8-bit
-
-
-def test_blur_valid_with_a_delta_kernel_is_a_centre_crop():
-  image = tf.random.uniform((9, 11, 3), seed=0)
-  delta = kernels.pad_kernel(np.ones((1, 1), np.float32), 5)
-  np.testing.assert_allclose(transforms.blur_valid(image, delta),
-                             transforms.centre_crop(image, 2), atol=1e-6)
-
-
-def test_blur_valid_convolves_rather_than_correlates():
-  image = np.zeros((5, 5, 3), np.float32)
-  image[2, 2] = 1.0
-  kernel = np.zeros((3, 3), np.float32)
-  kernel[0, 2] = 1.0  # light to the upper right
-  out = transforms.blur_valid(image, kernel).numpy()  # 3x3: a convolution reproduces the kernel
-  np.testing.assert_array_equal(out[..., 0], kernel)
-
-
-def test_demo_eval_pairs_are_written_once_per_blur(tmp_path):
-  config = tiny.get_config().data
-  config.demo.eval_blurs = 'gauss7,motion'
-  config.max_eval_images = 0
-  found, _ = pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
-  assert sorted(p.name for p in found) == ['gauss7/chelsea.png', 'gauss7/coffee.png',
-                                           'motion/chelsea.png', 'motion/coffee.png']
-  for pair in found:
-    assert Image.open(pair.blur).size == Image.open(pair.sharp).size
-  written = {p.blur: os.path.getmtime(p.blur) for p in found}
-  config.max_eval_images = 3
-  again, _ = pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
-  assert len(again) == 3
-  assert all(os.path.getmtime(p.blur) == written[p.blur] for p in again)
-
-
-def test_unknown_demo_blur_is_an_error(tmp_path):
-  config = tiny.get_config().data
-  config.demo.eval_blurs = 'gauss7,defocus'
-  with pytest.raises(ValueError, match=r"eval_blurs names \['defocus'\]"):
-    pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
 
 
 def test_eval_plan_covers_every_image_once_in_same_size_batches(tmp_path):
@@ -173,4 +104,3 @@ def test_an_eval_image_corrupt_inside_is_an_error_naming_its_batch(pair_tree):
   chunks = pipeline.plan_eval_batches(found, global_batch=2)
   with pytest.raises(InputError, match=r'Could not decode an evaluation image among .*000000\.png'):
     list(pipeline.eval_batches(chunks, range(2)))
-
