@@ -137,7 +137,7 @@ class SyntheticBlur:
                        f'{unknown or "(none given)"}; choose from '
                        f'{",".join(kernels_lib.KERNEL_FAMILIES)}.')
     if self.kernel_size is not None:
-      smallest = max((kernels_lib.REPORT_001_GAUSSIANS.get(k, (1,))[0] for k in self.kernels))
+      smallest = max((kernels_lib.GAUSSIAN_FAMILIES.get(k, (1,))[0] for k in self.kernels))
       if self.kernel_size % 2 == 0 or self.kernel_size < smallest:
         raise InputError(f'kernel_size={self.kernel_size} must be odd and at least {smallest} '
                          f'for the families {",".join(self.kernels)}.')

@@ -2,8 +2,9 @@
 
 import numpy as np
 
-# The 2023 Keras UNet report blurred each training image with one of these, at random.
-REPORT_001_GAUSSIANS = {'gauss3': (3, 0.3), 'gauss7': (7, 1.0), 'gauss11': (11, 1.6)}
+# Gaussian kernel families: (side, sigma). The 2023 Keras UNet report blurred each
+# training image with one of these, at random.
+GAUSSIAN_FAMILIES = {'gauss3': (3, 0.3), 'gauss7': (7, 1.0), 'gauss11': (11, 1.6)}
 
 
 def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
@@ -151,7 +152,7 @@ def trajectory_to_psf(trajectory: np.ndarray, psf_size: int, exposure: float = 1
 
 
 # Families that `random_kernel` draws from, and the ranges of their parameters.
-KERNEL_FAMILIES = (*REPORT_001_GAUSSIANS, 'motion', 'shake', 'defocus')
+KERNEL_FAMILIES = (*GAUSSIAN_FAMILIES, 'motion', 'shake', 'defocus')
 DEFAULT_KERNEL_SIZE = 31  # of the random families; the Gaussians keep their own size
 MIN_MOTION_LENGTH = 3.0  # pixels; the longest fills the kernel
 SHAKE_ANXIETY = (0.001, 0.01)  # DeblurGAN's range
@@ -170,8 +171,8 @@ def sample_kernel(rng: np.random.Generator, family: str,
   """
   if family not in KERNEL_FAMILIES:
     raise ValueError(f'Unknown kernel family {family!r}; choose from {list(KERNEL_FAMILIES)}.')
-  if family in REPORT_001_GAUSSIANS:
-    own_size, sigma = REPORT_001_GAUSSIANS[family]
+  if family in GAUSSIAN_FAMILIES:
+    own_size, sigma = GAUSSIAN_FAMILIES[family]
     size = size or own_size
     if size < own_size:
       raise ValueError(f'Kernel family {family!r} needs a size of at least {own_size}.')

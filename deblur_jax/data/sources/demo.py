@@ -33,7 +33,7 @@ _MOTION_BANK_SEED = 1
 
 # The fixed blurs of the held-out photos, by name.
 EVAL_BLURS = {
-    **{name: kernels.gaussian_kernel(*spec) for name, spec in kernels.REPORT_001_GAUSSIANS.items()},
+    **{name: kernels.gaussian_kernel(*spec) for name, spec in kernels.GAUSSIAN_FAMILIES.items()},
     'motion': kernels.linear_motion_kernel(9.0, 30.0, 11),
 }
 
@@ -59,7 +59,7 @@ def training_kernel_bank(motion_fraction: float) -> tuple[np.ndarray, np.ndarray
   if not 0.0 <= motion_fraction <= 1.0:
     raise InputError(f'config.data.demo.motion_fraction={motion_fraction} must lie in [0, 1].')
   gaussians = [kernels.pad_kernel(kernels.gaussian_kernel(*spec), KERNEL_SIZE)
-               for spec in kernels.REPORT_001_GAUSSIANS.values()]
+               for spec in kernels.GAUSSIAN_FAMILIES.values()]
   motions = kernels.random_motion_kernels(_NUM_MOTION_KERNELS, KERNEL_SIZE, min_length=5.0,
                                           seed=_MOTION_BANK_SEED)
   bank = np.concatenate([np.stack(gaussians), motions]).astype(np.float32)

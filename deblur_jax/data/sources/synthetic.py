@@ -54,7 +54,7 @@ def blur_spec(synthetic_config) -> degradations.SyntheticBlur:
 def kernel_margin(spec: degradations.SyntheticBlur) -> int:
   """Half the side of the largest kernel `spec` can draw, in pixels."""
   default = (kernels.DEFAULT_KERNEL_SIZE,)
-  sizes = [spec.kernel_size or kernels.REPORT_001_GAUSSIANS.get(k, default)[0]
+  sizes = [spec.kernel_size or kernels.GAUSSIAN_FAMILIES.get(k, default)[0]
            for k in spec.kernels]
   return max(sizes) // 2
 
