@@ -1,5 +1,10 @@
-"""Input data: pair discovery (pairs.py), blur kernels (kernels.py), and the
-TensorFlow input pipelines (input_pipeline.py, demo.py, transforms.py).
+"""Input data, from files to batches.
 
-Only the last three import TensorFlow; models, steps and tools do not.
+pairs.py finds and checks blurred/sharp pairs on disk; image_files.py reads and
+writes single images (no TensorFlow); sources/ holds one module per value of
+config.data.source behind one interface (sources/__init__.py); pipeline.py
+turns a source into training batches and evaluation batches; transforms.py
+holds their TensorFlow ops; cache.py keeps decoded training images; degrade/
+makes synthetic blur (kernels, noise, JPEG, paired datasets); gopro/ is the
+GoPro TFDS builder. pairs.py, image_files.py and degrade/ import no TensorFlow.
 """

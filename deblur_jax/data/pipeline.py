@@ -1,7 +1,9 @@
 """Training and evaluation datasets built from `config.data`.
 
-Training: an endless tf.data stream of this process's slice of each global
-batch of random crops, from step `start_step` on (see transforms.py).
+The source (sources/) is the one config.data.source names. Training: an
+endless tf.data stream of this process's slice of each global batch of random
+crops, from step `start_step` on; example g is a pure function of (seed, g)
+whatever the source (example_dataset, transforms.py).
 Evaluation: full-size test pairs, batched by image size across all devices,
 the last batch of each size padded and masked, each image seen exactly once.
 """

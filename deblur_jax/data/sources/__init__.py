@@ -8,9 +8,7 @@ that the other data fields agree with it. The pipeline turns a source's
 
 import dataclasses
 import importlib
-from typing import Callable, Sequence
-
-import tensorflow as tf
+from typing import Any, Callable, Sequence
 
 from deblur_jax.errors import InputError
 
@@ -39,8 +37,8 @@ class TrainExamples:
   skip_errors: bool = False
 
 
-# read_pairs(pairs) -> unbatched dataset of their full-size {'blur', 'sharp'}, in order.
-ReadPairs = Callable[[Sequence], tf.data.Dataset]
+# read_pairs(pairs) -> unbatched tf.data.Dataset of their full-size {'blur', 'sharp'}, in order.
+ReadPairs = Callable[[Sequence], Any]
 
 
 @dataclasses.dataclass(frozen=True)
