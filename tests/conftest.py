@@ -3,12 +3,11 @@
 import os
 import tempfile
 
-from deblur_jax import runtime  # noqa: E402  (imports nothing heavy)
+from helpers import xla_flags  # noqa: E402  (imports nothing heavy)
 
 # Before jax is imported anywhere: every in-process test sees 4 CPU devices, so
-# the sharded steps really split batches; the same CPU kernels as the tools.
-os.environ['XLA_FLAGS'] = runtime.xla_flags_preferring_xla_cpu_convolutions(
-    (os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=4').strip())
+# the sharded steps really split batches; the tools' CPU kernels; fast compiles.
+os.environ['XLA_FLAGS'] = xla_flags(4, os.environ.get('XLA_FLAGS', ''))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # The tests compile the same tiny programs many times, here and in the
 # subprocesses they start (which inherit this environment): a persistent XLA

@@ -116,11 +116,26 @@ def saved_item(workdir, step, item='model'):
   return restored[item]
 
 
+# The tests run tiny programs whose time is nearly all XLA compilation: LLVM's
+# optimisations cost 3-4x more compile time than they save in run time here.
+# Every comparison in the suite is between runs under the same flags, or against
+# PyTorch within a stated tolerance, so the numbers under test do not depend on it.
+FAST_COMPILE_XLA_FLAGS = ('--xla_backend_optimization_level=0 '
+                          '--xla_llvm_disable_expensive_passes=true')
+
+
+def xla_flags(num_devices: int, extra: str = '') -> str:
+  """XLA_FLAGS for a test process with `num_devices` CPU devices."""
+  from deblur_jax import runtime  # pylint: disable=g-import-not-at-top
+  return runtime.xla_flags_preferring_xla_cpu_convolutions(
+      f'{FAST_COMPILE_XLA_FLAGS} --xla_force_host_platform_device_count={num_devices} '
+      f'{extra}'.strip())
+
+
 def run_tool(module, *args, num_devices=1):
   """Runs `python -m module args` from the repository with `num_devices` CPU
   devices. Tools define absl flags when imported, so each runs in its own process."""
-  env = dict(os.environ, PYTHONPATH=str(REPO),
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={num_devices}')
+  env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=xla_flags(num_devices))
   return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300, check=False)
 
