@@ -2,7 +2,7 @@
 
 The evaluation protocol of MIMO-UNet: clamp the restored image to [0, 1], keep
 it in float (no uint8 rounding), no border crop, all three channels, data
-range 1. Clamping is the caller's job (see `train_step.eval_step`).
+range 1. Clamping is the caller's job (see `eval_step.eval_step`).
 """
 
 import functools

@@ -119,3 +119,8 @@ def describe() -> str:
   return (f'process {jax.process_index()} of {jax.process_count()}, '
           f'{jax.local_device_count()} local devices, {jax.device_count()} global devices '
           f'({jax.devices()[0].platform})')
+
+
+def log_topology(mesh) -> None:
+  """Logs this process's place in the job and the mesh the steps run on."""
+  logging.info('Topology: %s; mesh %s.', describe(), dict(mesh.shape))

@@ -1,7 +1,9 @@
 """The device mesh and the shardings of the data-parallel train and eval steps.
 
 One axis, 'data', over every device of every process. Batches are split along
-it; parameters and optimizer state are replicated.
+it. The train state is replicated on every device, or with FSDP (fully
+sharded data parallel) its large arrays are split along 'data' too and
+gathered where a step needs them.
 """
 
 from typing import Mapping, Optional, Sequence
@@ -44,20 +46,25 @@ def fsdp_sharding(shape: Sequence[int], mesh: Mesh, min_size: int = 2**16) -> Na
   return replicated(mesh)
 
 
-def state_shardings(abstract_state, mesh: Mesh, fsdp: bool):
-  """Shardings of a train state: replicated, or FSDP-style (`fsdp_sharding`)."""
+def replicated_or_fsdp(abstract_tree, mesh: Mesh, fsdp: bool):
+  """The shardings to place a tree (a train state) in: every leaf replicated, or
+  FSDP-style with `fsdp` (see `fsdp_sharding`)."""
   if not fsdp:
-    return jax.tree.map(lambda _: replicated(mesh), abstract_state)
-  return jax.tree.map(lambda x: fsdp_sharding(x.shape, mesh), abstract_state)
+    return jax.tree.map(lambda _: replicated(mesh), abstract_tree)
+  return jax.tree.map(lambda x: fsdp_sharding(x.shape, mesh), abstract_tree)
 
 
-def local_batch_size(global_batch_size: int, mesh: Mesh, field: str) -> int:
-  """This process's share of a global batch, checking that it splits evenly."""
+def current_shardings(tree):
+  """The shardings the arrays of `tree` live in, for jitting steps that keep them."""
+  return jax.tree.map(lambda x: x.sharding, tree)
+
+
+def check_batch_divisible(global_batch_size: int, mesh: Mesh, field: str) -> None:
+  """Raises an InputError naming `field` unless the batch splits evenly over the devices."""
   num_devices = mesh.devices.size
   if global_batch_size <= 0 or global_batch_size % num_devices:
     raise InputError(f'{field}={global_batch_size} must be a positive multiple of the '
                      f'number of devices ({num_devices}).')
-  return global_batch_size // jax.process_count()
 
 
 def process_batch_rows(global_batch_size: int, mesh: Mesh) -> range:

@@ -1,6 +1,6 @@
 """Adversarial training: a pure step that updates a discriminator `critic_steps`
-times, then the generator on content + weighted adversarial loss (seed report
-004, DeblurGAN). Both states are jitted over the same data mesh as the plain
+times, then the generator on content + weighted adversarial loss (the recipe
+of DeblurGAN, Kupyn et al. 2018). Both states are jitted over the same data mesh as the plain
 train step, and both skip non-finite updates the same way.
 """
 
@@ -11,10 +11,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from deblur_jax.evaluation import metrics
 from deblur_jax.parallel import sharding
 from deblur_jax.training import losses, train_step
-from deblur_jax.training.train_step import TrainState
+from deblur_jax.training.state import TrainState
 
 
 def _disc_logits(disc: TrainState, params, images, *, rng):
@@ -80,21 +79,14 @@ def gan_train_step(gen: TrainState, disc: TrainState, batch: dict, *, content_lo
   (loss, (content, adversarial)), output_grads = jax.value_and_grad(
       generator_loss, has_aux=True)(predictions)
   (grads,) = pull_back(output_grads)
-  gen, skipped = train_step.apply_update(
+  new_gen, skipped = train_step.apply_update(
       gen, grads, loss, ema_decay=ema_decay,
       batch_stats=updates.get('batch_stats', gen.batch_stats))
-  restored = jnp.clip(predictions[-1], 0.0, 1.0)
-  step_metrics = {
-      'loss': loss,
-      'content_loss': content,
-      'adversarial_loss': adversarial,
-      'psnr': jnp.mean(metrics.psnr(restored, sharp)),
-      'grad_norm': optax.global_norm(grads),
-      'learning_rate': learning_rate_fn(gen.step - 1),
-      'skipped': skipped,
-      **disc_metrics,
-  }
-  return gen, disc, step_metrics
+  step_metrics = train_step.step_metrics(gen, loss=loss, predictions=predictions, sharp=sharp,
+                                         grads=grads, skipped=skipped,
+                                         learning_rate_fn=learning_rate_fn)
+  return new_gen, disc, {**step_metrics, 'content_loss': content,
+                         'adversarial_loss': adversarial, **disc_metrics}
 
 
 def jit_gan_train_step(mesh, **kwargs):
@@ -112,6 +104,7 @@ def disc_checkpoint_item(disc: TrainState) -> dict:
 
 
 def disc_from_checkpoint_item(template: TrainState, item: dict) -> TrainState:
+  """`template` with the discriminator state of a checkpoint's 'train' item."""
   return template.replace(params=item['variables']['params'],
                           batch_stats=item['variables'].get('batch_stats', {}),
                           opt_state=item['opt_state'], step=item['step'])

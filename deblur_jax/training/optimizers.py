@@ -15,27 +15,46 @@ def build_schedule(opt_config, num_train_steps: int, steps_per_epoch: int) -> op
   halves every 500 epochs); 'cosine' warms up linearly for `warmup_steps`,
   then decays to `end_learning_rate` at `num_train_steps`.
   """
+  check_optimizer_config(opt_config)
   lr = opt_config.learning_rate
   name = opt_config.schedule
   if name == 'constant':
     return optax.constant_schedule(lr)
   if name == 'multistep':
-    every = opt_config.decay_every_steps or round(opt_config.decay_every_epochs * steps_per_epoch)
-    if every <= 0:
-      raise InputError('config.optimizer.schedule="multistep" needs decay_every_steps > 0 or '
-                       'decay_every_epochs > 0.')
+    every = opt_config.decay_every_steps or max(
+        1, round(opt_config.decay_every_epochs * steps_per_epoch))
     return optax.exponential_decay(lr, transition_steps=every,
                                    decay_rate=opt_config.decay_factor, staircase=True)
-  if name == 'cosine':
-    warmup = opt_config.warmup_steps
-    if not 0 <= warmup < num_train_steps:
-      raise InputError(f'config.optimizer.warmup_steps={warmup} must lie in '
-                       f'[0, num_train_steps={num_train_steps}).')
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0 if warmup else lr, peak_value=lr, warmup_steps=warmup,
-        decay_steps=num_train_steps, end_value=opt_config.end_learning_rate)
-  raise InputError(f'Unknown schedule {name!r} in config.optimizer.schedule; choose one of '
-                   "['constant', 'cosine', 'multistep'].")
+  warmup = opt_config.warmup_steps  # 'cosine'
+  if not 0 <= warmup < num_train_steps:
+    raise InputError(f'config.optimizer.warmup_steps={warmup} must lie in '
+                     f'[0, num_train_steps={num_train_steps}).')
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0 if warmup else lr, peak_value=lr, warmup_steps=warmup,
+      decay_steps=num_train_steps, end_value=opt_config.end_learning_rate)
+
+
+SCHEDULES = ('constant', 'cosine', 'multistep')
+
+
+def check_optimizer_config(opt_config) -> None:
+  """Raises an InputError naming the field of a bad `config.optimizer` (or
+  config.gan.optimizer) value that needs no step count to judge."""
+  if opt_config.name not in OPTIMIZERS:
+    raise InputError(f'Unknown optimizer {opt_config.name!r} in config.optimizer.name; '
+                     f'choose one of {sorted(OPTIMIZERS)}.')
+  if opt_config.schedule not in SCHEDULES:
+    raise InputError(f'Unknown schedule {opt_config.schedule!r} in config.optimizer.schedule; '
+                     f'choose one of {list(SCHEDULES)}.')
+  if opt_config.schedule == 'multistep' and not (
+      opt_config.decay_every_steps > 0 or opt_config.decay_every_epochs > 0):
+    raise InputError('config.optimizer.schedule="multistep" needs decay_every_steps > 0 or '
+                     'decay_every_epochs > 0.')
+  if opt_config.name == 'sgd' and opt_config.nesterov and not opt_config.momentum:
+    raise InputError('config.optimizer.nesterov=True needs config.optimizer.momentum > 0.')
+  if opt_config.learning_rate <= 0:
+    raise InputError(f'config.optimizer.learning_rate={opt_config.learning_rate} must be '
+                     'positive.')
 
 
 def _adam(cfg, lr):
@@ -47,13 +66,11 @@ def _adamw(cfg, lr):
 
 
 def _rmsprop(cfg, lr):
-  # eps outside the square root, as PyTorch and Keras (seed report 003) have it.
+  # eps outside the square root, as PyTorch and Keras have it.
   return optax.rmsprop(lr, decay=cfg.rho, eps=cfg.eps, eps_in_sqrt=False)
 
 
 def _sgd(cfg, lr):
-  if cfg.nesterov and not cfg.momentum:
-    raise InputError('config.optimizer.nesterov=True needs config.optimizer.momentum > 0.')
   return optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
 
 
@@ -68,9 +85,6 @@ def build_optimizer(opt_config, num_train_steps: int, steps_per_epoch: int):
   gradients (PyTorch's `weight_decay`; 'adamw' decays decoupled instead), then
   the update rule with the schedule.
   """
-  if opt_config.name not in OPTIMIZERS:
-    raise InputError(f'Unknown optimizer {opt_config.name!r} in config.optimizer.name; '
-                     f'choose one of {sorted(OPTIMIZERS)}.')
   schedule = build_schedule(opt_config, num_train_steps, steps_per_epoch)
   chain = []
   if opt_config.grad_clip_norm > 0:

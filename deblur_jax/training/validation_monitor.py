@@ -1,5 +1,6 @@
 """What the training loop does with each evaluation: the monitored metric,
-ReduceLROnPlateau and early stopping (seed reports 001 and 002 use both).
+ReduceLROnPlateau and early stopping (the Keras recipes of the earlier UNet
+and MIMO-UNet reproductions use both, as Keras' callbacks of those names).
 
 The plateau logic is optax's `contrib.reduce_on_plateau`, fed the validation
 metric once per evaluation; its `scale` multiplies every update (train_step).
@@ -7,6 +8,7 @@ Early stopping is host-side bookkeeping whose counters are checkpointed.
 """
 
 import dataclasses
+import functools
 from typing import Optional
 
 import jax
@@ -63,9 +65,13 @@ def build_plateau(train_config) -> Optional[optax.GradientTransformationExtraArg
 
 def update_plateau(plateau: optax.GradientTransformationExtraArgs, plateau_state, value: float):
   """The plateau state after an evaluation whose monitored value (lower is better) is `value`."""
-  _, new_state = jax.jit(lambda s, v: plateau.update({}, s, value=v))(
-      plateau_state, jnp.asarray(value, jnp.float32))
-  return new_state
+  return _jitted_plateau_update(plateau)(plateau_state, jnp.asarray(value, jnp.float32))
+
+
+@functools.cache
+def _jitted_plateau_update(plateau: optax.GradientTransformationExtraArgs):
+  """`plateau`'s update of its state, compiled once per plateau transformation."""
+  return jax.jit(lambda state, value: plateau.update({}, state, value=value)[1])
 
 
 @dataclasses.dataclass

@@ -8,6 +8,7 @@ import pytest
 
 from deblur_jax.errors import InputError
 from deblur_jax.training import train_step, validation_monitor
+from deblur_jax.training.state import TrainState
 
 
 def plateau_config(**overrides):
@@ -80,7 +81,7 @@ def test_monitored_values_are_lower_is_better():
 
 def sgd_state(ema=False, plateau=None):
   params = {'w': jnp.array([1.0, 2.0])}
-  return train_step.TrainState.create(
+  return TrainState.create(
       apply_fn=None, params=params, tx=optax.sgd(1.0),
       batch_stats={}, ema_params=dict(params) if ema else None,
       plateau=plateau.init({}) if plateau is not None else None)

@@ -7,9 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+import skimage.data
 
-from deblur_jax import baselines
 from deblur_jax.data.degrade import degradations, kernels, synthesize
+from deblur_jax.evaluation import baselines
 from helpers import REPO, smooth_image, write_png
 
 
@@ -20,8 +21,7 @@ def _psnr(a, b):
 @pytest.fixture(scope='module')
 def photo():
   """scikit-image's astronaut, 64 x 64 by 8 x 8 block means, in [0, 1]."""
-  skimage_data = pytest.importorskip('skimage.data')
-  return skimage_data.astronaut().astype(np.float32).reshape(64, 8, 64, 8, 3).mean((1, 3)) / 255
+  return skimage.data.astronaut().astype(np.float32).reshape(64, 8, 64, 8, 3).mean((1, 3)) / 255
 
 
 KERNELS = {

@@ -1,0 +1,249 @@
+"""The training loop end to end on a generated PNG tree (4 CPU devices)."""
+
+import csv
+import glob
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from configs import tiny
+from deblur_jax.data import pipeline
+from deblur_jax.errors import InputError
+from deblur_jax.evaluation import evaluator
+from deblur_jax.training import checkpoints, loop
+from helpers import make_pair_tree, saved_item
+
+
+def saved_params(workdir, step):
+  return saved_item(workdir, step)['params']
+
+
+def assert_trees_equal(a, b):
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def train_scalars(workdir):
+  """{tag: {step: value}} of the scalars in workdir's TensorBoard event files."""
+  scalars = {}
+  for path in glob.glob(os.path.join(workdir, 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.metadata.plugin_data.plugin_name == 'scalars':
+          scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+  return scalars
+
+
+def input_psnr(data_dir, name):
+  """The PSNR of a test pair's blurred file against its sharp file, from the PNGs."""
+  folder = os.path.join(data_dir, 'test', os.path.dirname(name))
+  blur, sharp = (np.asarray(Image.open(os.path.join(folder, kind, os.path.basename(name))),
+                            np.float64) / 255 for kind in ('blur', 'sharp'))
+  return 10 * np.log10(1 / np.mean((blur - sharp) ** 2))
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return str(make_pair_tree(tmp_path_factory.mktemp('pairs') / 'data'))
+
+
+@pytest.fixture
+def config(data_dir):
+  config = tiny.get_config()
+  config.data.dir = data_dir
+  return config
+
+
+@pytest.fixture(scope='module')
+def trained(data_dir, tmp_path_factory):
+  """A workdir of configs/tiny.py trained 3 steps (checkpoints 2, 3; logs every step),
+  and the summary train_and_evaluate returned."""
+  config = tiny.get_config()
+  config.data.dir = data_dir
+  workdir = tmp_path_factory.mktemp('trained')
+  return workdir, loop.train_and_evaluate(config, str(workdir))
+
+
+def copy_of(trained, tmp_path):
+  shutil.copytree(trained[0], tmp_path / 'work')
+  return tmp_path / 'work'
+
+
+def test_trains_evaluates_checkpoints_and_logs(trained, data_dir):
+  workdir, summary = trained
+  assert summary['num_images'] == 2
+  names = ['GOPR0000_00_00/000000.png', 'GOPR0000_00_00/000001.png']
+  assert summary['input_psnr'] == pytest.approx(
+      np.mean([input_psnr(data_dir, n) for n in names]), abs=1e-3)
+  assert np.isfinite(summary['psnr']) and 0 < summary['ssim'] <= 1
+  assert 0 < summary['input_ssim'] <= 1
+  manager = checkpoints.create_manager(str(workdir), keep=1, read_only=True)
+  assert list(manager.all_steps()) == [2, 3]
+  saved = manager.restore(3, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
+  assert saved['model']['base_width'] == 8
+  logged = train_scalars(str(workdir))
+  assert sorted(logged['train/loss']) == [1, 2, 3]
+  assert logged['eval/psnr'] == {3: pytest.approx(summary['psnr'], rel=1e-6)}
+
+
+def test_a_log_window_averages_its_steps(trained, config, tmp_path):
+  """Logging every 3 steps writes the mean of the 3 losses logged one by one."""
+  config.train.log_every_steps = 3
+  loop.train_and_evaluate(config, str(tmp_path))
+  per_step = train_scalars(str(trained[0]))
+  windowed = train_scalars(str(tmp_path))
+  assert sorted(windowed['train/loss']) == [3]
+  for tag in ('train/loss', 'train/grad_norm', 'train/psnr'):
+    assert windowed[tag][3] == pytest.approx(np.mean(list(per_step[tag].values())), rel=1e-5)
+
+
+def test_num_epochs_sets_the_number_of_steps():
+  train = ml_collections.ConfigDict(dict(num_train_steps=-1, num_epochs=2.5))
+  assert loop.num_train_steps(train, steps_per_epoch=4) == 10
+  train.num_train_steps = 7
+  assert loop.num_train_steps(train, steps_per_epoch=4) == 7
+  train.num_train_steps, train.num_epochs = -1, 0.1
+  with pytest.raises(InputError, match=r'num_epochs=0\.1 of 4 steps is less than one step'):
+    loop.num_train_steps(train, steps_per_epoch=4)
+
+
+def test_resume_continues_exactly_where_it_stopped(config, tmp_path):
+  """A run that crashed after its step-2 checkpoint, resumed, ends with the same
+  parameters as the run that was never interrupted. The learning rate changes
+  every step (cosine) and dropout draws new masks every step."""
+  config.optimizer.schedule = 'cosine'
+  config.optimizer.warmup_steps = 1
+  config.model.dropout_rate = 0.3
+  config.train.num_train_steps = 4
+  config.train.eval_every_steps = 100  # evaluate only at the end
+  straight, crashed = tmp_path / 'straight', tmp_path / 'crashed'
+  loop.train_and_evaluate(config, str(straight))
+
+  shutil.copytree(straight, crashed)
+  manager = checkpoints.create_manager(str(crashed), keep=2)
+  assert list(manager.all_steps()) == [2, 4]
+  manager.delete(4)
+  manager.close()
+  loop.train_and_evaluate(config, str(crashed))
+
+  assert_trees_equal(saved_params(straight, 4), saved_params(crashed, 4))
+  assert not np.array_equal(jax.tree.leaves(saved_params(crashed, 2))[0],
+                            jax.tree.leaves(saved_params(crashed, 4))[0])
+
+
+def test_eval_mode_writes_per_image_csv_and_summary_json(trained, config):
+  workdir = trained[0]
+  config.eval.checkpoint_step = 2
+  summary = evaluator.evaluate_checkpoint(config, str(workdir))
+  assert summary['step'] == 2
+  with open(workdir / 'eval' / 'step_2.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert [r['name'] for r in rows] == ['GOPR0000_00_00/000000.png', 'GOPR0000_00_00/000001.png']
+  assert set(rows[0]) == {'name', 'psnr', 'ssim', 'mse', 'input_psnr', 'input_ssim'}
+  for row in rows:  # each row's input PSNR is that of its own files
+    assert float(row['input_psnr']) == pytest.approx(input_psnr(config.data.dir, row['name']),
+                                                     abs=1e-3)
+  with open(workdir / 'eval' / 'step_2.json') as f:
+    saved = json.load(f)
+  assert saved['psnr'] == pytest.approx(np.mean([float(r['psnr']) for r in rows]), abs=1e-5)
+  assert saved['groups']['GOPR0000_00_00']['ssim'] == pytest.approx(saved['ssim'])
+  config.eval.checkpoint_step = 7
+  with pytest.raises(InputError, match=r'No checkpoint at step 7.*\[2, 3\]'):
+    evaluator.evaluate_checkpoint(config, str(workdir))
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(trained, config, tmp_path):
+  config.model.base_width = 16
+  message = r'config\.model\.base_width: checkpoint has 8, config has 16'
+  with pytest.raises(InputError, match=message):
+    loop.train_and_evaluate(config, str(copy_of(trained, tmp_path)))
+
+
+def test_checkpoint_with_another_optimizer_state_is_a_clear_error(trained, config, tmp_path):
+  config.optimizer.grad_clip_norm = 1.0
+  with pytest.raises(InputError, match=r'config\.optimizer\.grad_clip_norm > 0: checkpoint has '
+                                       r'False, config has True'):
+    loop.train_and_evaluate(config, str(copy_of(trained, tmp_path)))
+
+
+def test_a_partial_checkpoint_from_a_crash_is_ignored(trained, config, tmp_path):
+  workdir = copy_of(trained, tmp_path)
+  partial = workdir / 'checkpoints' / '5.orbax-checkpoint-tmp-1234'
+  (partial / 'model').mkdir(parents=True)
+  (partial / 'model' / 'garbage').write_bytes(b'\x00' * 10)
+  loop.train_and_evaluate(config, str(workdir))  # finished: nothing to train
+  manager = checkpoints.create_manager(str(workdir), keep=1, read_only=True)
+  assert list(manager.all_steps()) == [2, 3]
+  assert not partial.exists()
+
+
+def test_keeps_the_latest_checkpoints_and_the_best_by_psnr_across_restarts(tmp_path):
+
+  class State:
+    step = jnp.array(0)
+    params = {'w': jnp.zeros(2)}
+    batch_stats = {}
+    opt_state = {'m': jnp.zeros(2)}
+    ema_params = None
+    plateau = None
+
+    def variables(self):
+      return {'params': self.params}
+
+  def save_all(saves):
+    manager = checkpoints.create_manager(str(tmp_path), keep=2)
+    for step, psnr in saves:
+      checkpoints.save(manager, step, State(), {'seed': 0},
+                         None if psnr is None else {'psnr': psnr})
+    manager.wait_until_finished()
+    steps = list(manager.all_steps())
+    manager.close()
+    return steps
+
+  assert save_all([(1, 20.0), (2, 31.0), (3, 25.0)]) == [2, 3]
+  # A new process (a resumed run) still knows step 2 is the best.
+  assert save_all([(4, None), (5, 22.0), (6, None)]) == [2, 5, 6]
+
+
+@pytest.mark.parametrize('field,value,message', [
+    (('data', 'crop_size'), 30, r'crop_size=30 must be a multiple of 4'),
+    (('train', 'batch_size'), 6, r'batch_size=6 must be a positive multiple of the number of '
+                                 r'devices \(4\)'),
+    (('train', 'compute_dtype'), 'float16', r"compute_dtype 'float16'"),
+    (('train', 'eval_every_steps'), 0, r'eval_every_steps=0 must be positive'),
+])
+def test_bad_config_values_are_errors_naming_the_field(config, tmp_path, field, value, message):
+  config[field[0]][field[1]] = value
+  with pytest.raises(InputError, match=message):
+    loop.train_and_evaluate(config, str(tmp_path))
+
+
+@pytest.mark.parametrize('field,value,message', [
+    (('train', 'ema_decay'), 2.0, r'ema_decay=2\.0 must lie in \[0, 1\)'),
+    (('train', 'monitor'), 'loss', r"config\.train\.monitor 'loss'"),
+    (('train', 'plateau_factor'), 1.5, r'plateau_factor=1\.5'),
+    (('train', 'early_stop_patience'), -1, r'early_stop_patience'),
+    (('train', 'keep_checkpoints'), 0, r'keep_checkpoints=0 must be positive'),
+    (('optimizer', 'name'), 'adagrad', r"Unknown optimizer 'adagrad'"),
+    (('gan', 'critic_steps'), 0, r'config\.gan\.discriminator\.name=.* is set'),
+])
+def test_config_errors_come_before_any_data_is_read(config, tmp_path, monkeypatch, field, value,
+                                                     message):
+  def no_data(*args, **kwargs):
+    raise AssertionError('data was read before the config was checked')
+  for name in ('create_train_dataset', 'find_eval_pairs'):
+    monkeypatch.setattr(pipeline, name, no_data)
+  config.data.dir = str(tmp_path / 'does_not_exist')
+  if field[0] == 'gan':
+    config.gan.discriminator.name = 'patchgan'  # the tiny MIMO-UNet is no GAN generator
+  config[field[0]][field[1]] = value
+  with pytest.raises(InputError, match=message):
+    loop.train_and_evaluate(config, str(tmp_path / 'work'))
