@@ -92,13 +92,14 @@ def write_tiny_checkpoint(workdir, step=1, **model_overrides):
   from configs import tiny  # pylint: disable=g-import-not-at-top
   from deblur_jax import models
   from deblur_jax.parallel import sharding
-  from deblur_jax.training import checkpoints, optimizers, train_step
+  from deblur_jax.training import checkpoints, optimizers
+  from deblur_jax.training import state as state_lib
   config = tiny.get_config()
   config.model.update(model_overrides)
   model = models.build_model(config.model)
   tx, _ = optimizers.build_optimizer(config.optimizer, 10, 1)
-  state = train_step.create_train_state(jax.random.key(0), model, tx, 32,
-                                        sharding.create_mesh(jax.devices()[:1]))
+  state = state_lib.create_train_state(jax.random.key(0), model, tx, 32,
+                                       sharding.create_mesh(jax.devices()[:1]))
   manager = checkpoints.create_manager(str(workdir), keep=1)
   checkpoints.save(manager, step, state, config.to_dict())
   manager.close()
