@@ -21,7 +21,7 @@ from deblur_jax.errors import InputError
 from deblur_jax.inference import deblur
 from deblur_jax.parallel import distributed
 from deblur_jax.training import loop
-from helpers import REPO, make_pair_tree
+from helpers import FAST_COMPILE_XLA_FLAGS, REPO, make_pair_tree
 
 TIMEOUT_S = 600  # per command; the training runs take 1-5 min on 2 busy CPU cores
 
@@ -74,7 +74,10 @@ def runs(tmp_path_factory):
   single, multi = root / 'one_process', root / 'two_processes'
   launched = start(['timeout', str(TIMEOUT_S), 'launch/multiprocess_cpu.sh', '2', '2',
                     'configs/tiny.py', str(multi), f'--config.data.dir={data_dir}'],
-                   {'XLA_FLAGS': '', 'PYTHON': sys.executable}, root / 'two_processes.log')
+                   # The launcher appends its device count to these flags: the same
+                   # compiled programs as this process's reference run.
+                   {'XLA_FLAGS': FAST_COMPILE_XLA_FLAGS, 'PYTHON': sys.executable},
+                   root / 'two_processes.log')
   try:
     config = tiny.get_config()
     config.data.dir = str(data_dir)

@@ -13,7 +13,7 @@ import pytest
 
 from deblur_jax.evaluation import evaluator
 from deblur_jax.training import checkpoints, loop
-from helpers import REPO, saved_item
+from helpers import REPO, saved_item, xla_flags
 
 TIMEOUT_S = 300
 
@@ -31,9 +31,10 @@ def main_command(workdir, *overrides, config='configs/tiny.py'):
 
 
 def subprocess_env(num_devices=4):
-  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL='2')
-  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={num_devices}'
-  return env
+  """The environment of a training subprocess: the XLA flags of this test process
+  (the same compiled programs, so the same rounding) with `num_devices` devices."""
+  return dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL='2',
+              XLA_FLAGS=xla_flags(num_devices))
 
 
 @pytest.fixture

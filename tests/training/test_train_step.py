@@ -89,10 +89,10 @@ def test_fsdp_shards_the_state_and_computes_the_same_step():
   mesh = sharding.create_mesh(jax.devices()[:4])
   model = models.build_model(config.model)
   tx, schedule = optimizers.build_optimizer(config.optimizer, 10, 1)
-  batch = sharding.make_global_batch(random_batch(), mesh)
+  batch = sharding.make_global_batch(random_batch(size=32), mesh)
   results = []
   for fsdp in (False, True):
-    state = create_train_state(jax.random.key(0), model, tx, 16, mesh, fsdp=fsdp)
+    state = create_train_state(jax.random.key(0), model, tx, 32, mesh, fsdp=fsdp)
     step = train_step.jit_train_step(mesh, loss_fn=losses.build_loss_fn(config.loss),
                                      learning_rate_fn=schedule, rng=jax.random.key(1),
                                      state_sharding=sharding.current_shardings(state))
