@@ -117,7 +117,7 @@ def test_remat_keeps_the_parameters_and_the_gradients():
     variables = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False)
     loss = lambda p: losses.build_loss_fn(config.loss)(  # noqa: E731
         model.apply({'params': p}, batch['blur'], train=True), batch['sharp'])
-    grads.append(jax.grad(loss)(variables['params']))
+    grads.append(jax.jit(jax.grad(loss))(variables['params']))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), *grads)
 
 
