@@ -42,6 +42,11 @@ def main(_):
     raise SystemExit(1)
 
 
-if __name__ == '__main__':
+def run() -> None:
+  """The console script's entry point."""
   _define_flags()
   cli.run(main)
+
+
+if __name__ == '__main__':
+  run()

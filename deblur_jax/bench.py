@@ -25,9 +25,11 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from deblur_jax import cli, models
+from deblur_jax import cli, models, runtime
+from deblur_jax.evaluation import eval_step
 from deblur_jax.parallel import sharding
 from deblur_jax.training import losses, optimizers, train_step
+from deblur_jax.training import state as state_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Configuration file (and :variant).',
@@ -109,11 +111,11 @@ def bench_train(config, mesh, batch: int, height: int, width: int, dtype: str, s
   model = models.build_model(config.model, jnp.dtype(dtype))
   tx, schedule = optimizers.build_optimizer(config.optimizer, num_train_steps=10**6,
                                             steps_per_epoch=1)
-  state = train_step.create_train_state(jax.random.key(0), model, tx, min(height, width), mesh,
+  state = state_lib.create_train_state(jax.random.key(0), model, tx, min(height, width), mesh,
                                         fsdp=config.train.fsdp)
   step_fn = train_step.jit_train_step(mesh, loss_fn=losses.build_loss_fn(config.loss),
                                       learning_rate_fn=schedule, rng=jax.random.key(1),
-                                      state_sharding=train_step.state_shardings(state))
+                                      state_sharding=sharding.current_shardings(state))
   data = _random_batch(batch, height, width, mesh)
   start = time.perf_counter()
   compiled = step_fn.lower(state, data).compile()
@@ -135,13 +137,13 @@ def bench_infer(config, mesh, batch: int, height: int, width: int, dtype: str, s
   variables = jax.jit(
       lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False),
       out_shardings=sharding.replicated(mesh))()
-  restore = jax.jit(
-      lambda v, x: train_step.restore_images(model.apply, v, x, model.size_multiple),
+  deblur_fn = jax.jit(
+      lambda v, x: eval_step.deblur_images(model.apply, v, x, model.size_multiple),
       in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh)),
       out_shardings=sharding.batch_sharded(mesh))
   images = _random_batch(batch, height, width, mesh)['blur']
   start = time.perf_counter()
-  compiled = restore.lower(variables, images).compile()
+  compiled = deblur_fn.lower(variables, images).compile()
   compile_s = time.perf_counter() - start
   times = time_calls(lambda: jax.block_until_ready(compiled(variables, images)), steps, warmup)
   return {'compile_s': compile_s, 'times': times, 'compiled': compiled,
@@ -154,6 +156,7 @@ def bench_input(config, mesh, batch: int, steps: int, warmup: int) -> dict:
   to set it up, decoding the training set for config.data.cache 'memory' or a new
   'file'."""
   from deblur_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  runtime.hide_accelerators_from_tensorflow()  # tf.data on the host only
   start = time.perf_counter()
   dataset, num_images = pipeline.create_train_dataset(
       config.data, seed=config.seed, global_batch=batch,
@@ -170,11 +173,11 @@ def bench_input(config, mesh, batch: int, steps: int, warmup: int) -> dict:
                     'crops_per_s_per_core': round(crops_per_s / cores, 3)}}
 
 
-def run(config, what: str, batch: int, height: int, width: int, dtype: str, steps: int,
+def run_benchmark(config, what: str, batch: int, height: int, width: int, dtype: str, steps: int,
         warmup: int) -> dict:
   """Benchmarks one configuration and returns the JSON record."""
   mesh = sharding.create_mesh()
-  sharding.local_batch_size(batch, mesh, '--batch')
+  sharding.check_batch_divisible(batch, mesh, '--batch')
   if what == 'train':
     result = bench_train(config, mesh, batch, height, width, dtype, steps, warmup)
   elif what == 'infer':
@@ -215,11 +218,16 @@ def main(_):
   height = FLAGS.height or FLAGS.size or config.data.crop_size
   width = FLAGS.width or FLAGS.size or config.data.crop_size
   default_batch = config.train.batch_size if FLAGS.what != 'infer' else jax.device_count()
-  record = run(config, FLAGS.what, FLAGS.batch or default_batch, height, width,
+  record = run_benchmark(config, FLAGS.what, FLAGS.batch or default_batch, height, width,
                FLAGS.dtype or config.train.compute_dtype, FLAGS.steps, FLAGS.warmup)
   record = {'config': config_flags.get_config_filename(FLAGS['config']), **record}
   print(json.dumps(record), flush=True)
 
 
-if __name__ == '__main__':
+def run() -> None:
+  """The console script's entry point."""
   cli.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -263,6 +263,11 @@ def main(_):
         f'--workdir={FLAGS.output} --mode=eval')
 
 
-if __name__ == '__main__':
+def run() -> None:
+  """The console script's entry point."""
   _define_flags()
   cli.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -123,6 +123,11 @@ def main(_):
         f'--config.loss.perceptual_weights={os.path.abspath(FLAGS.output)}')
 
 
-if __name__ == '__main__':
+def run() -> None:
+  """The console script's entry point."""
   _define_flags()
   cli.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -6,11 +6,11 @@
 
 The .jaxexport file is a serialised `jax.export.Exported` with the weights
 inside: float32 NHWC images (any batch, any height and width >= 4) in [0, 1]
-in, the restored images (clamped to [0, 1], same shape) out. Running it needs
+in, the deblurred images (clamped to [0, 1], same shape) out. Running it needs
 jax alone, not this library:
 
   exported = jax.export.deserialize(open('mimo.jaxexport', 'rb').read())
-  restored = exported.call(images)
+  deblurred = exported.call(images)
 """
 
 import os
@@ -38,9 +38,9 @@ IMAGE_CONSTRAINTS = ('h >= 4', 'w >= 4')
 
 
 def export(model, variables, platforms=None) -> jax.export.Exported:
-  """The restore function exported for any image shape."""
+  """The deblur_fn function exported for any image shape."""
   shape = jax.export.symbolic_shape(IMAGE_SHAPE, constraints=IMAGE_CONSTRAINTS)
-  return jax.export.export(deblur.make_restore_fn(model, variables), platforms=platforms)(
+  return jax.export.export(deblur.make_deblur_fn(model, variables), platforms=platforms)(
       jax.ShapeDtypeStruct(shape, jnp.float32))
 
 
@@ -49,14 +49,14 @@ def write_saved_model(model, variables, directory: str) -> None:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
 
-  converted = jax2tf.convert(deblur.make_restore_fn(model, variables), with_gradient=False,
+  converted = jax2tf.convert(deblur.make_deblur_fn(model, variables), with_gradient=False,
                              polymorphic_shapes=[IMAGE_SHAPE],
                              polymorphic_constraints=IMAGE_CONSTRAINTS)
   module = tf.Module()
-  module.restore = tf.function(
+  module.deblur_fn = tf.function(
       converted, autograph=False,
       input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name='images')])
-  tf.saved_model.save(module, directory, signatures={'serving_default': module.restore})
+  tf.saved_model.save(module, directory, signatures={'serving_default': module.deblur_fn})
 
 
 def main(_):
@@ -75,5 +75,10 @@ def main(_):
     logging.info('Wrote the SavedModel %s.', FLAGS.saved_model)
 
 
-if __name__ == '__main__':
+def run() -> None:
+  """The console script's entry point."""
   cli.run(main)
+
+
+if __name__ == '__main__':
+  run()

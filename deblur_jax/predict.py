@@ -26,14 +26,14 @@ from deblur_jax.inference import deblur
 FLAGS = flags.FLAGS
 cli.define_checkpoint_flags('load')
 flags.DEFINE_string('input', None, 'An image file or a folder of images (searched recursively).')
-flags.DEFINE_string('output', None, 'Folder for the restored images.')
+flags.DEFINE_string('output', None, 'Folder for the deblurred images.')
 flags.DEFINE_integer('tile', 0, 'Run overlapping tiles of this size (a multiple of 64) on '
                      'images larger than it, to bound memory; 0 = whole images.')
 flags.DEFINE_integer('tile_overlap', 32, 'Pixels shared by neighbouring tiles, blended.')
 flags.DEFINE_integer('bucket', 64, 'Image sides are padded up to multiples of this, so that '
                      'mixed sizes share compiled programs.')
 flags.DEFINE_boolean('ensemble', False, 'Average over the four 90-degree rotations (4x slower).')
-flags.DEFINE_boolean('compare', False, 'Also write NAME_compare.png: input | restored.')
+flags.DEFINE_boolean('compare', False, 'Also write NAME_compare.png: input | deblurred.')
 flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
 flags.mark_flags_as_required(['input', 'output'])
 
@@ -56,7 +56,7 @@ def main(_):
   model, variables, step = deblur.load_model(workdir, step, jnp.dtype(FLAGS.dtype))
   logging.info('Restoring %d images with %s from the checkpoint at step %d.', len(files),
                type(model).__name__, step)
-  restore = deblur.make_restore_fn(model, variables)
+  deblur_fn = deblur.make_deblur_fn(model, variables)
   bucket = int(np.lcm(FLAGS.bucket, model.size_multiple))
   failed = []
   for i, (path, name) in enumerate(files, 1):
@@ -67,20 +67,25 @@ def main(_):
       logging.warning('[%d/%d] skipped: %s', i, len(files), e)
       failed.append(path)
       continue
-    restored = deblur.restore_image(restore, image.rgb, bucket=bucket, tile=FLAGS.tile,
+    deblurred = deblur.deblur_image(deblur_fn, image.rgb, bucket=bucket, tile=FLAGS.tile,
                                        overlap=FLAGS.tile_overlap, ensemble=FLAGS.ensemble)
-    image_files.write_image(output_path(FLAGS.output, name), restored, image)
+    image_files.write_image(output_path(FLAGS.output, name), deblurred, image)
     if FLAGS.compare:
-      side_by_side = np.concatenate([image.rgb, restored], axis=1)
+      side_by_side = np.concatenate([image.rgb, deblurred], axis=1)
       image_files.write_image(output_path(FLAGS.output, name, '_compare'), side_by_side,
                            image_files.LoadedImage(side_by_side, 8, gray=False))
     logging.info('[%d/%d] %s (%dx%d) in %.2f s', i, len(files), name, image.rgb.shape[1],
                  image.rgb.shape[0], time.perf_counter() - start)
-  logging.info('Wrote %d restored images to %s; %d skipped.', len(files) - len(failed),
+  logging.info('Wrote %d deblurred images to %s; %d skipped.', len(files) - len(failed),
                FLAGS.output, len(failed))
   if failed:
     raise SystemExit(1)
 
 
-if __name__ == '__main__':
+def run() -> None:
+  """The console script's entry point."""
   cli.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -24,11 +24,11 @@ def images(*shape):
 
 def test_jax_export_round_trip_for_any_batch_and_size(tiny_model):
   _, model, variables = tiny_model
-  restored = jax.export.deserialize(export.export(model, variables).serialize())
-  reference = deblur.make_restore_fn(model, variables)
+  deblurred = jax.export.deserialize(export.export(model, variables).serialize())
+  reference = deblur.make_deblur_fn(model, variables)
   for shape in ((2, 20, 28, 3), (1, 21, 30, 3), (1, 5, 7, 3)):
     x = images(*shape)
-    out = np.asarray(restored.call(x))
+    out = np.asarray(deblurred.call(x))
     assert out.shape == shape
     np.testing.assert_allclose(out, reference(x), atol=1e-6)
 
@@ -40,7 +40,7 @@ def test_tensorflow_saved_model_round_trip(tiny_model, tmp_path):
   serve = tf.saved_model.load(str(tmp_path / 'saved')).signatures['serving_default']
   x = images(1, 19, 26, 3)
   (out,) = serve(images=tf.constant(x)).values()
-  np.testing.assert_allclose(out.numpy(), deblur.make_restore_fn(model, variables)(x),
+  np.testing.assert_allclose(out.numpy(), deblur.make_deblur_fn(model, variables)(x),
                              atol=1e-5)
 
 
@@ -50,7 +50,7 @@ def test_export_command_writes_a_loadable_file(tiny_model, tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   loaded = jax.export.deserialize((tmp_path / 'm.jaxexport').read_bytes())
   x = images(1, 12, 16, 3)
-  np.testing.assert_allclose(loaded.call(x), deblur.make_restore_fn(model, variables)(x),
+  np.testing.assert_allclose(loaded.call(x), deblur.make_deblur_fn(model, variables)(x),
                              atol=1e-6)
   proc = run_tool('deblur_jax.export', f'--workdir={workdir}', f'--output={tmp_path}')
   assert proc.returncode == 2 and 'is a folder; give a file name' in proc.stderr

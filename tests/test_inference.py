@@ -17,7 +17,7 @@ def restore_fns():
   model = mimo_unet.MIMOUNet(base_width=8, num_res=1)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
   identity = jax.tree.map(jnp.zeros_like, variables)  # all-zero weights return the input
-  return deblur.make_restore_fn(model, variables), deblur.make_restore_fn(model, identity)
+  return deblur.make_deblur_fn(model, variables), deblur.make_deblur_fn(model, identity)
 
 
 def image(height, width, seed=0):
@@ -26,46 +26,46 @@ def image(height, width, seed=0):
 
 @pytest.mark.parametrize('height,width', [(33, 47), (64, 64), (5, 90)])
 def test_odd_sizes_come_back_at_their_size(restore_fns, height, width):
-  restore, _ = restore_fns
-  out = deblur.restore_image(restore, image(height, width), bucket=64)
+  deblur_fn, _ = restore_fns
+  out = deblur.deblur_image(deblur_fn, image(height, width), bucket=64)
   assert out.shape == (height, width, 3)
   assert 0.0 <= out.min() and out.max() <= 1.0
 
 
 def test_buckets_do_not_change_an_image_of_the_bucket_size(restore_fns):
-  restore, _ = restore_fns
+  deblur_fn, _ = restore_fns
   x = image(64, 128)
-  np.testing.assert_allclose(deblur.restore_whole(restore, x, 64),
-                             deblur.restore_whole(restore, x, 4), atol=1e-6)
+  np.testing.assert_allclose(deblur.deblur_whole(deblur_fn, x, 64),
+                             deblur.deblur_whole(deblur_fn, x, 4), atol=1e-6)
 
 
 def test_tiles_blend_without_seams(restore_fns):
   """The identity model makes any seam visible: tiled output must equal the input."""
   _, identity = restore_fns
   x = image(150, 230)
-  np.testing.assert_allclose(deblur.restore_tiled(identity, x, 64, 16, multiple=4), x,
+  np.testing.assert_allclose(deblur.deblur_tiled(identity, x, 64, 16, multiple=4), x,
                              atol=1e-6)
 
 
 def test_tiled_inference_equals_whole_image_inference(restore_fns):
   """A real (random) model: tiles see less context than the whole image, so a
   little differs near tile edges, far below one 8-bit level on average."""
-  restore, _ = restore_fns
+  deblur_fn, _ = restore_fns
   x = image(150, 230)
-  whole = deblur.restore_whole(restore, x, 4)
-  tiled = deblur.restore_tiled(restore, x, 64, 32, multiple=4)
+  whole = deblur.deblur_whole(deblur_fn, x, 4)
+  tiled = deblur.deblur_tiled(deblur_fn, x, 64, 32, multiple=4)
   assert np.abs(tiled - whole).mean() < 5e-4
   assert np.abs(tiled - whole).max() < 1e-2
 
 
 def test_self_ensemble_averages_the_four_rotations(restore_fns):
-  restore, identity = restore_fns
+  deblur_fn, identity = restore_fns
   x = image(24, 40)
-  np.testing.assert_allclose(deblur.restore_image(identity, x, bucket=4, ensemble=True), x,
+  np.testing.assert_allclose(deblur.deblur_image(identity, x, bucket=4, ensemble=True), x,
                              atol=1e-6)
-  rotated = [np.rot90(deblur.restore_whole(restore, np.ascontiguousarray(np.rot90(x, k)), 4),
+  rotated = [np.rot90(deblur.deblur_whole(deblur_fn, np.ascontiguousarray(np.rot90(x, k)), 4),
                       -k) for k in range(4)]
-  np.testing.assert_allclose(deblur.restore_image(restore, x, bucket=4, ensemble=True),
+  np.testing.assert_allclose(deblur.deblur_image(deblur_fn, x, bucket=4, ensemble=True),
                              np.mean(rotated, axis=0), atol=1e-6)
 
 

@@ -30,7 +30,7 @@ def test_a_folder_of_mixed_images_is_restored_and_a_bad_file_skipped(workdir, tm
   out = tmp_path / 'out'
   proc = predict(f'--workdir={workdir}', f'--input={inputs}', f'--output={out}', '--compare')
   assert proc.returncode == 1, proc.stderr[-2000:]
-  assert 'broken.png' in proc.stderr and 'Wrote 3 restored images' in proc.stderr
+  assert 'broken.png' in proc.stderr and 'Wrote 3 deblurred images' in proc.stderr
   assert Image.open(out / 'odd.png').size == (53, 37)
   assert Image.open(out / 'odd_compare.png').size == (106, 37)
   assert Image.open(out / 'sub' / 'gray.png').mode == 'L'

@@ -1,7 +1,7 @@
 """Restoring whole images of any size with a saved model.
 
 Loading a checkpoint's model from its own saved config, and pure array
-functions around a compiled `restore` (NHWC batch in [0, 1] -> the model's
+functions around a compiled `deblur_fn` (NHWC batch in [0, 1] -> the model's
 clamped full-resolution output): size buckets (padding so that a folder of
 mixed sizes compiles a few programs, not one per image), overlapping tiles
 and self-ensemble.
@@ -19,7 +19,8 @@ import numpy as np
 
 from deblur_jax import models
 from deblur_jax.errors import InputError
-from deblur_jax.training import checkpoints, train_step
+from deblur_jax.evaluation import eval_step
+from deblur_jax.training import checkpoints
 
 
 def checkpoint_location(workdir, checkpoint, step):
@@ -56,14 +57,14 @@ def load_model(workdir: str, step=None, dtype=jnp.float32):
   return model, variables, step
 
 
-def make_restore_fn(model, variables) -> Callable:
-  """The jitted `images (N, H, W, 3) -> restored images`, any H and W."""
+def make_deblur_fn(model, variables) -> Callable:
+  """The jitted `images (N, H, W, 3) -> deblurred images`, any H and W."""
 
   @jax.jit
-  def restore(images):
-    return train_step.restore_images(model.apply, variables, images, model.size_multiple)
+  def deblur_fn(images):
+    return eval_step.deblur_images(model.apply, variables, images, model.size_multiple)
 
-  return restore
+  return deblur_fn
 
 
 def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -73,11 +74,11 @@ def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
   return np.pad(image, pad, mode='edge' if small else 'reflect')
 
 
-def restore_whole(restore: Callable, image: np.ndarray, bucket: int) -> np.ndarray:
-  """The restored (H, W, 3) image, run at H and W padded up to multiples of `bucket`."""
+def deblur_whole(deblur_fn: Callable, image: np.ndarray, bucket: int) -> np.ndarray:
+  """The deblurred (H, W, 3) image, run at H and W padded up to multiples of `bucket`."""
   height, width = image.shape[:2]
   padded = _pad_to(image, _round_up(height, bucket), _round_up(width, bucket))
-  return np.asarray(restore(padded[None]))[0, :height, :width]
+  return np.asarray(deblur_fn(padded[None]))[0, :height, :width]
 
 
 def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -105,11 +106,11 @@ def _round_up(length: int, multiple: int) -> int:
   return math.ceil(length / multiple) * multiple
 
 
-def restore_tiled(restore: Callable, image: np.ndarray, tile: int, overlap: int,
+def deblur_tiled(deblur_fn: Callable, image: np.ndarray, tile: int, overlap: int,
                   multiple: int, batch: int = 4) -> np.ndarray:
-  """The restored (H, W, 3) image from overlapping tile x tile crops, blended
+  """The deblurred (H, W, 3) image from overlapping tile x tile crops, blended
   with linear ramps across each overlap so that no seam shows. The image is
-  first padded to `multiple` like `restore_whole`, so borders match it. Memory
+  first padded to `multiple` like `deblur_whole`, so borders match it. Memory
   is that of `batch` tiles, whatever the image size."""
   if not 0 <= overlap < tile or tile % multiple:
     raise ValueError(f'Tile overlap {overlap} must lie in [0, tile={tile}), and the tile must '
@@ -126,7 +127,7 @@ def restore_tiled(restore: Callable, image: np.ndarray, tile: int, overlap: int,
     chunk = boxes[first:first + batch]
     crops = [padded[y:y + tile, x:x + tile] for y, x in chunk]
     crops += [crops[0]] * (batch - len(crops))  # one compiled shape for every batch
-    outputs = np.asarray(restore(np.stack(crops)))
+    outputs = np.asarray(deblur_fn(np.stack(crops)))
     for (y, x), out in zip(chunk, outputs):
       w = np.outer(_ramp(tile, overlap, y == ys[0], y == ys[-1]),
                    _ramp(tile, overlap, x == xs[0], x == xs[-1]))[..., None]
@@ -135,19 +136,19 @@ def restore_tiled(restore: Callable, image: np.ndarray, tile: int, overlap: int,
   return (total / weight)[:height, :width]
 
 
-def restore_image(restore: Callable, image: np.ndarray, *, bucket: int = 64, tile: int = 0,
+def deblur_image(deblur_fn: Callable, image: np.ndarray, *, bucket: int = 64, tile: int = 0,
                   overlap: int = 32, ensemble: bool = False) -> np.ndarray:
-  """The restored (H, W, 3) image in [0, 1].
+  """The deblurred (H, W, 3) image in [0, 1].
 
   Sides are padded to multiples of `bucket` (itself a multiple of the model's
   size multiple). tile > 0 runs overlapping tiles when the image is larger
   than a tile. ensemble averages the outputs for the four 90-degree rotations
   of the input (the MIMO-UNet++ protocol).
   """
-  single = functools.partial(restore_tiled, restore, tile=tile, overlap=overlap,
+  single = functools.partial(deblur_tiled, deblur_fn, tile=tile, overlap=overlap,
                              multiple=bucket)
   if not tile or max(image.shape[:2]) <= tile:
-    single = functools.partial(restore_whole, restore, bucket=bucket)
+    single = functools.partial(deblur_whole, deblur_fn, bucket=bucket)
   if not ensemble:
     return single(image)
   outputs = [np.rot90(single(np.ascontiguousarray(np.rot90(image, k))), -k) for k in range(4)]
