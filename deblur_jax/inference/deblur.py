@@ -1,4 +1,4 @@
-"""Restoring whole images of any size with a saved model.
+"""Deblurring whole images of any size with a saved model: whole, tiled or ensembled.
 
 Loading a checkpoint's model from its own saved config, and pure array
 functions around a compiled `deblur_fn` (NHWC batch in [0, 1] -> the model's

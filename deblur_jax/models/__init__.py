@@ -14,11 +14,11 @@ from deblur_jax.models import autoencoder, gan, mimo_unet, resunet, unet
 # and `size_multiple` is what its input height and width must divide by.
 MODELS = {
     'mimo_unet': mimo_unet.MIMOUNet,
-    'unet': unet.UNet,  # Seed report 001.
-    'resunet': resunet.ResUNet,  # Seed report 003.
-    'autoencoder': autoencoder.ConvAutoencoder,  # Seed report 002.
-    'attention_autoencoder': autoencoder.AttentionAutoencoder,  # Seed report 004.
-    'gan_generator': gan.ResnetGenerator,  # Seed report 004 (DeblurGAN).
+    'unet': unet.UNet,  # The BatchNorm UNet (Keras, Gaussian blurs).
+    'resunet': resunet.ResUNet,  # The UNet-ResNet hybrid (972,739 params).
+    'autoencoder': autoencoder.ConvAutoencoder,  # The plain conv autoencoder.
+    'attention_autoencoder': autoencoder.AttentionAutoencoder,  # Dilated + attention.
+    'gan_generator': gan.ResnetGenerator,  # DeblurGAN-style ResNet generator.
 }
 
 

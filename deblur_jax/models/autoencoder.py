@@ -1,11 +1,13 @@
-"""Convolutional autoencoders of seed reports 002 and 004 as Flax linen modules, NHWC.
+"""Two convolutional deblurring autoencoders as Flax linen modules, NHWC.
 
-Two registry names, since the two share no layers: 'autoencoder' (report 002)
-and 'attention_autoencoder' (report 004). Neither report lists its layers;
-these are small designs that follow their descriptions. Both are fully
-convolutional (any size divisible by 8), end in a sigmoid since both reports
-scale images to [0, 1], and use Keras' glorot-uniform kernels with zero biases.
-Neither has BatchNorm or dropout.
+Two registry names, since the two share no layers: 'autoencoder' (a plain
+autoencoder trained with MSE and Adam with ReduceLROnPlateau on 350 pairs) and
+'attention_autoencoder' (a GoPro autoencoder with a dilated bottleneck and
+attention). Neither report lists its layers; these are small designs that
+follow their descriptions. Both are fully convolutional (any size divisible
+by 8), end in a sigmoid since both reports scale images to [0, 1], and use
+Keras' glorot-uniform kernels with zero biases. Neither has BatchNorm or
+dropout.
 """
 
 import functools
@@ -20,7 +22,7 @@ _conv = functools.partial(nn.Conv, kernel_size=(3, 3), kernel_init=glorot_unifor
 
 
 class ConvAutoencoder(nn.Module):
-  """Report 002: strided-conv encoder, transposed-conv decoder.
+  """The plain autoencoder: strided-conv encoder, transposed-conv decoder.
 
   Three 3x3 stride-2 convs + ReLU (b, 2b, 4b channels) compress to 1/8
   resolution; three 3x3 stride-2 transposed convs + ReLU (4b, 2b, b) expand
@@ -71,8 +73,8 @@ class AttentionGate(nn.Module):
 
 
 class AttentionAutoencoder(nn.Module):
-  """Report 004's autoencoder: progressive downsampling, dilated bottleneck,
-  residual attention decoder.
+  """The GoPro autoencoder (10.3M parameters in its report): progressive
+  downsampling, dilated bottleneck, residual attention decoder.
 
   Encoder: two 3x3 convs at full resolution (b), then per level a 3x3 stride-2
   conv and a 3x3 conv (2b at 1/2, 4b at 1/4). Bottleneck: a stride-2 conv to

@@ -1,4 +1,4 @@
-"""The GAN of seed report 004 (DeblurGAN-style) as Flax linen modules, NHWC.
+"""A DeblurGAN-style GAN (Kupyn et al., CVPR 2018) as Flax linen modules, NHWC.
 
 Generator ('gan_generator' in the model registry): DeblurGAN's ResNet
 generator (Kupyn et al. 2018, after Johnson et al.'s and CycleGAN's). A 7x7
@@ -171,7 +171,8 @@ class PatchGANDiscriminator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-  """Report 004's discriminator: strided convs + BatchNorm + LeakyReLU, one logit per image.
+  """A GoPro GAN's discriminator: strided convs + BatchNorm + LeakyReLU, one logit
+  per image.
 
   `num_layers` 4x4 stride-2 convs (b, 2b, 4b, ... channels, at most 8b) with
   BatchNorm on all but the first and LeakyReLU(0.2), then a global average

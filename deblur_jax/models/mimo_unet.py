@@ -235,7 +235,7 @@ class MIMOUNet(nn.Module):
       MIMO-UNet+).
     dropout_rate: channel dropout (Dropout2d) on the two AFF outputs (0.1 for
       MIMO-UNet+, 0 for MIMO-UNet).
-    batch_norm: BatchNorm after every conv (seed report 000's modification;
+    batch_norm: BatchNorm after every conv (a modification some MIMO-UNet users add;
       the official model has none).
     remat: recompute the ResBlocks' activations in the backward pass instead
       of storing them (less training memory, about a third more compute).

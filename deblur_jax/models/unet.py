@@ -1,4 +1,4 @@
-"""The UNet of seed report 001 (Keras) as a Flax linen module, NHWC.
+"""The BatchNorm UNet deblurrer (Keras, 7,763,491 parameters) as a Flax linen module, NHWC.
 
 The report gives the layer types and two numbers: 7,763,491 parameters of
 which 1,664 are non-trainable. This reconstruction matches both exactly:
@@ -129,7 +129,7 @@ class ConvBlock(nn.Module):
 
 
 class UNet(nn.Module):
-  """Report 001's UNet: four pooling levels, transposed-conv decoder, sigmoid output.
+  """The BatchNorm UNet: four pooling levels, transposed-conv decoder, sigmoid output.
 
   Attributes:
     base_features: channels at full resolution (32 in the report); 2x, 4x, 8x
