@@ -1,27 +1,18 @@
 """The command line: one device count or four give the same model; bad input exits cleanly."""
 
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from helpers import REPO
-
-TIMEOUT_S = 300
+from helpers import run_tool
 
 
 def run_main(workdir, *overrides, devices=1, mode='train'):
-  env = dict(os.environ)
-  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
-  env['PYTHONPATH'] = str(REPO)
-  cmd = [sys.executable, '-m', 'deblur_jax.main', '--config=configs/tiny.py',
-         f'--workdir={workdir}', f'--mode={mode}', *overrides]
-  return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=TIMEOUT_S, check=False)
+  return run_tool('deblur_jax.main', '--config=configs/tiny.py', f'--workdir={workdir}',
+                  f'--mode={mode}', *overrides, num_devices=devices)
 
 
 def final_params(workdir, step):

@@ -22,7 +22,7 @@ from deblur_jax.errors import InputError
 from deblur_jax.models import mimo_unet
 from deblur_jax.training import checkpoints
 from deblur_jax.weights import pytorch_reader
-from helpers import FIXTURES, REPO
+from helpers import FIXTURES, REPO, xla_flags
 
 DATA = FIXTURES
 FORMATS = ('legacy', 'zip')
@@ -263,7 +263,7 @@ def test_a_pickle_cannot_change_the_allowed_globals(tmp_path):
 def test_cli_refuses_an_output_path_that_is_a_file(tmp_path):
   output = tmp_path / 'out.txt'
   output.write_text('keep me')
-  env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS='')
+  env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=xla_flags(1))
   proc = subprocess.run(
       [sys.executable, '-m', 'deblur_jax.convert', f'--input={tiny_checkpoint("zip")}',
        '--model=mimo_unet', f'--output={output}'],

@@ -56,11 +56,12 @@ def torch_conv_transpose(x, kernel, bias):
 
 
 def test_transposed_conv_equals_torch_definition():
-  layer = mimo_unet.ConvTranspose4x4(features=5)
+  layer = mimo_unet.BasicConv(5, kernel_size=4, stride=2, relu=False, transpose=True)
   x = np.random.default_rng(0).normal(size=(2, 5, 7, 3)).astype(np.float32)
   variables = layer.init(jax.random.key(0), x)
-  kernel = np.asarray(variables['params']['kernel'], np.float64)
-  bias = np.asarray(variables['params']['bias'], np.float64)
+  kernel = np.asarray(variables['params']['conv']['kernel'], np.float64)
+  bias = np.asarray(variables['params']['conv']['bias'], np.float64)
+  assert np.abs(kernel).max() <= (5 * 16) ** -0.5  # PyTorch's init bound
   np.testing.assert_allclose(layer.apply(variables, x),
                              torch_conv_transpose(x.astype(np.float64), kernel, bias), atol=1e-5)
 

@@ -11,7 +11,7 @@ import pytest
 
 from deblur_jax import models
 from deblur_jax.errors import InputError
-from deblur_jax.models import gan, unet
+from deblur_jax.models import gan, layers
 
 # name -> knobs for a model small enough to run in a test, and an input (H, W).
 TINY = {
@@ -183,7 +183,7 @@ def test_conv_transpose_2x_equals_its_definition(kernel_size):
   x = rng.normal(size=(2, 3, 4, 3)).astype(np.float32)
   kernel = rng.normal(size=(kernel_size, kernel_size, 3, 5)).astype(np.float32)
   bias = np.arange(5.0, dtype=np.float32)
-  layer = unet.ConvTranspose2x(features=5, kernel_size=kernel_size)
+  layer = layers.ConvTranspose2x(features=5, kernel_size=kernel_size)
   out = layer.apply({'params': {'kernel': kernel, 'bias': bias}}, x)
   np.testing.assert_allclose(out, naive_conv_transpose(x, kernel, bias), atol=1e-4)
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
-from deblur_jax.models.unet import ConvTranspose2x, check_images, glorot_uniform
+from deblur_jax.models.layers import ConvTranspose2x, check_images, glorot_uniform
 
 _conv = functools.partial(nn.Conv, kernel_size=(3, 3), kernel_init=glorot_uniform)
 

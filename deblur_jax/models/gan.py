@@ -29,13 +29,9 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
-from deblur_jax.models.unet import ConvTranspose2x, check_images
+from deblur_jax.models.layers import ConvTranspose2x, check_images, reflect_pad
 
 _init = nn.initializers.normal(0.02)
-
-
-def _reflect_pad(x, pad: int):
-  return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='reflect')
 
 
 class ReflectConv(nn.Module):
@@ -48,7 +44,7 @@ class ReflectConv(nn.Module):
   def __call__(self, x):
     k = self.kernel_size
     return nn.Conv(self.features, (k, k), padding='VALID', kernel_init=_init, dtype=self.dtype,
-                   name='conv')(_reflect_pad(x, k // 2))
+                   name='conv')(reflect_pad(x, k // 2))
 
 
 def _instance_norm(dtype, name):

@@ -22,9 +22,9 @@ from typing import Any, ClassVar, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from deblur_jax.models import image_ops
+from deblur_jax.models.layers import ConvTranspose2x
 
 
 def _torch_uniform(fan_in: int):
@@ -35,48 +35,6 @@ def _torch_uniform(fan_in: int):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
 
   return init
-
-
-# Which 4x4 transposed-conv tap feeds each tap of the equivalent 3x3 conv, per
-# axis and output phase: PyTorch's ConvTranspose2d(k=4, s=2, p=1) writes input
-# pixel m to outputs 2m - 1 + k, so output 2m + 0 = x[m-1] w[3] + x[m] w[1] and
-# output 2m + 1 = x[m] w[2] + x[m+1] w[0].
-_SUBPIXEL_TAPS = np.zeros((2, 3, 4), np.float32)  # (phase, 3x3 tap, 4x4 tap)
-_SUBPIXEL_TAPS[0, 0, 3] = _SUBPIXEL_TAPS[0, 1, 1] = 1
-_SUBPIXEL_TAPS[1, 1, 2] = _SUBPIXEL_TAPS[1, 2, 0] = 1
-
-
-class ConvTranspose4x4(nn.Module):
-  """PyTorch's `ConvTranspose2d(kernel_size=4, stride=2, padding=1)`, computed fast.
-
-  The kernel is stored as (4, 4, in, out) in PyTorch's tap order (a PyTorch
-  weight (in, out, kh, kw) only needs a transpose, no flip). It is evaluated
-  as one 3x3 conv producing the four output phases, then a pixel shuffle: the
-  same numbers as the transposed conv, but XLA's CPU backend computes the
-  weight gradient of an even-sized or transposed kernel 20x slower.
-  """
-  features: int
-  use_bias: bool = True
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    in_features = x.shape[-1]
-    # PyTorch takes a transposed conv's fan_in from the output features.
-    init = _torch_uniform(self.features * 16)
-    kernel = self.param('kernel', init, (4, 4, in_features, self.features))
-    taps = jnp.asarray(_SUBPIXEL_TAPS, kernel.dtype)
-    kernel_3x3 = jnp.einsum('ayk,bxl,klio->yxiabo', taps, taps, kernel)
-    kernel_3x3 = kernel_3x3.reshape(3, 3, in_features, 4 * self.features)
-    y = jax.lax.conv_general_dilated(
-        x.astype(self.dtype), kernel_3x3.astype(self.dtype), (1, 1), ((1, 1), (1, 1)),
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    n, h, w, _ = y.shape
-    y = y.reshape(n, h, w, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5)
-    y = y.reshape(n, 2 * h, 2 * w, self.features)
-    if self.use_bias:
-      y = y + self.param('bias', init, (self.features,)).astype(self.dtype)
-    return y
 
 
 class Conv1x1(nn.Module):
@@ -120,8 +78,11 @@ class BasicConv(nn.Module):
       if (k, self.stride) != (4, 2):
         raise ValueError(f'Only 4x4 stride-2 transposed convs are supported, got {k}x{k} '
                          f'stride {self.stride}.')
-      x = ConvTranspose4x4(self.features, use_bias=not self.batch_norm, dtype=self.dtype,
-                           name='conv')(x)
+      # PyTorch's ConvTranspose2d(4, stride=2, padding=1), whose init takes its
+      # fan_in from the output features.
+      init = _torch_uniform(self.features * 16)
+      x = ConvTranspose2x(self.features, kernel_size=4, use_bias=not self.batch_norm,
+                          kernel_init=init, bias_init=init, dtype=self.dtype, name='conv')(x)
     elif k == 1 and self.stride == 1:
       x = Conv1x1(self.features, use_bias=not self.batch_norm, dtype=self.dtype,
                   name='conv')(x)

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
-from deblur_jax.models.unet import ConvTranspose2x, check_images, glorot_uniform
+from deblur_jax.models.layers import ConvTranspose2x, check_images, glorot_uniform
 
 
 class ResidualBlock(nn.Module):

@@ -22,93 +22,19 @@ which 1,664 are non-trainable. This reconstruction matches both exactly:
 
 Kernels use Keras' default glorot-uniform initialisation with zero biases, and
 BatchNorm Keras' momentum 0.99 and epsilon 1e-3.
-
-The stride-2 transposed conv the model zoo shares lives here too.
 """
 
 import functools
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
-import numpy as np
 
 from deblur_jax.errors import InputError
-
-glorot_uniform = nn.initializers.glorot_uniform()
+from deblur_jax.models.layers import ConvTranspose2x, check_images, glorot_uniform
 
 # config.model.batch_norm values -> (level, conv) pairs of encoder convs without BatchNorm.
 BATCH_NORM_PLACEMENTS = {'report': {(2, 1)}, 'encoder': set(), 'none': None}
-
-
-def check_images(model_name: str, x, size_multiple: int) -> None:
-  """Raises ValueError unless `x` is NHWC RGB with sides divisible by `size_multiple`."""
-  if x.ndim != 4 or x.shape[-1] != 3:
-    raise ValueError(f'{model_name} expects NHWC RGB images, got shape {x.shape}.')
-  if x.shape[1] % size_multiple or x.shape[2] % size_multiple:
-    raise ValueError(f'{model_name} needs height and width divisible by {size_multiple}, got '
-                     f'{x.shape[1]}x{x.shape[2]}; pad with image_ops.pad_to_multiple.')
-
-
-def _subpixel_taps(kernel_size: int) -> tuple[np.ndarray, int]:
-  """Which transposed-conv tap feeds each tap of the equivalent stride-1 conv.
-
-  Output 2m + r reads input m + d through tap t = r + p - 2d, p = (k - 1) // 2.
-  Returns taps (phase r, window offset d - d_min, tap t) and d_min.
-  """
-  k, p = kernel_size, (kernel_size - 1) // 2
-  pairs = [(r, d, r + p - 2 * d) for r in (0, 1) for d in range(-k, k + 1)
-           if 0 <= r + p - 2 * d < k]
-  d_min = min(d for _, d, _ in pairs)
-  d_max = max(d for _, d, _ in pairs)
-  taps = np.zeros((2, d_max - d_min + 1, k), np.float32)
-  for r, d, t in pairs:
-    taps[r, d - d_min, t] = 1
-  return taps, d_min
-
-
-class ConvTranspose2x(nn.Module):
-  """A stride-2 transposed conv: (N, H, W, C) -> (N, 2H, 2W, features).
-
-  Input pixel i adds x[i] * kernel[t] to output 2i + t - (k - 1) // 2 on each
-  axis: PyTorch's ConvTranspose2d(k, stride=2, padding=(k - 1) // 2,
-  output_padding=k % 2), and Keras' Conv2DTranspose(k, strides=2, 'same') for
-  k = 2 and 4 (for k = 3 Keras writes input i to 2i..2i+2, one pixel later). The kernel is
-  stored (k, k, in, out) like `nn.ConvTranspose`'s. It is evaluated as one
-  stride-1 conv producing the four output phases, then a pixel shuffle: the
-  same numbers, but XLA computes transposed convs (and their gradients) far
-  more slowly.
-  """
-  features: int
-  kernel_size: int = 2
-  use_bias: bool = True
-  kernel_init: Callable = glorot_uniform
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    k, in_features = self.kernel_size, x.shape[-1]
-    kernel = self.param('kernel', self.kernel_init, (k, k, in_features, self.features))
-    taps_np, d_min = _subpixel_taps(k)
-    taps = jnp.asarray(taps_np, kernel.dtype)
-    window = taps.shape[1]
-    phases = jnp.einsum('ayk,bxl,klio->yxiabo', taps, taps, kernel)
-    phases = phases.reshape(window, window, in_features, 4 * self.features).astype(self.dtype)
-    x = x.astype(self.dtype)
-    if window == 1:
-      # XLA's CPU backend runs 1x1 convolutions several times slower than this matmul.
-      y = jnp.einsum('nhwi,io->nhwo', x, phases[0, 0])
-    else:
-      pad = (-d_min, window - 1 + d_min)
-      y = jax.lax.conv_general_dilated(x, phases, (1, 1), (pad, pad),
-                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    n, h, w, _ = y.shape
-    y = y.reshape(n, h, w, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5)
-    y = y.reshape(n, 2 * h, 2 * w, self.features)
-    if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
-    return y
 
 
 class ConvBlock(nn.Module):
