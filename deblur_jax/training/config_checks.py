@@ -6,6 +6,7 @@ model) are built before the data too."""
 import jax.numpy as jnp
 
 from deblur_jax import models
+from deblur_jax.data import pipeline
 from deblur_jax.errors import InputError
 from deblur_jax.parallel import sharding
 from deblur_jax.training import losses, optimizers, validation_monitor
@@ -66,15 +67,18 @@ def _check_gan(config) -> None:
 
 
 def check_evaluation_config(config, mesh) -> None:
-  """The fields evaluation reads: compute dtype and the evaluation batch."""
+  """The fields evaluation reads: compute dtype, the evaluation batch and the
+  data fields that need no data to check."""
   compute_dtype(config.train)
+  pipeline.check_config(config.data)
   _check_positive('eval', config.eval, ('batch_size_per_device',))
   sharding.check_batch_divisible(config.eval.batch_size_per_device * mesh.devices.size, mesh,
                                  'config.eval.batch_size_per_device x devices')
 
 
 def check_training_config(config, mesh) -> None:
-  """Every field `train_and_evaluate` reads but the loss, model and data fields."""
+  """Every field `train_and_evaluate` reads but the loss and model fields (which
+  their builders check, also before any data is read)."""
   _check_positive('train', config.train, _POSITIVE_TRAIN_FIELDS)
   _check_length(config.train)
   sharding.check_batch_divisible(config.train.batch_size, mesh, 'config.train.batch_size')

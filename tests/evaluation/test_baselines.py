@@ -11,7 +11,7 @@ import skimage.data
 
 from deblur_jax.data.degrade import degradations, kernels, synthesize
 from deblur_jax.evaluation import baselines
-from helpers import REPO, smooth_image, write_png
+from helpers import REPO, smooth_image, write_png, xla_flags
 
 
 def _psnr(a, b):
@@ -66,7 +66,7 @@ def test_command_line_scores_a_synthesized_folder(tmp_path):
   synthesize.synthesize(str(tmp_path / 'photos'), str(data),
                         degradations.SyntheticBlur(kernels=('gauss7',)), seed=0)
   csv_path = tmp_path / 'scores.csv'
-  env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS='')
+  env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=xla_flags(1))
   done = subprocess.run([sys.executable, '-m', 'deblur_jax.baselines', f'--data={data}',
                          '--method=richardson_lucy', '--num_iter=10', f'--output={csv_path}'],
                         capture_output=True, text=True, env=env, timeout=120)

@@ -234,6 +234,8 @@ def test_bad_config_values_are_errors_naming_the_field(config, tmp_path, field, 
     (('train', 'keep_checkpoints'), 0, r'keep_checkpoints=0 must be positive'),
     (('optimizer', 'name'), 'adagrad', r"Unknown optimizer 'adagrad'"),
     (('gan', 'critic_steps'), 0, r'config\.gan\.discriminator\.name=.* is set'),
+    (('data', 'source'), 'demo', r'config\.data\.dir'),
+    (('data', 'cache'), 'disk', r'config\.data\.cache'),
 ])
 def test_config_errors_come_before_any_data_is_read(config, tmp_path, monkeypatch, field, value,
                                                      message):
