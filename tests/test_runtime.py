@@ -1,0 +1,59 @@
+"""Importing deblur_jax changes nothing in the process; the tools' settings are explicit."""
+
+import json
+import os
+import subprocess
+import sys
+
+from deblur_jax import runtime
+from helpers import REPO
+
+# Every library module: all sub-packages, and the shared top-level modules. The
+# command-line tools are left out only because several define the same absl flags.
+_IMPORT_ALL_LIBRARY_MODULES = """
+import importlib, json, os, pkgutil
+# TensorFlow sets variables of its own when imported (TF2_BEHAVIOR, ...): import the
+# dependencies first, so that what is compared is what deblur_jax itself does.
+import clu.metric_writers, flax, jax, optax, orbax.checkpoint, tensorflow, tensorflow_datasets
+before = dict(os.environ)
+import deblur_jax
+names = ['deblur_jax.cli', 'deblur_jax.errors', 'deblur_jax.files', 'deblur_jax.runtime']
+for package in ('models', 'data', 'training', 'evaluation', 'inference', 'weights', 'parallel'):
+  module = importlib.import_module(f'deblur_jax.{package}')
+  names += [m.name for m in pkgutil.walk_packages(module.__path__, f'deblur_jax.{package}.')
+            if m.name != 'deblur_jax.data.synthesize']  # the tool's old name
+for name in names:
+  importlib.import_module(name)
+changed = {k: (before.get(k), os.environ.get(k))
+           for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k)}
+print(json.dumps({'modules': len(names), 'changed': changed}))
+"""
+
+
+def test_importing_every_library_module_leaves_the_environment_unchanged():
+  env = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'TF_CPP_MIN_LOG_LEVEL')}
+  proc = subprocess.run([sys.executable, '-c', _IMPORT_ALL_LIBRARY_MODULES], cwd=REPO,
+                        env=dict(env, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+                        timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert result['modules'] > 40
+  assert result['changed'] == {}
+
+
+def test_the_tools_turn_ynnpack_fusions_off_unless_the_user_chose():
+  assert runtime.xla_flags_preferring_xla_cpu_convolutions('') == (
+      '--xla_cpu_experimental_ynn_fusion_type=')
+  assert runtime.xla_flags_preferring_xla_cpu_convolutions('--a=1') == (
+      '--a=1 --xla_cpu_experimental_ynn_fusion_type=')
+  chosen = '--xla_cpu_experimental_ynn_fusion_type=dot'
+  assert runtime.xla_flags_preferring_xla_cpu_convolutions(chosen) == chosen
+
+
+def test_configure_process_sets_the_flags_and_keeps_the_users(monkeypatch):
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
+  monkeypatch.setenv('TF_CPP_MIN_LOG_LEVEL', '0')
+  runtime.configure_process(hide_accelerators=False)
+  assert os.environ['XLA_FLAGS'] == ('--xla_force_host_platform_device_count=2 '
+                                     '--xla_cpu_experimental_ynn_fusion_type=')
+  assert os.environ['TF_CPP_MIN_LOG_LEVEL'] == '0'
