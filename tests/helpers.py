@@ -1,5 +1,6 @@
 """Test data: smooth random images and small GoPro-like PNG trees."""
 
+import glob
 import os
 import pathlib
 import subprocess
@@ -140,3 +141,14 @@ def run_tool(module, *args, num_devices=1):
   return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300, check=False)
 
+
+def train_scalars(workdir):
+  """{tag: {step: value}} of the scalars in workdir's TensorBoard event files."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  scalars = {}
+  for path in glob.glob(os.path.join(workdir, 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.metadata.plugin_data.plugin_name == 'scalars':
+          scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+  return scalars

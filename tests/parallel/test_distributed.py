@@ -15,13 +15,12 @@ import time
 import jax
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from deblur_jax.errors import InputError
 from deblur_jax.inference import deblur
 from deblur_jax.parallel import distributed
 from deblur_jax.training import loop
-from helpers import FAST_COMPILE_XLA_FLAGS, REPO, make_pair_tree
+from helpers import FAST_COMPILE_XLA_FLAGS, REPO, make_pair_tree, train_scalars
 
 TIMEOUT_S = 600  # per command; the training runs take 1-5 min on 2 busy CPU cores
 
@@ -43,17 +42,6 @@ def finish(procs, timeout_s=TIMEOUT_S):
       if p.poll() is None:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
-
-
-def train_scalars(workdir):
-  """{tag: {step: value}} of the scalars in workdir's TensorBoard event files."""
-  scalars = {}
-  for path in glob.glob(os.path.join(workdir, 'events.out.tfevents.*')):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.metadata.plugin_data.plugin_name == 'scalars':
-          scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
-  return scalars
 
 
 def final_params(workdir, step):

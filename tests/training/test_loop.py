@@ -1,7 +1,6 @@
 """The training loop end to end on a generated PNG tree (4 CPU devices)."""
 
 import csv
-import glob
 import json
 import os
 import shutil
@@ -12,7 +11,6 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-import tensorflow as tf
 from PIL import Image
 
 from configs import tiny
@@ -20,7 +18,7 @@ from deblur_jax.data import pipeline
 from deblur_jax.errors import InputError
 from deblur_jax.evaluation import evaluator
 from deblur_jax.training import checkpoints, loop
-from helpers import make_pair_tree, saved_item
+from helpers import make_pair_tree, saved_item, train_scalars
 
 
 def saved_params(workdir, step):
@@ -29,17 +27,6 @@ def saved_params(workdir, step):
 
 def assert_trees_equal(a, b):
   jax.tree.map(np.testing.assert_array_equal, a, b)
-
-
-def train_scalars(workdir):
-  """{tag: {step: value}} of the scalars in workdir's TensorBoard event files."""
-  scalars = {}
-  for path in glob.glob(os.path.join(workdir, 'events.out.tfevents.*')):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.metadata.plugin_data.plugin_name == 'scalars':
-          scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
-  return scalars
 
 
 def input_psnr(data_dir, name):
