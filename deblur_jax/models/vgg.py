@@ -14,18 +14,13 @@ VGG19), 'relu3_3' after it, 'pool3' after the block's max-pool.
     python -m deblur_jax.convert_vgg --input=vgg19-dcbb9e9d.pth --network=vgg19 \
         --output=vgg19.npz
 
-writes the file `load_vgg_params` reads.
+writes the file `deblur_jax.weights.vgg.load_vgg_params` reads.
 """
 
-import os
-import zipfile
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
-import numpy as np
-
-from deblur_jax.errors import InputError
 
 # Convs per block; every block ends with a 2x2 max-pool.
 BLOCKS = {
@@ -111,60 +106,3 @@ class VGGFeatures(nn.Module):
         return x
     raise AssertionError('unreachable: the layer is in the table')
 
-
-def unflatten(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
-  """{'features_0/kernel': a, ...} -> {'features_0': {'kernel': a, ...}, ...}."""
-  params: dict[str, dict[str, Any]] = {}
-  for key, value in flat.items():
-    module, name = key.split('/')
-    params.setdefault(module, {})[name] = value
-  return params
-
-
-def _how_to_convert(network: str) -> str:
-  url = TORCHVISION_FILES[network]
-  return (f"download torchvision's {network} weights ({url}) and convert them with "
-          f'python -m deblur_jax.convert_vgg --input={os.path.basename(url)} '
-          f'--network={network} --output={network}.npz')
-
-
-def key_problems(missing, unexpected, misshapen) -> list[str]:
-  """What is wrong with a weights file's keys, as phrases for an error message."""
-  named = (('missing', missing), ('unexpected', unexpected), ('misshapen', misshapen))
-  return [f'{kind} keys {keys}' for kind, keys in named if keys]
-
-
-def load_vgg_params(path: str, network: str, layer: str | None = None) -> dict:
-  """The Flax 'params' of `network` (float32) from an .npz written by deblur_jax.convert_vgg.
-
-  Every conv of `network` must be in the file with its shape (so a VGG19 file
-  is not taken for VGG16); only those `layer` needs are returned (all when
-  None). Raises InputError naming the file and what is wrong with it.
-  """
-  if network not in BLOCKS:
-    raise InputError(f'Unknown VGG network {network!r}; choose one of {sorted(BLOCKS)}.')
-  if layer is not None and layer not in layer_names(network):
-    raise InputError(f'{network} has no layer {layer!r}; choose one of '
-                     f'{layer_names(network)}.')
-  if not os.path.isfile(path):
-    raise InputError(f'The VGG weights file {path!r} does not exist: '
-                     f'{_how_to_convert(network)}.')
-  try:
-    with np.load(path, allow_pickle=False) as archive:
-      flat = {key: archive[key] for key in archive.files}
-  except (OSError, ValueError, zipfile.BadZipFile) as e:
-    raise InputError(f'{path} is not an .npz file of VGG weights ({e}); '
-                     f'{_how_to_convert(network)}.') from e
-  expected = param_shapes(network)
-  missing = [key for key in expected if key not in flat]
-  unexpected = sorted(set(flat) - set(expected))
-  misshapen = [f'{key} (expected {expected[key]}, found {flat[key].shape})'
-               for key in expected if key in flat and flat[key].shape != expected[key]]
-  problems = key_problems(missing, unexpected, misshapen)
-  if problems:
-    others = [n for n in BLOCKS if n != network and set(param_shapes(n)) == set(flat)]
-    hint = f' It looks like {others[0]} weights.' if others else ''
-    raise InputError(f'{path} does not hold {network} weights: ' + '; '.join(problems)
-                     + f'.{hint} To make one, {_how_to_convert(network)}.')
-  needed = param_shapes(network, layer)
-  return unflatten({key: jnp.asarray(flat[key], jnp.float32) for key in needed})

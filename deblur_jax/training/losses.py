@@ -20,6 +20,7 @@ import optax
 from deblur_jax.errors import InputError
 from deblur_jax.evaluation import metrics
 from deblur_jax.models import image_ops, vgg
+from deblur_jax.weights import vgg as vgg_weights
 
 # ----------------------------------------------------------------------------
 # Content losses at one scale.
@@ -158,7 +159,7 @@ def _perceptual_from_config(cfg) -> Callable:
         f"torchvision's {url.rsplit('/', 1)[-1]} ({url}) and run python -m "
         f'deblur_jax.convert_vgg --input={url.rsplit("/", 1)[-1]} --network={network} '
         f'--output={network}.npz')
-  params = vgg.load_vgg_params(path, network, layer)
+  params = vgg_weights.load_vgg_params(path, network, layer)
   return functools.partial(perceptual_loss, features_fn=vgg_features_fn(params, network, layer),
                            distance=DISTANCES[distance])
 

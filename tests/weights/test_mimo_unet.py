@@ -1,4 +1,4 @@
-"""The official-weights converter: PyTorch files read without PyTorch, mapped onto
+"""The official MIMO-UNet weights converter: PyTorch files read without PyTorch, mapped onto
 MIMOUNet, numerically equal to PyTorch, and bad files refused by name.
 
 tests/fixtures holds files written once by real PyTorch (pytorch_reference.py).
@@ -17,11 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deblur_jax import convert
 from deblur_jax.errors import InputError
 from deblur_jax.models import mimo_unet
 from deblur_jax.training import checkpoints
-from deblur_jax.weights import pytorch_reader
+from deblur_jax.weights import mimo_unet as mimo_weights
+from deblur_jax.weights import pytorch_reader, state_dicts
 from helpers import FIXTURES, REPO, xla_flags
 
 DATA = FIXTURES
@@ -34,7 +34,7 @@ def tiny_checkpoint(serialization):
 
 
 def tiny_state_dict(serialization='zip'):
-  return convert.find_state_dict(pytorch_reader.load(tiny_checkpoint(serialization)), 'tiny')
+  return state_dicts.find_state_dict(pytorch_reader.load(tiny_checkpoint(serialization)), 'tiny')
 
 
 class RunsCode:
@@ -79,12 +79,12 @@ def write_zip_file(path, obj):
     (('aff_0', 'conv_1', 'conv', 'kernel'), 'AFFs.0.conv.1.main.0.weight'),
 ])
 def test_flax_paths_map_to_the_official_keys(flax_path, key):
-  assert convert.torch_key(flax_path) == key
+  assert mimo_weights.torch_key(flax_path) == key
 
 
 @pytest.mark.parametrize('num_res,num_params', [(8, 6_807_171), (20, 16_107_651)])
 def test_expected_shapes_are_the_official_models(num_res, num_params):
-  shapes = convert.expected_torch_shapes(32, num_res)
+  shapes = mimo_weights.expected_torch_shapes(32, num_res)
   assert sum(np.prod(s) for s in shapes.values()) == num_params  # the paper's counts
   # A weight and a bias per conv: feat_extract, Convs, ConvsOut, SCMs, FAMs,
   # AFFs and two per ResBlock in six stacks.
@@ -100,21 +100,11 @@ def test_expected_shapes_are_the_official_models(num_res, num_params):
 def test_committed_checkpoint_has_exactly_the_expected_keys(serialization):
   checkpoint = pytorch_reader.load(tiny_checkpoint(serialization))
   assert checkpoint['epoch'] == 3
-  state_dict = convert.find_state_dict(checkpoint, 'tiny')
-  assert convert.infer_sizes(state_dict, (32, 8)) == TINY_SIZES
-  expected = convert.expected_torch_shapes(*TINY_SIZES)
+  state_dict = state_dicts.find_state_dict(checkpoint, 'tiny')
+  assert mimo_weights.infer_sizes(state_dict, (32, 8)) == TINY_SIZES
+  expected = mimo_weights.expected_torch_shapes(*TINY_SIZES)
   assert {k: v.shape for k, v in state_dict.items()} == expected
   assert all(v.dtype == np.float32 for v in state_dict.values())
-
-
-def test_state_dict_found_bare_or_under_model_without_module_prefix():
-  weight = np.zeros((2, 3), np.float32)
-  assert convert.find_state_dict({'model': {'a': weight}, 'epoch': 1}, 'f') == {'a': weight}
-  assert convert.find_state_dict({'module.a': weight}, 'f') == {'a': weight}
-  with pytest.raises(InputError, match=r"f holds a dict with keys \[epoch, net\]"):
-    convert.find_state_dict({'net': {'a': weight}, 'epoch': 1}, 'f')
-  with pytest.raises(InputError, match='f holds a list'):
-    convert.find_state_dict([weight], 'f')
 
 
 # ----------------------------------------------------------------------------
@@ -146,7 +136,7 @@ def test_reader_keeps_offsets_strides_dtypes_and_containers(serialization):
 @pytest.mark.parametrize('serialization', FORMATS)
 def test_converted_model_equals_pytorch_at_all_scales(serialization):
   state_dict = tiny_state_dict(serialization)
-  params = convert.convert_state_dict(state_dict, *TINY_SIZES, 'tiny')
+  params = mimo_weights.convert_state_dict(state_dict, *TINY_SIZES, 'tiny')
   data = np.load(DATA / 'mimo_unet_tiny_io.npz')
   outputs = mimo_unet.MIMOUNet(*TINY_SIZES).apply({'params': params}, jnp.asarray(data['input']))
   for name, output in zip(('out_4', 'out_2', 'out_1'), outputs):
@@ -158,7 +148,7 @@ def test_converted_model_equals_pytorch_at_all_scales(serialization):
                                                      ('mimo_unet_plus', 0.1)])
 def test_converted_checkpoint_restores_for_evaluation(tmp_path, caplog, model_name,
                                                       dropout_rate):
-  model_config = convert.convert(tiny_checkpoint('legacy'), model_name, str(tmp_path))
+  model_config = mimo_weights.convert_file(tiny_checkpoint('legacy'), model_name, str(tmp_path))
   assert model_config == {'name': 'mimo_unet', 'base_width': 4, 'num_res': 2,
                           'dropout_rate': dropout_rate, 'batch_norm': False}
   assert 'base width 4 and 2 ResBlocks per level, not the 32' in caplog.text
@@ -169,14 +159,14 @@ def test_converted_checkpoint_restores_for_evaluation(tmp_path, caplog, model_na
   variables, step = checkpoints.restore_model_variables(manager, template, model_config)
   manager.close()
   assert step == 0
-  expected = convert.convert_state_dict(tiny_state_dict(), *TINY_SIZES, 'tiny')
+  expected = mimo_weights.convert_state_dict(tiny_state_dict(), *TINY_SIZES, 'tiny')
   jax.tree.map(np.testing.assert_array_equal, variables['params'], expected)
 
 
 def test_convert_never_overwrites_checkpoints(tmp_path):
-  convert.convert(tiny_checkpoint('zip'), 'mimo_unet', str(tmp_path))
+  mimo_weights.convert_file(tiny_checkpoint('zip'), 'mimo_unet', str(tmp_path))
   with pytest.raises(InputError, match='already exists and is not an empty directory'):
-    convert.convert(tiny_checkpoint('zip'), 'mimo_unet', str(tmp_path))
+    mimo_weights.convert_file(tiny_checkpoint('zip'), 'mimo_unet', str(tmp_path))
 
 
 # ----------------------------------------------------------------------------
@@ -192,7 +182,7 @@ def test_missing_unexpected_and_misshapen_keys_are_named():
       .transpose(1, 0, 2, 3)
   state_dict['SCM2.conv.main.0.bias'] = state_dict['SCM2.conv.main.0.bias'].astype(np.int64)
   with pytest.raises(InputError) as error:
-    convert.convert_state_dict(state_dict, *TINY_SIZES, 'weights.pkl')
+    mimo_weights.convert_state_dict(state_dict, *TINY_SIZES, 'weights.pkl')
   message = str(error.value)
   assert message.startswith('weights.pkl does not hold a MIMO-UNet state dict with base width 4 '
                             'and 2 ResBlocks per level')
@@ -205,7 +195,7 @@ def test_missing_unexpected_and_misshapen_keys_are_named():
 
 def test_a_checkpoint_of_another_model_names_the_keys(tmp_path):
   with pytest.raises(InputError) as error:
-    convert.convert(str(DATA / 'other_model.pt'), 'mimo_unet', str(tmp_path))
+    mimo_weights.convert_file(str(DATA / 'other_model.pt'), 'mimo_unet', str(tmp_path))
   message = str(error.value)
   assert 'other_model.pt does not hold a MIMO-UNet state dict' in message
   assert '244 of its 244 keys are missing: [AFFs.0.conv.0.main.0.bias' in message
@@ -277,7 +267,7 @@ def test_cli_refuses_an_output_path_that_is_a_file(tmp_path):
 def test_training_on_converted_weights_is_a_clear_error(tmp_path, pair_tree):
   from configs import tiny  # pylint: disable=g-import-not-at-top
   from deblur_jax.training import loop  # pylint: disable=g-import-not-at-top
-  model_config = convert.convert(tiny_checkpoint('zip'), 'mimo_unet', str(tmp_path))
+  model_config = mimo_weights.convert_file(tiny_checkpoint('zip'), 'mimo_unet', str(tmp_path))
   config = tiny.get_config()
   config.model.update(model_config)
   config.data.dir = str(pair_tree)
