@@ -8,12 +8,13 @@ import jax
 import jax.numpy as jnp
 
 from deblur_jax.errors import InputError
-from deblur_jax.models import autoencoder, gan, mimo_unet, resunet, unet
+from deblur_jax.models import autoencoder, gan, mimo_unet, nafnet, resunet, unet
 
 # name -> linen module class. Each class's dataclass fields are its config knobs,
 # and `size_multiple` is what its input height and width must divide by.
 MODELS = {
     'mimo_unet': mimo_unet.MIMOUNet,
+    'nafnet': nafnet.NAFNet,  # NAFNet / NAFNetLocal (TLC with tlc_train_size).
     'unet': unet.UNet,  # The BatchNorm UNet (Keras, Gaussian blurs).
     'resunet': resunet.ResUNet,  # The UNet-ResNet hybrid (972,739 params).
     'autoencoder': autoencoder.ConvAutoencoder,  # The plain conv autoencoder.

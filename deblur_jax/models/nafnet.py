@@ -1,0 +1,229 @@
+"""NAFNet (Chen et al., "Simple Baselines for Image Restoration", ECCV 2022) as Flax
+linen modules, NHWC.
+
+Follows the official PyTorch code (github.com/megvii-research/NAFNet at 2b4af71,
+basicsr/models/archs/NAFNet_arch.py, arch_util.py and local_arch.py), with its
+module names so that official checkpoints map onto it by renaming alone:
+
+  PyTorch                                   Flax
+  intro, ending                             intro, ending
+  encoders.{i}.{j}.{conv1..conv5,norm1,norm2}  encoders_{i}_{j}/{conv1..conv5,norm1,norm2}
+  encoders.{i}.{j}.sca.1                    encoders_{i}_{j}/sca
+  encoders.{i}.{j}.beta, .gamma             encoders_{i}_{j}/beta, gamma
+  downs.{i}                                 downs_{i}
+  middle_blks.{j}.*                         middle_blks_{j}/*
+  ups.{i}.0                                 ups_{i}
+  decoders.{i}.{j}.*                        decoders_{i}_{j}/*
+
+Conv weights are Flax 'kernel's, LayerNorm2d weights 'scale's. Initialisation
+follows PyTorch's defaults (convs uniform in +-1/sqrt(fan_in), norms one and
+zero, beta and gamma zero), as the official training does.
+
+TLC (Chu et al., "Revisiting Global Statistics Aggregation for Improving Image
+Restoration", the official NAFNetLocal): at test time each channel attention
+averages over a window 1.5 times the training crop, scaled to its level,
+instead of over the whole image.
+"""
+
+import functools
+from typing import Any, ClassVar, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from deblur_jax.models.layers import check_images
+from deblur_jax.models.mimo_unet import Conv1x1, _torch_uniform
+
+# The official GoPro models (options/test/GoPro/NAFNet-width{32,64}.yml): NAFNetLocal
+# trained on 256x256 crops. 17,111,907 and 67,888,835 parameters.
+PRESETS = {
+    'nafnet_width32': {'width': 32, 'enc_blk_nums': (1, 1, 1, 28), 'middle_blk_num': 1,
+                       'dec_blk_nums': (1, 1, 1, 1), 'tlc_train_size': 256},
+    'nafnet_width64': {'width': 64, 'enc_blk_nums': (1, 1, 1, 28), 'middle_blk_num': 1,
+                       'dec_blk_nums': (1, 1, 1, 1), 'tlc_train_size': 256},
+}
+
+
+class LayerNorm2d(nn.LayerNorm):
+  """The official LayerNorm2d: each pixel normalised over its channels (biased
+  variance, eps 1e-6), then scaled and shifted per channel."""
+  epsilon: float = 1e-6
+  use_fast_variance: bool = False
+
+
+def pixel_shuffle(x, factor: int = 2):
+  """PyTorch's nn.PixelShuffle in NHWC: (N, H, W, C * r * r) -> (N, r * H, r * W, C).
+
+  Input channel c * r * r + i * r + j lands on output channel c at (r * h + i, r * w + j).
+  """
+  n, h, w, channels = x.shape
+  r = factor
+  x = x.reshape(n, h, w, channels // (r * r), r, r)
+  x = x.transpose(0, 1, 4, 2, 5, 3)  # (n, h, i, w, j, c)
+  return x.reshape(n, h * r, w * r, channels // (r * r))
+
+
+def simple_gate(x):
+  """(N, H, W, 2C) -> (N, H, W, C): the first half of the channels times the second."""
+  x1, x2 = jnp.split(x, 2, axis=-1)
+  return x1 * x2
+
+
+def tlc_kernel_sizes(train_size: int, levels: int) -> list[int]:
+  """The TLC pool window at each level 0..`levels` (`levels` is the middle blocks').
+
+  As the official AvgPool2d fixes it on NAFNetLocal's first forward pass, at a
+  `train_size` square input (zero-padded to a multiple of 2**levels): the
+  level's feature size there times base_size // train_size, base_size being
+  int(1.5 * train_size). For 256 and 4 levels: 384, 192, 96, 48, 24.
+  """
+  multiple = 2 ** levels
+  padded = -(-train_size // multiple) * multiple
+  base_size = int(train_size * 1.5)
+  return [(padded >> level) * base_size // train_size for level in range(levels + 1)]
+
+
+def tlc_avg_pool(x, kernel: int):
+  """The official TLC AvgPool2d (fast_imp=False) of (N, H, W, C): the mean over each
+  window of min(H, kernel) x min(W, kernel) pixels, from an integral image,
+  replicate-padded back to H x W (the extra row or column at the bottom and
+  right); (N, 1, 1, C), the global mean, when the window covers the whole map.
+  Computed in float32."""
+  n, h, w, c = x.shape
+  dtype, x = x.dtype, x.astype(jnp.float32)
+  if kernel >= h and kernel >= w:
+    return jnp.mean(x, axis=(1, 2), keepdims=True).astype(dtype)
+  k1, k2 = min(h, kernel), min(w, kernel)
+  s = jnp.cumsum(jnp.cumsum(x, axis=2), axis=1)
+  s = jnp.pad(s, ((0, 0), (1, 0), (1, 0), (0, 0)))
+  out = s[:, k1:, k2:] + s[:, :-k1, :-k2] - s[:, :-k1, k2:] - s[:, k1:, :-k2]
+  out = out / (k1 * k2)
+  pad_h, pad_w = h - out.shape[1], w - out.shape[2]
+  out = jnp.pad(out, ((0, 0), (pad_h // 2, (pad_h + 1) // 2), (pad_w // 2, (pad_w + 1) // 2),
+                      (0, 0)), mode='edge')
+  return out.astype(dtype)
+
+
+def _conv(features: int, kernel_size: int, fan_in: int, name: str, dtype: Any, **kwargs):
+  """A biased k x k conv with PyTorch's default init; padding k // 2 unless given."""
+  init = _torch_uniform(fan_in)
+  kwargs.setdefault('padding', kernel_size // 2)
+  return nn.Conv(features, (kernel_size, kernel_size), kernel_init=init, bias_init=init,
+                 dtype=dtype, name=name, **kwargs)
+
+
+class NAFBlock(nn.Module):
+  """The official NAFBlock: (N, H, W, C) -> (N, H, W, C).
+
+  LayerNorm, 1x1 conv to 2C, depthwise 3x3, SimpleGate, simplified channel
+  attention, 1x1 conv, dropout, scaled by beta and added; then LayerNorm, 1x1
+  conv to 2C, SimpleGate, 1x1 conv, dropout, scaled by gamma and added.
+
+  Attributes:
+    features: channels C.
+    tlc_kernel: the TLC pool window when not training (None: global pooling).
+    dropout_rate: element-wise dropout after both branches, in training.
+    dtype: compute dtype; parameters stay float32.
+  """
+  features: int
+  tlc_kernel: int | None = None
+  dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, inp, train: bool = False):
+    c = self.features
+    conv1x1 = functools.partial(Conv1x1, dtype=self.dtype)
+    dropout = functools.partial(nn.Dropout, self.dropout_rate, deterministic=not train)
+    zeros = nn.initializers.zeros
+
+    x = LayerNorm2d(dtype=self.dtype, name='norm1')(inp)
+    x = conv1x1(2 * c, name='conv1')(x)
+    x = _conv(2 * c, 3, 9, 'conv2', self.dtype, feature_group_count=2 * c)(x)
+    x = simple_gate(x)
+    if self.tlc_kernel is None or train:
+      pooled = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True).astype(x.dtype)
+    else:
+      pooled = tlc_avg_pool(x, self.tlc_kernel)
+    x = x * conv1x1(c, name='sca')(pooled)
+    x = conv1x1(c, name='conv3')(x)
+    x = dropout()(x)
+    y = inp + x * self.param('beta', zeros, (c,)).astype(self.dtype)
+
+    x = conv1x1(2 * c, name='conv4')(LayerNorm2d(dtype=self.dtype, name='norm2')(y))
+    x = simple_gate(x)
+    x = conv1x1(c, name='conv5')(x)
+    x = dropout()(x)
+    return y + x * self.param('gamma', zeros, (c,)).astype(self.dtype)
+
+
+class NAFNet(nn.Module):
+  """The official NAFNet / NAFNetLocal: a UNet of NAFBlocks with a global residual.
+
+  Attributes:
+    width: channels at full resolution, doubled at each level down.
+    enc_blk_nums: NAFBlocks per encoder level, top first (one level each).
+    middle_blk_num: NAFBlocks at the bottom.
+    dec_blk_nums: NAFBlocks per decoder level, bottom first; as many as enc_blk_nums.
+    dropout_rate: element-wise dropout in every NAFBlock, in training (the
+      official NAFNet always builds its blocks with 0).
+    tlc_train_size: None: channel attention pools globally (the official
+      NAFNet). The training crop side, e.g. 256: when not training it pools
+      locally over 1.5 times that crop as the official NAFNetLocal evaluates
+      (TLC). Training (train=True) always pools globally: at the training crop
+      TLC's window covers the whole map, so both are the same there.
+    dtype: compute dtype; parameters stay float32.
+
+  Call with images (N, H, W, 3) in [0, 1] of any size: they are zero-padded at
+  the bottom and right to a multiple of 2**len(enc_blk_nums) and the output is
+  cropped back. Returns [the restored images (N, H, W, 3)], float32, unclamped.
+  """
+  width: int = 32
+  enc_blk_nums: Sequence[int] = (1, 1, 1, 28)
+  middle_blk_num: int = 1
+  dec_blk_nums: Sequence[int] = (1, 1, 1, 1)
+  dropout_rate: float = 0.0
+  tlc_train_size: int | None = None
+  dtype: Any = jnp.float32
+
+  size_multiple: ClassVar[int] = 1  # Any size: the model pads internally.
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    check_images('NAFNet', x, self.size_multiple)
+    levels = len(self.enc_blk_nums)
+    if len(self.dec_blk_nums) != levels:
+      raise ValueError(f'NAFNet needs as many decoder as encoder levels, got enc_blk_nums='
+                       f'{tuple(self.enc_blk_nums)} and dec_blk_nums={tuple(self.dec_blk_nums)}.')
+    if self.tlc_train_size is None or train:
+      kernels = [None] * (levels + 1)
+    else:
+      kernels = tlc_kernel_sizes(self.tlc_train_size, levels)
+    block = functools.partial(NAFBlock, dropout_rate=self.dropout_rate, dtype=self.dtype)
+
+    # The residual is added to the float32 input, so a bfloat16 compute dtype does
+    # not round the image itself.
+    height, width = x.shape[1:3]
+    multiple = 2 ** levels
+    inp = jnp.pad(x.astype(jnp.float32),
+                  ((0, 0), (0, -height % multiple), (0, -width % multiple), (0, 0)))
+    c = self.width
+    z = _conv(c, 3, 3 * 9, 'intro', self.dtype)(inp)
+    skips = []
+    for i, num in enumerate(self.enc_blk_nums):
+      for j in range(num):
+        z = block(c, kernels[i], name=f'encoders_{i}_{j}')(z, train)
+      skips.append(z)
+      z = _conv(2 * c, 2, c * 4, f'downs_{i}', self.dtype, strides=2, padding='VALID')(z)
+      c *= 2
+    for j in range(self.middle_blk_num):
+      z = block(c, kernels[levels], name=f'middle_blks_{j}')(z, train)
+    for i, num in enumerate(self.dec_blk_nums):
+      level = levels - 1 - i
+      z = pixel_shuffle(Conv1x1(2 * c, use_bias=False, dtype=self.dtype, name=f'ups_{i}')(z))
+      c //= 2
+      z = z + skips[level]
+      for j in range(num):
+        z = block(c, kernels[level], name=f'decoders_{i}_{j}')(z, train)
+    out = _conv(3, 3, c * 9, 'ending', self.dtype)(z).astype(jnp.float32) + inp
+    return [out[:, :height, :width]]

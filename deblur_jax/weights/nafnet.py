@@ -1,0 +1,168 @@
+"""The official PyTorch NAFNet weights (github.com/megvii-research/NAFNet, e.g.
+NAFNet-GoPro-width32.pth and NAFNet-GoPro-width64.pth) as Flax parameters and an
+Orbax checkpoint.
+
+The file holds {'params': state_dict} (BasicSR's layout) or a bare state dict;
+the width and the NAFBlocks per level are read from its keys, and every key
+and shape is checked against that architecture. The checkpoint written has the
+items 'model' ({'params': ...}) and 'config' (the converted model's fields,
+with TLC at the official 256 training crop) at step 0, which evaluation,
+deblur_jax.predict and deblur_jax.export restore; it has no optimizer state to
+resume training from.
+"""
+
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import traverse_util
+
+from deblur_jax import models
+from deblur_jax.errors import InputError
+from deblur_jax.models import nafnet
+from deblur_jax.training import checkpoints
+from deblur_jax.weights import pytorch_reader, state_dicts
+
+# The official models were trained on 256x256 crops and are evaluated with TLC there.
+TLC_TRAIN_SIZE = 256
+_DEFAULT = nafnet.PRESETS['nafnet_width32']  # stands in for sizes a file does not show
+
+# Flax module path -> PyTorch module name (see the table in models/nafnet.py).
+_MODULE_NAMES = (
+    (r'(encoders|decoders)_(\d+)_(\d+)/sca', r'\1.\2.\3.sca.1'),
+    (r'(encoders|decoders)_(\d+)_(\d+)(/.+)?', r'\1.\2.\3\4'),
+    (r'middle_blks_(\d+)/sca', r'middle_blks.\1.sca.1'),
+    (r'middle_blks_(\d+)(/.+)?', r'middle_blks.\1\2'),
+    (r'downs_(\d+)', r'downs.\1'),
+    (r'ups_(\d+)', r'ups.\1.0'),
+    (r'(intro|ending)', r'\1'),
+)
+_PARAM_NAMES = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias'}
+_BLOCK_KEY = re.compile(r'(encoders|decoders)\.(\d+)\.(\d+)\.')
+_MIDDLE_KEY = re.compile(r'middle_blks\.(\d+)\.')
+
+
+def torch_key(flax_path: tuple[str, ...]) -> str:
+  """The official state-dict key of a Flax parameter path, e.g.
+  ('encoders_0_0', 'sca', 'kernel') -> 'encoders.0.0.sca.1.weight',
+  ('decoders_1_0', 'norm2', 'scale') -> 'decoders.1.0.norm2.weight',
+  ('ups_2', 'kernel') -> 'ups.2.0.weight'."""
+  *modules, param = flax_path
+  module = '/'.join(modules)
+  for pattern, template in _MODULE_NAMES:
+    match = re.fullmatch(pattern, module)
+    if match:
+      name = match.expand(template).replace('/', '.')
+      return f'{name}.{_PARAM_NAMES.get(param, param)}'
+  raise ValueError(f'No PyTorch name for the Flax parameter {"/".join(flax_path)}.')
+
+
+def _torch_shape(flax_path: tuple[str, ...], shape: tuple) -> tuple:
+  """The PyTorch shape of a Flax parameter: conv weights (out, in, kh, kw), beta
+  and gamma (1, C, 1, 1), biases and norm weights as they are."""
+  if flax_path[-1] == 'kernel':
+    return state_dicts.torch_shape(shape, state_dicts.CONV_AXES)
+  if flax_path[-1] in ('beta', 'gamma'):
+    return (1, shape[0], 1, 1)
+  return tuple(shape)
+
+
+def _to_flax(flax_path: tuple[str, ...], value: np.ndarray) -> np.ndarray:
+  """A checked PyTorch tensor as the float32 Flax parameter. The depthwise conv2
+  weight (2C, 1, 3, 3) becomes (3, 3, 1, 2C), feature_group_count's layout, by
+  the same transpose as any conv."""
+  if flax_path[-1] == 'kernel':
+    return state_dicts.to_flax(value, state_dicts.CONV_AXES)
+  return state_dicts.to_flax(value, None).reshape(-1)
+
+
+def model_sizes(state_dict: dict) -> dict:
+  """The NAFNet fields read from the keys: width (intro's output channels),
+  enc_blk_nums, middle_blk_num and dec_blk_nums (1 + the highest block index
+  per level, so a missing block shows as missing keys). The width32 preset
+  stands in for whatever the keys do not show."""
+  intro = state_dict.get('intro.weight')
+  width = (intro.shape[0] if isinstance(intro, np.ndarray) and intro.ndim == 4
+           else _DEFAULT['width'])
+  blocks = {'encoders': {}, 'decoders': {}}
+  middle = -1
+  for key in map(str, state_dict):
+    if match := _BLOCK_KEY.match(key):
+      per_level = blocks[match.group(1)]
+      level, block = int(match.group(2)), int(match.group(3))
+      per_level[level] = max(per_level.get(level, 0), block + 1)
+    elif match := _MIDDLE_KEY.match(key):
+      middle = max(middle, int(match.group(1)))
+  levels = max([1 + max(b, default=-1) for b in blocks.values()])
+  if levels == 0:
+    enc, dec = _DEFAULT['enc_blk_nums'], _DEFAULT['dec_blk_nums']
+  else:
+    enc, dec = ([per_level.get(i, 0) for i in range(levels)] for per_level in blocks.values())
+  return {'width': width, 'enc_blk_nums': tuple(enc),
+          'middle_blk_num': middle + 1 if middle >= 0 else _DEFAULT['middle_blk_num'],
+          'dec_blk_nums': tuple(dec)}
+
+
+def flax_param_shapes(sizes: dict) -> dict[tuple[str, ...], tuple]:
+  """Flattened Flax parameter path -> shape of NAFNet(**sizes)."""
+  flat = traverse_util.flatten_dict(models.variables_template(nafnet.NAFNet(**sizes))['params'])
+  return {path: tuple(leaf.shape) for path, leaf in flat.items()}
+
+
+def expected_torch_shapes(sizes: dict) -> dict[str, tuple]:
+  """Official state-dict key -> PyTorch shape, for NAFNet(**sizes)."""
+  return {torch_key(path): _torch_shape(path, shape)
+          for path, shape in flax_param_shapes(sizes).items()}
+
+
+def _describe(sizes: dict) -> str:
+  return (f"a NAFNet state dict with width {sizes['width']}, encoder blocks "
+          f"{list(sizes['enc_blk_nums'])}, {sizes['middle_blk_num']} middle blocks and decoder "
+          f"blocks {list(sizes['dec_blk_nums'])}")
+
+
+def convert_state_dict(state_dict: dict, sizes: dict, source: str) -> dict:
+  """The Flax 'params' tree (float32) of an official state dict. Raises
+  InputError naming every missing, unexpected and misshapen key (non-float
+  tensors count as misshapen) for NAFNet(**sizes)."""
+  shapes = flax_param_shapes(sizes)
+  state_dicts.check_state_dict(
+      state_dict, {torch_key(p): _torch_shape(p, s) for p, s in shapes.items()},
+      _describe(sizes), source)
+  flat = {path: jnp.asarray(_to_flax(path, state_dict[torch_key(path)])) for path in shapes}
+  return traverse_util.unflatten_dict(flat)
+
+
+def converted_config(sizes: dict, source: str) -> dict:
+  """What the converted checkpoint records as its config: the model fields
+  (which evaluation compares with its --config, and predict builds from) and
+  where the weights came from."""
+  model = {'name': 'nafnet', 'width': sizes['width'],
+           'enc_blk_nums': list(sizes['enc_blk_nums']),
+           'middle_blk_num': sizes['middle_blk_num'],
+           'dec_blk_nums': list(sizes['dec_blk_nums']),
+           'dropout_rate': 0.0, 'tlc_train_size': TLC_TRAIN_SIZE}
+  return {'model': model, 'converted_from': os.path.abspath(source)}
+
+
+def convert_file(input_path: str, output_dir: str) -> dict:
+  """Converts the PyTorch checkpoint `input_path` into `output_dir/checkpoints`
+  (step 0). Returns the saved config's model section."""
+  state_dicts.check_output_dir(output_dir)
+  if not os.path.isfile(input_path):
+    raise InputError(f'--input={input_path} is not a file.')
+  state_dict = state_dicts.find_state_dict(pytorch_reader.load(input_path), input_path)
+  sizes = model_sizes(state_dict)
+  params = convert_state_dict(state_dict, sizes, input_path)
+  preset = next((name for name, p in nafnet.PRESETS.items()
+                 if {k: p[k] for k in sizes} == sizes), None)
+  config_dict = converted_config(sizes, input_path)
+  state_dicts.save_converted_checkpoint(output_dir, params, config_dict)
+  num_params = sum(x.size for x in jax.tree.leaves(params))
+  logging.info('Converted %d parameters (%s%s) from %s into %s (step 0).', num_params,
+               _describe(sizes).removeprefix('a '), f', the {preset} preset' if preset else '',
+               input_path, checkpoints.checkpoint_dir(output_dir))
+  return config_dict['model']

@@ -1,0 +1,169 @@
+"""NAFNet: presets, the official layer semantics (pixel shuffle, padding, TLC) and the registry.
+
+Parity with the official PyTorch code is tested in tests/weights/test_nafnet.py.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from deblur_jax import models
+from deblur_jax.models import nafnet
+
+TINY = dict(width=8, enc_blk_nums=(1, 1), middle_blk_num=1, dec_blk_nums=(1, 1))
+
+
+def count_params(model):
+  return sum(x.size for x in jax.tree.leaves(models.variables_template(model)['params']))
+
+
+def tiny_variables(model, seed=0):
+  """Random variables (drawn with NumPy: no init to compile), beta and gamma too
+  (they start at zero), so that every branch of every block changes the output."""
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    name, shape = path[-1].key, leaf.shape
+    if name in ('beta', 'gamma'):
+      value = 0.5 * rng.normal(size=shape)
+    elif name == 'scale':
+      value = 1 + 0.2 * rng.normal(size=shape)
+    elif name == 'kernel':
+      value = rng.uniform(-1.5, 1.5, size=shape) / np.sqrt(np.prod(shape[:-1]))
+    else:
+      value = 0.2 * rng.normal(size=shape)
+    return jnp.asarray(value, jnp.float32)
+
+  return jax.tree_util.tree_map_with_path(draw, models.variables_template(model))
+
+
+def images(height, width, seed=0):
+  return jax.random.uniform(jax.random.key(seed), (1, height, width, 3))
+
+
+@pytest.mark.parametrize('preset,expected', [('nafnet_width32', 17_111_907),
+                                             ('nafnet_width64', 67_888_835)])
+def test_preset_parameter_counts_match_the_official_models(preset, expected):
+  config = ml_collections.ConfigDict({'name': 'nafnet', **nafnet.PRESETS[preset]})
+  assert count_params(models.build_model(config)) == expected
+
+
+def test_registry_builds_it_at_any_size():
+  assert models.get_model_class('nafnet') is nafnet.NAFNet
+  assert nafnet.NAFNet.size_multiple == 1
+
+
+def test_pixel_shuffle_follows_pytorchs_channel_order():
+  """Input channel c * 4 + i * 2 + j goes to output channel c at offset (i, j)."""
+  x = jnp.arange(8.0).reshape(1, 1, 1, 8)
+  expected = np.array([[[0, 4], [1, 5]],
+                       [[2, 6], [3, 7]]], np.float32)[None]  # (1, 2, 2, 2) NHWC
+  np.testing.assert_array_equal(nafnet.pixel_shuffle(x), expected)
+
+
+def test_layer_norm_normalises_each_pixel_over_channels_with_biased_variance():
+  x = jax.random.normal(jax.random.key(0), (1, 3, 4, 5)) * 3 + 1
+  y = nafnet.LayerNorm2d().apply({'params': {'scale': jnp.ones(5), 'bias': jnp.zeros(5)}}, x)
+  mu = x.mean(-1, keepdims=True)
+  expected = (x - mu) / jnp.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-6)
+  np.testing.assert_allclose(y, expected, atol=1e-5)
+
+
+def test_zero_weights_return_the_input_at_a_size_not_a_multiple_of_four():
+  model = nafnet.NAFNet(**TINY)
+  x = images(23, 37)
+  zero = jax.tree.map(lambda t: jnp.zeros(t.shape, t.dtype), models.variables_template(model))
+  (out,) = model.apply(zero, x)
+  np.testing.assert_array_equal(out, x)
+
+
+def test_odd_sizes_are_zero_padded_at_the_bottom_right_and_cropped_back():
+  model = nafnet.NAFNet(**TINY)
+  variables = tiny_variables(model)
+  x = images(23, 37)
+  (out,) = model.apply(variables, x)
+  (padded_out,) = model.apply(variables, jnp.pad(x, ((0, 0), (0, 1), (0, 3), (0, 0))))
+  assert out.shape == x.shape and out.dtype == jnp.float32
+  np.testing.assert_allclose(out, padded_out[:, :23, :37], atol=1e-6)
+
+
+def test_tlc_kernels_follow_the_official_first_pass_at_the_training_size():
+  assert nafnet.tlc_kernel_sizes(256, 4) == [384, 192, 96, 48, 24]
+  # 13 pads to 16 for two levels; base size int(19.5) = 19; 16 * 19 // 13 = 23.
+  assert nafnet.tlc_kernel_sizes(13, 2) == [23, 11, 5]
+
+
+def box_means(x, k1, k2):
+  """Mean over every k1 x k2 window of (N, H, W, C), replicate-padded back to H x W
+  (the extra row or column at the bottom and right), by brute force."""
+  n, h, w, c = x.shape
+  out = np.stack([np.stack([x[:, a:a + k1, b:b + k2].mean((1, 2)) for b in range(w - k2 + 1)], 1)
+                  for a in range(h - k1 + 1)], 1)
+  ph, pw = h - out.shape[1], w - out.shape[2]
+  return np.pad(out, ((0, 0), (ph // 2, (ph + 1) // 2), (pw // 2, (pw + 1) // 2), (0, 0)),
+                mode='edge')
+
+
+@pytest.mark.parametrize('height,width,kernel,window', [
+    (9, 14, 4, (4, 4)),   # local on both sides
+    (6, 14, 7, (6, 7)),   # the window covers the height only: still local
+    (6, 7, 7, None),      # covers both: the global mean
+])
+def test_tlc_pool_is_a_window_mean_or_global_where_the_window_covers_the_map(
+    height, width, kernel, window):
+  x = np.asarray(jax.random.uniform(jax.random.key(0), (2, height, width, 3)))
+  pooled = nafnet.tlc_avg_pool(jnp.asarray(x), kernel)
+  if window is None:
+    assert pooled.shape == (2, 1, 1, 3)
+    np.testing.assert_allclose(pooled, x.mean((1, 2), keepdims=True), atol=1e-6)
+  else:
+    np.testing.assert_allclose(pooled, box_means(x, *window), atol=1e-6)
+
+
+def test_tlc_changes_evaluation_but_training_pools_globally():
+  tlc, plain = nafnet.NAFNet(**TINY, tlc_train_size=8), nafnet.NAFNet(**TINY)
+  variables = tiny_variables(plain)
+  x = images(24, 40)
+  train_out = tlc.apply(variables, x, train=True)[0]
+  np.testing.assert_array_equal(train_out, plain.apply(variables, x, train=True)[0])
+  np.testing.assert_array_equal(train_out, plain.apply(variables, x, train=False)[0])
+  assert float(jnp.abs(tlc.apply(variables, x, train=False)[0] - train_out).max()) > 1e-3
+
+
+def test_tlc_pools_globally_up_to_the_training_size():
+  tlc, plain = nafnet.NAFNet(**TINY, tlc_train_size=40), nafnet.NAFNet(**TINY)
+  variables = tiny_variables(plain)
+  x = images(24, 40)
+  np.testing.assert_allclose(tlc.apply(variables, x)[0], plain.apply(variables, x)[0],
+                             atol=1e-6)
+
+
+def test_dropout_acts_only_in_training():
+  model = nafnet.NAFNet(**TINY, dropout_rate=0.5)
+  variables = tiny_variables(model)
+  x = images(24, 40)
+  evaluated = model.apply(variables, x)[0]
+  np.testing.assert_array_equal(evaluated, nafnet.NAFNet(**TINY).apply(variables, x)[0])
+  trained = [model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(s)})[0]
+             for s in (0, 1)]
+  assert float(jnp.abs(trained[0] - trained[1]).max()) > 1e-3
+  assert float(jnp.abs(trained[0] - evaluated).max()) > 1e-3
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_output():
+  model = nafnet.NAFNet(**TINY, dtype=jnp.bfloat16)
+  variables = tiny_variables(model)
+  x = images(24, 40)
+  (out,) = model.apply(variables, x)
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
+  assert out.dtype == jnp.float32
+  reference = nafnet.NAFNet(**TINY).apply(variables, x)[0]
+  assert float(jnp.abs(out - reference).max()) < 0.2
+
+
+def test_unequal_encoder_and_decoder_levels_are_an_error():
+  model = nafnet.NAFNet(width=8, enc_blk_nums=(1, 1), dec_blk_nums=(1,))
+  with pytest.raises(ValueError, match='as many decoder as encoder levels'):
+    models.variables_template(model)
