@@ -1,0 +1,1 @@
+"""Benchmarks of compiled train steps, inference and the input pipeline."""

@@ -1,0 +1,55 @@
+"""Benchmark records: timings, FLOPs and memory of the compiled programs, on 4 CPU devices."""
+
+import types
+
+import jax
+import pytest
+
+from deblur_jax.profiling import benchmarks
+
+
+def bench(config, what, **kwargs):
+  args = {'batch': 4, 'height': 32, 'width': 32, 'dtype': 'float32', 'steps': 2, 'warmup': 1}
+  return benchmarks.run_benchmark(config, what, **{**args, **kwargs})
+
+
+@pytest.mark.parametrize('what,unit', [('train', 'crops'), ('infer', 'frames')])
+def test_a_record_has_sane_times_flops_and_memory(tiny_config, what, unit):
+  record = bench(tiny_config, what)
+  assert record['what'] == what and record['params'] == 88291
+  assert record['height'] == record['width'] == 32
+  assert record['num_devices'] == jax.device_count() == 4
+  assert 0 < record['step_ms_min'] <= record['step_ms_median']
+  assert record['items_per_s'] == pytest.approx(record['batch'] / record['step_ms_median'] * 1e3,
+                                                rel=1e-2), unit
+  assert record['compile_s'] > 0 and record['gflops_per_step'] > 0
+  assert record['compiled_peak_bytes'] > 0
+  assert record['peak_fraction'] is None  # no known peak for a CPU
+
+
+def test_fsdp_shards_the_state_and_the_record_says_so(tiny_config):
+  """On 4 devices FSDP splits the large arrays of the parameters and of Adam's
+  moments (68% of this model's parameters): each device's compiled step takes
+  about half the bytes of the replicated state."""
+  tiny_config.model.base_width = 32
+  args_bytes = {}
+  for fsdp in (False, True):
+    tiny_config.train.fsdp = fsdp
+    record = bench(tiny_config, 'train', steps=1, warmup=0)
+    assert record['fsdp'] is fsdp and record['num_devices'] == 4
+    args_bytes[fsdp] = record['compiled_argument_bytes']
+  assert args_bytes[False] > 3 * 4 * record['params']  # parameters, mu, nu in float32
+  assert args_bytes[True] < 0.6 * args_bytes[False]
+
+
+def test_peak_flops_by_device_kind_and_dtype():
+  h100 = types.SimpleNamespace(device_kind='NVIDIA H100 80GB HBM3')
+  assert benchmarks.peak_flops(h100, 'bfloat16') == 989e12
+  assert benchmarks.peak_flops(h100, 'float32') == 494e12
+  assert benchmarks.peak_flops(jax.devices()[0], 'float32') is None  # a CPU
+
+
+def test_time_calls_times_steps_calls_after_the_warmup():
+  calls = []
+  times = benchmarks.time_calls(lambda: calls.append(1), steps=3, warmup=2)
+  assert len(calls) == 5 and len(times) == 3 and min(times) >= 0
