@@ -10,19 +10,9 @@
 # Process 0 logs to the console, process i > 0 to WORKDIR/logs/process_i.log.
 # If one process fails the others are stopped and its exit status is returned.
 # --dry-run prints the commands instead of running them.
-set -euo pipefail
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
-dry_run=false
-case "${1:-}" in
-  -h | --help) usage; exit 0 ;;
-  --dry-run) dry_run=true; shift ;;
-esac
-if [[ $# -lt 4 ]]; then usage >&2; exit 2; fi
-num_processes=$1
-devices_per_process=$2
-config=$3
-workdir=$4
-shift 4
+source "$(dirname "$0")/common.sh" || exit 2
+read_args num_processes devices_per_process config workdir -- "$@"
+shift "$used"
 for value in "$num_processes" "$devices_per_process"; do
   if ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
     echo "Error: N and M must be positive integers, got '$value'." >&2
@@ -45,11 +35,10 @@ cache="${JAX_ENABLE_COMPILATION_CACHE:-false}"
 command_of() {  # sets cmd to the argument list of process $1, overrides $2...
   local id=$1
   shift
+  train_command "$config" "$workdir" --distributed --coordinator_address="$coordinator" \
+    --num_processes="$num_processes" --process_id="$id" "$@"
   cmd=(env "XLA_FLAGS=$xla_flags" "JAX_COORDINATOR_BIND_ADDRESS=$coordinator"
-       "JAX_ENABLE_COMPILATION_CACHE=$cache"
-       "$python" -m deblur_jax.main --config="$config" --workdir="$workdir" --distributed
-       --coordinator_address="$coordinator" --num_processes="$num_processes"
-       --process_id="$id" "$@")
+       "JAX_ENABLE_COMPILATION_CACHE=$cache" "${train[@]}")
 }
 
 if $dry_run; then
@@ -57,7 +46,7 @@ if $dry_run; then
     command_of "$i" "$@"
     log=""
     if ((i > 0)); then log=" > $(printf '%q' "$workdir/logs/process_$i.log") 2>&1"; fi
-    printf '%q ' "${cmd[@]}" | sed 's/ $//'
+    quote_command "${cmd[@]}"
     echo "$log &"
   done
   echo wait

@@ -14,28 +14,17 @@
 # On TPU, JAX finds the other hosts by itself. The global batch
 # (config.train.batch_size) is split over all TPU cores of the slice. Run again
 # with the same WORKDIR to resume. --dry-run prints the gcloud command.
-set -euo pipefail
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
-dry_run=false
-case "${1:-}" in
-  -h | --help) usage; exit 0 ;;
-  --dry-run) dry_run=true; shift ;;
-esac
-if [[ $# -lt 4 ]]; then usage >&2; exit 2; fi
-tpu=$1
-zone=$2
-config=$3
-workdir=$4
-shift 4
+source "$(dirname "$0")/common.sh" || exit 2
+read_args tpu zone config workdir -- "$@"
+shift "$used"
 # The remote shell gets one string: quote every argument for it. DEBLUR_DIR is
 # left unquoted (when it is the default) so that its ~ expands on the worker.
-train=("${PYTHON:-python3}" -m deblur_jax.main --config="$config" --workdir="$workdir"
-       --distributed "$@")
-remote="cd ${DEBLUR_DIR:-~/deblur_jax} && $(printf '%q ' "${train[@]}" | sed 's/ $//')"
+train_command "$config" "$workdir" --distributed "$@"
+remote="cd ${DEBLUR_DIR:-~/deblur_jax} && $(quote_command "${train[@]}")"
 gcloud=(gcloud compute tpus tpu-vm ssh "$tpu" --zone="$zone" --worker=all)
 if $dry_run; then
-  printf '%q ' "${gcloud[@]}"
-  echo "--command=${remote@Q}"
+  quote_command "${gcloud[@]}"
+  echo " --command=${remote@Q}"
   exit 0
 fi
 exec "${gcloud[@]}" --command="$remote"

@@ -13,10 +13,21 @@ SCRIPTS = ('local.sh', 'multiprocess_cpu.sh', 'slurm.sbatch', 'tpu_pod.sh')
 TIMEOUT_S = 60
 
 
-def run_script(name, *args, env=None):
-  return subprocess.run([str(REPO / 'launch' / name), *args], cwd=REPO,
-                        env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                        timeout=TIMEOUT_S, check=False)
+def run_script(name, *args, env=None, cwd=REPO):
+  """Runs launch/NAME (or the script at the path NAME) from `cwd`."""
+  path = name if os.path.isabs(name) or name.startswith('.') else REPO / 'launch' / name
+  return subprocess.run([str(path), *args], cwd=cwd, env={**os.environ, **(env or {})},
+                        capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+
+
+def header(path):
+  """The comment block after the shebang, as --help should print it."""
+  lines = []
+  for line in path.read_text().splitlines()[1:]:
+    if line != '#' and not line.startswith('# '):
+      break
+    lines.append(line[2:])
+  return lines
 
 
 def commands(stdout):
@@ -31,6 +42,67 @@ def test_help_prints_usage(name):
     assert proc.returncode == 0, proc.stderr
     assert f'launch/{name}' in proc.stdout and 'Usage:' in proc.stdout
     assert 'CONFIG WORKDIR' in proc.stdout
+
+
+@pytest.mark.parametrize('name', SCRIPTS)
+def test_help_prints_the_whole_header_and_none_of_the_code(name):
+  proc = run_script(name, '--help')
+  lines = proc.stdout.splitlines()
+  assert lines == header(REPO / 'launch' / name)
+  text = (REPO / 'launch' / name).read_text().splitlines()
+  assert text[1:len(lines) + 1] == [f'# {line}'.rstrip() for line in lines]
+  assert text[len(lines) + 1].startswith(('source ', '#SBATCH '))  # the first line of code
+  assert lines[0].startswith('Train ') and any(line.startswith('Usage:') for line in lines)
+
+
+def test_help_follows_an_edited_header(tmp_path):
+  launch = tmp_path / 'launch'
+  launch.mkdir()
+  (launch / 'common.sh').write_text((REPO / 'launch' / 'common.sh').read_text())
+  text = (REPO / 'launch' / 'tpu_pod.sh').read_text().replace(
+      '# Usage:', '# A new line of help.\n#\n# Usage:', 1)
+  script = launch / 'tpu_pod.sh'
+  script.write_text(text)
+  script.chmod(0o755)
+  lines = run_script(str(script), '-h').stdout.splitlines()
+  assert lines == header(script) and 'A new line of help.' in lines and '' in lines
+  assert lines[-1].startswith('with the same WORKDIR to resume.')
+
+
+@pytest.mark.parametrize('name,args', [
+    ('local.sh', ['c.py', 'w']), ('multiprocess_cpu.sh', ['1', '1', 'c.py', 'w']),
+    ('slurm.sbatch', ['c.py', 'w']), ('tpu_pod.sh', ['tpu', 'zone', 'c.py', 'w'])])
+def test_scripts_find_common_sh_from_another_working_directory(tmp_path, name, args):
+  for script, cwd in ((REPO / 'launch' / name, tmp_path), (f'./{name}', REPO / 'launch')):
+    proc = run_script(str(script), '--dry-run', *args, cwd=cwd,
+                      env={'PYTHON': 'py', 'COORDINATOR_PORT': '1'})
+    assert proc.returncode == 0, proc.stderr
+    assert '-m deblur_jax.main --config=c.py --workdir=w' in proc.stdout
+
+
+def test_local_dry_run_prints_the_training_command():
+  proc = run_script('local.sh', '--dry-run', 'configs/tiny.py', '/tmp/w d', '--config.seed=7',
+                    env={'PYTHON': 'py'})
+  assert proc.returncode == 0, proc.stderr
+  assert commands(proc.stdout) == [['py', '-m', 'deblur_jax.main', '--config=configs/tiny.py',
+                                    '--workdir=/tmp/w d', '--config.seed=7']]
+
+
+def test_slurm_copy_reads_common_sh_from_the_submit_dir_or_deblur_launch_dir(tmp_path):
+  """sbatch runs a copy of the script from its spool folder."""
+  spool = tmp_path / 'spool'
+  spool.mkdir()
+  copy = spool / 'slurm_script'
+  copy.write_text((REPO / 'launch' / 'slurm.sbatch').read_text())
+  copy.chmod(0o755)
+  for env in ({'SLURM_SUBMIT_DIR': str(REPO)},
+              {'SLURM_SUBMIT_DIR': str(tmp_path), 'DEBLUR_LAUNCH_DIR': str(REPO / 'launch')}):
+    proc = run_script(str(copy), '--dry-run', 'c.py', 'w', cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith('srun --kill-on-bad-exit=1 ')
+  proc = run_script(str(copy), '--dry-run', 'c.py', 'w', cwd=tmp_path,
+                    env={'SLURM_SUBMIT_DIR': str(tmp_path)})
+  assert proc.returncode == 2 and 'set DEBLUR_LAUNCH_DIR' in proc.stderr
 
 
 @pytest.mark.parametrize('name', SCRIPTS)
