@@ -1,6 +1,8 @@
 """What every command-line tool shares: flag parsing with one-line errors, and
 running `main` so that bad input ends with 'Error: ...' and exit status 2."""
 
+import importlib
+import importlib.util
 import logging as py_logging
 import os
 import sys
@@ -12,22 +14,60 @@ from deblur_jax import runtime
 from deblur_jax.errors import REPORTED_ERRORS
 
 
-def _make_config_siblings_importable(argv) -> None:
-  """Config files import their siblings as `configs.NAME` (as the Flax examples
-  do); put the folder that holds configs/ on the path, wherever we run from."""
-  for arg in argv[1:]:
+def _installed_configs_dir() -> str | None:
+  """Where `pip install` put the shipped configs/ folder (as deblur_jax.configs)."""
+  spec = importlib.util.find_spec('deblur_jax.configs')
+  return list(spec.submodule_search_locations)[0] if spec else None
+
+
+def locate_config_files(argv: list[str]) -> list[str]:
+  """`argv` with `--config=configs/NAME.py[:variants]` pointed at the shipped config
+  when no such file exists here, so the documented commands work from any folder
+  once the package is installed; and the config's siblings made importable.
+
+  Config files import their siblings as `configs.NAME` (as the Flax examples do):
+  the folder above configs/ goes on the path, or, for the installed copy, the name
+  `configs` is bound to the package deblur_jax.configs.
+  """
+  located = []
+  for arg in argv:
     if arg.startswith('--config='):
-      config_file = arg[len('--config='):].split(':')[0]
-      root = os.path.dirname(os.path.dirname(os.path.abspath(config_file)))
-      if root not in sys.path:
-        sys.path.insert(0, root)
+      config_file, colon, variants = arg[len('--config='):].partition(':')
+      installed = _installed_configs_dir()
+      if (not os.path.exists(config_file) and installed
+          and os.path.dirname(os.path.normpath(config_file)) == 'configs'):
+        candidate = os.path.join(installed, os.path.basename(config_file))
+        if os.path.isfile(candidate):
+          config_file = candidate
+          arg = f'--config={config_file}{colon}{variants}'
+      if not os.path.isfile(config_file):
+        shipped = f' nor among the shipped configs in {installed}' if installed else ''
+        raise FileNotFoundError(f'--config: there is no file {config_file} in {os.getcwd()}'
+                                f'{shipped}.')
+      _make_siblings_importable(config_file, installed)
+    located.append(arg)
+  return located
+
+
+def _make_siblings_importable(config_file: str, installed_dir: str | None) -> None:
+  config_dir = os.path.dirname(os.path.abspath(config_file))
+  if installed_dir and os.path.isdir(config_dir) and os.path.samefile(config_dir,
+                                                                    installed_dir):
+    sys.modules.setdefault('configs', importlib.import_module('deblur_jax.configs'))
+    return
+  root = os.path.dirname(config_dir)
+  if root not in sys.path:
+    sys.path.insert(0, root)
 
 
 def parse_flags(argv):
   """absl's parsing, with a one-line error for a bad flag or --config override."""
-  _make_config_siblings_importable(argv)
   try:
+    argv = locate_config_files(argv)
     return flags.FLAGS(argv)
+  except FileNotFoundError as e:
+    print(f'Error: {e}', file=sys.stderr)
+    sys.exit(2)
   except flags.Error as e:
     print(f'Error: {e}\nPass --helpfull to see the flags.', file=sys.stderr)
     sys.exit(2)

@@ -55,7 +55,8 @@ def main(_):
   distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
                          FLAGS.process_id, FLAGS.coordinator_timeout_s)
   config = FLAGS.config
-  logging.info('Config:\n%s', config)
+  logging.info('Config from %s:\n%s', config_flags.get_config_filename(FLAGS['config']),
+               config)
   if FLAGS.mode == 'train':
     loop.train_and_evaluate(config, FLAGS.workdir)
   else:

@@ -3,8 +3,10 @@
 import glob
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 from PIL import Image
@@ -134,11 +136,12 @@ def xla_flags(num_devices: int, extra: str = '') -> str:
       f'{extra}'.strip())
 
 
-def run_tool(module, *args, num_devices=1):
-  """Runs `python -m module args` from the repository with `num_devices` CPU
-  devices. Tools define absl flags when imported, so each runs in its own process."""
-  env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=xla_flags(num_devices))
-  return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, env=env,
+def run_tool(module, *args, num_devices=1, cwd=REPO, pythonpath=REPO):
+  """Runs `python -m module args` in `cwd` (the repository) with `num_devices` CPU
+  devices, importing from `pythonpath` first. Tools define absl flags when imported,
+  so each runs in its own process."""
+  env = dict(os.environ, PYTHONPATH=str(pythonpath), XLA_FLAGS=xla_flags(num_devices))
+  return subprocess.run([sys.executable, '-m', module, *args], cwd=cwd, env=env,
                         capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -152,3 +155,22 @@ def train_scalars(workdir):
         if value.metadata.plugin_data.plugin_name == 'scalars':
           scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
   return scalars
+
+
+def start(cmd, env, log_path):
+  """Starts `cmd` in its own process group, output to `log_path`."""
+  with open(log_path, 'w') as log:
+    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, 'PYTHONPATH': str(REPO), **env},
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def finish(procs, timeout_s=600):
+  """Waits for every process; on a timeout (or any error) kills all their groups."""
+  deadline = time.monotonic() + timeout_s
+  try:
+    return [p.wait(timeout=max(deadline - time.monotonic(), 0)) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()

@@ -5,10 +5,7 @@ the single-process reference trains in this test process (4 CPU devices) meanwhi
 """
 
 import glob
-import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 
@@ -20,28 +17,9 @@ from deblur_jax.errors import InputError
 from deblur_jax.inference import deblur
 from deblur_jax.parallel import distributed
 from deblur_jax.training import loop
-from helpers import FAST_COMPILE_XLA_FLAGS, REPO, make_pair_tree, train_scalars
+from helpers import FAST_COMPILE_XLA_FLAGS, finish, make_pair_tree, start, train_scalars
 
 TIMEOUT_S = 600  # per command; the training runs take 1-5 min on 2 busy CPU cores
-
-
-def start(cmd, env, log_path):
-  """Starts `cmd` in its own process group, output to `log_path`."""
-  with open(log_path, 'w') as log:
-    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, 'PYTHONPATH': str(REPO), **env},
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def finish(procs, timeout_s=TIMEOUT_S):
-  """Waits for every process; on a timeout (or any error) kills all their groups."""
-  deadline = time.monotonic() + timeout_s
-  try:
-    return [p.wait(timeout=max(deadline - time.monotonic(), 0)) for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
 
 
 def final_params(workdir, step):

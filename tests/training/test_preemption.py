@@ -1,7 +1,8 @@
-"""The training loop under faults: SIGTERM (preemption), SIGKILL, non-finite steps,
-fewer devices; and early stopping, plateau and EMA end to end."""
+"""The training loop under faults: SIGTERM (preemption, also to one process of two),
+SIGKILL, non-finite steps, other device counts; and early stopping, plateau and EMA end to end."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 
 from deblur_jax.evaluation import evaluator
 from deblur_jax.training import checkpoints, loop
-from helpers import REPO, saved_item, xla_flags
+from helpers import FAST_COMPILE_XLA_FLAGS, REPO, finish, saved_item, start, xla_flags
 
 TIMEOUT_S = 300
 
@@ -98,29 +99,61 @@ def test_sigkill_loses_only_steps_since_the_last_checkpoint(config, tmp_path):
                saved_item(killed, last + 2))
 
 
-def test_checkpoint_from_4_devices_resumes_on_2_and_back_with_the_same_result(config, tmp_path):
-  """Orbax re-shards the state onto each new mesh; the same global batches give the
-  same parameters up to float rounding of the cross-device reductions."""
-  config.train.num_train_steps = 6
-  config.train.checkpoint_every_steps = 2
-  config.train.eval_every_steps = 100
-  loop.train_and_evaluate(config, str(tmp_path / 'four'))
-  elastic = tmp_path / 'elastic'
+def pid_of_process(workdir, process_id):
+  """The pid of the training process `process_id` of the multi-process job on `workdir`."""
+  wanted = {b'deblur_jax.main', f'--workdir={workdir}'.encode(),
+            f'--process_id={process_id}'.encode()}
+  for entry in filter(str.isdigit, os.listdir('/proc')):
+    try:
+      with open(f'/proc/{entry}/cmdline', 'rb') as file:
+        if wanted <= set(file.read().split(b'\0')):
+          return int(entry)
+    except OSError:  # the process ended meanwhile
+      continue
+  raise AssertionError(f'no process {process_id} trains {workdir}')
+
+
+def test_a_run_moves_to_two_processes_where_sigterm_to_one_stops_both_then_back(config,
+                                                                                 tmp_path):
+  """4 devices (steps 1-2) -> 2 processes x 1 device, where a SIGTERM to process 1
+  alone makes both save the same step N and exit cleanly -> 4 devices again up to
+  N + 2. Orbax re-shards the state onto each mesh: the result is the parameters of
+  a run that never moved, up to float rounding of the cross-device reductions."""
+  moved = tmp_path / 'moved'
   config.train.num_train_steps = 2
-  loop.train_and_evaluate(config, str(elastic))  # 4 devices: steps 1-2.
-  overrides = [f'--config.data.dir={config.data.dir}', '--config.train.num_train_steps=4',
-               '--config.train.checkpoint_every_steps=2', '--config.train.eval_every_steps=100']
-  result = subprocess.run(main_command(elastic, *overrides), cwd=REPO,
-                          env=subprocess_env(num_devices=2), capture_output=True, text=True,
-                          timeout=TIMEOUT_S)  # 2 devices: steps 3-4.
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert 'Resumed from the checkpoint at step 2' in result.stderr
-  assert '2 global devices' in result.stderr
-  config.train.num_train_steps = 6
-  loop.train_and_evaluate(config, str(elastic))  # Back on 4 devices: steps 5-6.
-  for step in (4, 6):
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                 saved_item(tmp_path / 'four', step), saved_item(elastic, step))
+  config.train.checkpoint_every_steps = 2
+  config.train.eval_every_steps = 1000
+  loop.train_and_evaluate(config, str(moved))
+  log_0, log_1 = tmp_path / 'process_0.log', moved / 'logs' / 'process_1.log'
+  launched = start(['timeout', str(TIMEOUT_S), 'launch/multiprocess_cpu.sh', '2', '1',
+                    'configs/tiny.py', str(moved), f'--config.data.dir={config.data.dir}',
+                    '--config.train.num_train_steps=400',
+                    '--config.train.checkpoint_every_steps=2',
+                    '--config.train.eval_every_steps=1000'],
+                   {'XLA_FLAGS': FAST_COMPILE_XLA_FLAGS, 'PYTHON': sys.executable}, log_0)
+  try:
+    deadline = time.time() + TIMEOUT_S
+    while not os.path.isdir(moved / 'checkpoints' / '4'):
+      assert launched.poll() is None, log_0.read_text()[-3000:]
+      assert time.time() < deadline, 'no checkpoint in time'
+      time.sleep(0.2)
+    os.kill(pid_of_process(moved, 1), signal.SIGTERM)
+  finally:
+    [status] = finish([launched], timeout_s=TIMEOUT_S)
+  logs = [log_0.read_text(), log_1.read_text()]
+  assert status == 0, logs[0][-3000:] + logs[1][-3000:]
+  for log in logs:
+    assert 'Resumed from the checkpoint at step 2' in log
+    assert '1 local devices, 2 global devices' in log
+  preempted = [re.findall(r'Preempted: saved the checkpoint at step (\d+)', log) for log in logs]
+  assert preempted[0] == preempted[1] and len(preempted[0]) == 1, preempted
+  last = int(preempted[0][0])
+  assert 4 <= last < 400 and max(saved_steps(moved)) == last
+  config.train.num_train_steps = last + 2
+  loop.train_and_evaluate(config, str(moved))
+  loop.train_and_evaluate(config, str(tmp_path / 'straight'))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               saved_item(tmp_path / 'straight', last + 2), saved_item(moved, last + 2))
 
 
 def test_non_finite_steps_are_skipped_then_stop_training(config, tmp_path):
