@@ -6,6 +6,8 @@
   stride-1 conv and a pixel shuffle (MIMO-UNet's 4x4 one with PyTorch's init, the
   UNets' and the GAN's 2x2 and 3x3 ones with Keras').
 - `reflect_pad`: reflection padding of height and width.
+- `torch_uniform`: PyTorch's default conv init, for the models ported from PyTorch.
+- `Conv1x1`: a 1x1 conv computed as a matmul (faster on XLA's CPU backend).
 """
 
 from typing import Any, Callable
@@ -91,4 +93,33 @@ class ConvTranspose2x(nn.Module):
     y = y.reshape(n, 2 * h, 2 * w, self.features)
     if self.use_bias:
       y = y + self.param('bias', self.bias_init, (self.features,)).astype(self.dtype)
+    return y
+
+
+def torch_uniform(fan_in: int):
+  """PyTorch's default Conv init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+  bound = fan_in ** -0.5
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+class Conv1x1(nn.Module):
+  """A 1x1 conv as a matmul over channels; parameters shaped like `nn.Conv`'s.
+
+  XLA's CPU backend runs 1x1 convolutions 5x slower than the same matmul.
+  """
+  features: int
+  use_bias: bool = True
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    init = torch_uniform(x.shape[-1])
+    kernel = self.param('kernel', init, (1, 1, x.shape[-1], self.features))
+    y = jnp.einsum('nhwi,io->nhwo', x.astype(self.dtype), kernel[0, 0].astype(self.dtype))
+    if self.use_bias:
+      y = y + self.param('bias', init, (self.features,)).astype(self.dtype)
     return y

@@ -24,36 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from deblur_jax.models import image_ops
-from deblur_jax.models.layers import ConvTranspose2x
-
-
-def _torch_uniform(fan_in: int):
-  """PyTorch's default Conv init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-  bound = fan_in ** -0.5
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-  return init
-
-
-class Conv1x1(nn.Module):
-  """A 1x1 conv as a matmul over channels; parameters shaped like `nn.Conv`'s.
-
-  XLA's CPU backend runs 1x1 convolutions 5x slower than the same matmul.
-  """
-  features: int
-  use_bias: bool = True
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    init = _torch_uniform(x.shape[-1])
-    kernel = self.param('kernel', init, (1, 1, x.shape[-1], self.features))
-    y = jnp.einsum('nhwi,io->nhwo', x.astype(self.dtype), kernel[0, 0].astype(self.dtype))
-    if self.use_bias:
-      y = y + self.param('bias', init, (self.features,)).astype(self.dtype)
-    return y
+from deblur_jax.models.layers import Conv1x1, ConvTranspose2x, torch_uniform
 
 
 class BasicConv(nn.Module):
@@ -80,14 +51,14 @@ class BasicConv(nn.Module):
                          f'stride {self.stride}.')
       # PyTorch's ConvTranspose2d(4, stride=2, padding=1), whose init takes its
       # fan_in from the output features.
-      init = _torch_uniform(self.features * 16)
+      init = torch_uniform(self.features * 16)
       x = ConvTranspose2x(self.features, kernel_size=4, use_bias=not self.batch_norm,
                           kernel_init=init, bias_init=init, dtype=self.dtype, name='conv')(x)
     elif k == 1 and self.stride == 1:
       x = Conv1x1(self.features, use_bias=not self.batch_norm, dtype=self.dtype,
                   name='conv')(x)
     else:
-      init = _torch_uniform(x.shape[-1] * k * k)
+      init = torch_uniform(x.shape[-1] * k * k)
       x = nn.Conv(
           self.features, (k, k), strides=(self.stride, self.stride),
           padding=((k // 2, k // 2),) * 2,

@@ -31,8 +31,7 @@ from typing import Any, ClassVar, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from deblur_jax.models.layers import check_images
-from deblur_jax.models.mimo_unet import Conv1x1, _torch_uniform
+from deblur_jax.models.layers import Conv1x1, check_images, torch_uniform
 
 # The official GoPro models (options/test/GoPro/NAFNet-width{32,64}.yml): NAFNetLocal
 # trained on 256x256 crops. 17,111,907 and 67,888,835 parameters.
@@ -106,7 +105,7 @@ def tlc_avg_pool(x, kernel: int):
 
 def _conv(features: int, kernel_size: int, fan_in: int, name: str, dtype: Any, **kwargs):
   """A biased k x k conv with PyTorch's default init; padding k // 2 unless given."""
-  init = _torch_uniform(fan_in)
+  init = torch_uniform(fan_in)
   kwargs.setdefault('padding', kernel_size // 2)
   return nn.Conv(features, (kernel_size, kernel_size), kernel_init=init, bias_init=init,
                  dtype=dtype, name=name, **kwargs)

@@ -81,7 +81,7 @@ def save_model(manager: ocp.CheckpointManager, step: int, variables: dict,
 
 
 # config.model fields that change how a model computes, not its parameters.
-_COMPUTE_ONLY_FIELDS = ('remat',)
+_COMPUTE_ONLY_FIELDS = ('remat', 'tlc_train_size')
 
 
 def _config_mismatches(saved: dict, current: dict, prefix: str) -> list[str]:

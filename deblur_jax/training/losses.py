@@ -152,13 +152,9 @@ def _perceptual_from_config(cfg) -> Callable:
                      f'choose one of {sorted(DISTANCES)}.')
   path = cfg.get('perceptual_weights', '')
   if not path:
-    url = vgg.TORCHVISION_FILES[network]
-    raise InputError(
-        f'The perceptual loss needs ImageNet {network} weights: set '
-        f'config.loss.perceptual_weights to a converted .npz file. To make one, download '
-        f"torchvision's {url.rsplit('/', 1)[-1]} ({url}) and run python -m "
-        f'deblur_jax.convert_vgg --input={url.rsplit("/", 1)[-1]} --network={network} '
-        f'--output={network}.npz')
+    raise InputError(f'The perceptual loss needs ImageNet {network} weights: set '
+                     'config.loss.perceptual_weights to a converted .npz file. To make one, '
+                     f'{vgg_weights.how_to_convert(network)}.')
   params = vgg_weights.load_vgg_params(path, network, layer)
   return functools.partial(perceptual_loss, features_fn=vgg_features_fn(params, network, layer),
                            distance=DISTANCES[distance])

@@ -76,7 +76,8 @@ def unflatten(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
   return params
 
 
-def _how_to_convert(network: str) -> str:
+def how_to_convert(network: str) -> str:
+  """Advice for an error message: where the weights come from and the command."""
   url = vgg_model.TORCHVISION_FILES[network]
   return (f"download torchvision's {network} weights ({url}) and convert them with "
           f'python -m deblur_jax.convert_vgg --input={os.path.basename(url)} '
@@ -98,19 +99,19 @@ def load_vgg_params(path: str, network: str, layer: str | None = None) -> dict:
                      f'{vgg_model.layer_names(network)}.')
   if not os.path.isfile(path):
     raise InputError(f'The VGG weights file {path!r} does not exist: '
-                     f'{_how_to_convert(network)}.')
+                     f'{how_to_convert(network)}.')
   try:
     with np.load(path, allow_pickle=False) as archive:
       flat = {key: archive[key] for key in archive.files}
   except (OSError, ValueError, zipfile.BadZipFile) as e:
     raise InputError(f'{path} is not an .npz file of VGG weights ({e}); '
-                     f'{_how_to_convert(network)}.') from e
+                     f'{how_to_convert(network)}.') from e
   problems = state_dicts.key_problems(vgg_model.param_shapes(network), flat)
   if problems:
     others = [n for n in vgg_model.BLOCKS
               if n != network and set(vgg_model.param_shapes(n)) == set(flat)]
     hint = f' It looks like {others[0]} weights.' if others else ''
     raise InputError(f'{path} does not hold {network} weights: ' + '; '.join(problems)
-                     + f'.{hint} To make one, {_how_to_convert(network)}.')
+                     + f'.{hint} To make one, {how_to_convert(network)}.')
   needed = vgg_model.param_shapes(network, layer)
   return unflatten({key: jnp.asarray(flat[key], jnp.float32) for key in needed})
