@@ -196,6 +196,14 @@ def base_config():
   config.eval.checkpoint_step = -1  # `--mode=eval` loads this step; -1 = latest.
   config.eval.batch_size_per_device = 1  # Full-size test images per device.
   config.eval.ema = False  # `--mode=eval` evaluates the moving average (checkpoint item 'ema').
+  # How PSNR and SSIM are computed (deblur_jax.evaluation.protocols): 'mimo' (float
+  # outputs clipped to [0, 1], scikit-image's Gaussian SSIM per channel, as the
+  # MIMO-UNet code), 'basicsr' (outputs rounded to uint8, BasicSR's calculate_psnr
+  # and per-channel calculate_ssim on the valid region) or 'nafnet' (uint8, PSNR on
+  # RGB and BasicSR's 3-D SSIM over H x W x 3, as NAFNet reports).
+  config.eval.protocol = 'mimo'
+  config.eval.crop_border = 0  # Pixels cut from each side before scoring ('basicsr').
+  config.eval.y_channel = False  # Score the Y of YCbCr (BT.601) instead of RGB ('basicsr').
   return config
 
 
