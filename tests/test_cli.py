@@ -57,5 +57,6 @@ def test_the_installed_main_runs_a_shipped_config_from_another_folder(installed_
   proc = run_tool('deblur_jax.main', '--config=configs/tiny.py', f'--workdir={tmp_path / "w"}',
                   '--mode=eval', cwd=tmp_path, pythonpath=installed_package)
   assert proc.returncode == 2, proc.stderr[-2000:]
-  assert 'No checkpoint in' in proc.stderr  # the config loaded; there is nothing to evaluate
+  # The config loaded; there is nothing to evaluate.
+  assert 'No checkpoint in' in proc.stderr and 'train first' in proc.stderr
   assert str(installed_package / 'deblur_jax' / 'configs' / 'tiny.py') in proc.stderr

@@ -206,6 +206,9 @@ def test_keeps_the_latest_checkpoints_and_the_best_by_psnr_across_restarts(tmp_p
                                  r'devices \(4\)'),
     (('train', 'compute_dtype'), 'float16', r"compute_dtype 'float16'"),
     (('train', 'eval_every_steps'), 0, r'eval_every_steps=0 must be positive'),
+    (('model', 'name'), 'mimo_unet_xl', r"Unknown model 'mimo_unet_xl' in config\.model\.name"),
+    (('data', 'dir'), '/nonexistent/GOPRO_Large',
+     r"config\.data\.dir='/nonexistent/GOPRO_Large' is not a directory"),
 ])
 def test_bad_config_values_are_errors_naming_the_field(config, tmp_path, field, value, message):
   config[field[0]][field[1]] = value
