@@ -1,6 +1,5 @@
 """Decoded-pair caches: the same crops as decoding per crop, reuse and rebuilds, bad input."""
 
-import json
 import os
 import pathlib
 
@@ -14,7 +13,8 @@ from deblur_jax.data import cache, pipeline, transforms
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.data.sources import folders
 from deblur_jax.errors import InputError
-from helpers import make_pair_tree, run_tool, smooth_image, train_batches
+from deblur_jax.profiling import benchmarks
+from helpers import make_pair_tree, smooth_image, train_batches
 
 
 def train_config(root, mode='none', cache_dir=''):
@@ -168,12 +168,12 @@ def test_bad_cache_settings_are_errors(pair_tree):
     batches(config, 1)
 
 
-def test_input_bench_reports_the_cache_and_crops_per_core(pair_tree, tmp_path):
-  proc = run_tool('deblur_jax.bench', '--config=configs/tiny.py', '--what=input', '--batch=4',
-                  '--size=32', '--steps=3', '--warmup=1', f'--config.data.dir={pair_tree}',
-                  '--config.data.cache=file', f'--config.data.cache_dir={tmp_path / "cache"}')
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  record = json.loads(proc.stdout.strip().splitlines()[-1])
+def test_input_bench_reports_the_cache_and_crops_per_core(tiny_config, pair_tree, tmp_path):
+  tiny_config.data.dir = str(pair_tree)
+  tiny_config.data.cache = 'file'
+  tiny_config.data.cache_dir = str(tmp_path / 'cache')
+  record = benchmarks.run_benchmark(tiny_config, 'input', batch=4, height=32, width=32,
+                                    dtype='float32', steps=3, warmup=1)
   assert record['cache'] == 'file' and record['train_images'] == 6
   assert record['cores'] == len(os.sched_getaffinity(0))
   assert record['items_per_s'] > 0
