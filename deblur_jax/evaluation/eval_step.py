@@ -6,12 +6,13 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from deblur_jax.evaluation import metrics
+from deblur_jax.evaluation import protocols
 from deblur_jax.models import image_ops
 from deblur_jax.parallel import sharding
 
 # What `eval_step` scores for each image: the deblurred output against the sharp
-# image, and the blurred input against it (what deblurring gains).
+# image, and the blurred input against it (what deblurring gains), both under
+# the evaluation's protocol; 'mse' is the float MSE of the clamped output.
 PER_IMAGE_METRICS = ('psnr', 'ssim', 'mse', 'input_psnr', 'input_ssim')
 
 
@@ -25,25 +26,32 @@ def deblur_images(apply_fn: Callable, variables: dict, blur, size_multiple: int)
   return jnp.clip(image_ops.crop_to(deblurred, size), 0.0, 1.0)
 
 
-def eval_step(variables: dict, batch: dict, *, apply_fn: Callable, size_multiple: int) -> dict:
-  """PER_IMAGE_METRICS, each of shape (N,), and 'deblurred': the (N, H, W, 3) outputs."""
+def eval_step(variables: dict, batch: dict, *, apply_fn: Callable, size_multiple: int,
+              protocol: protocols.Protocol = protocols.Protocol()) -> dict:
+  """PER_IMAGE_METRICS, each of shape (N,), and 'deblurred': the (N, H, W, 3) outputs in [0, 1].
+
+  `protocol` scores the output and the blurred input alike against the sharp image.
+  """
   deblurred = deblur_images(apply_fn, variables, batch['blur'], size_multiple)
   sharp = batch['sharp']
-  blur = jnp.clip(batch['blur'], 0.0, 1.0)
+  scores = protocol(deblurred, sharp)
+  input_scores = protocol(batch['blur'], sharp)
   return {
-      'psnr': metrics.psnr(deblurred, sharp),
+      'psnr': scores['psnr'],
       'mse': jnp.mean(jnp.square(deblurred - sharp), axis=(1, 2, 3)),
-      'ssim': metrics.ssim(deblurred, sharp),
-      'input_psnr': metrics.psnr(blur, sharp),
-      'input_ssim': metrics.ssim(blur, sharp),
+      'ssim': scores['ssim'],
+      'input_psnr': input_scores['psnr'],
+      'input_ssim': input_scores['ssim'],
       'deblurred': deblurred,
   }
 
 
-def jit_eval_step(mesh, *, apply_fn: Callable, size_multiple: int):
-  """`eval_step(variables, batch)` compiled for `mesh`: per-image metrics replicated,
-  deblurred images split over 'data'."""
-  step = functools.partial(eval_step, apply_fn=apply_fn, size_multiple=size_multiple)
+def jit_eval_step(mesh, *, apply_fn: Callable, size_multiple: int,
+                  protocol: protocols.Protocol = protocols.Protocol()):
+  """`eval_step(variables, batch)` under `protocol`, compiled for `mesh`: per-image metrics
+  replicated, deblurred images split over 'data'."""
+  step = functools.partial(eval_step, apply_fn=apply_fn, size_multiple=size_multiple,
+                           protocol=protocol)
   per_image = sharding.replicated(mesh)  # a few floats per image, readable on every process
   out_shardings = {name: per_image for name in PER_IMAGE_METRICS}
   out_shardings['deblurred'] = sharding.batch_sharded(mesh)

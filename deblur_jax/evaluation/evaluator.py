@@ -14,7 +14,7 @@ from absl import logging
 
 from deblur_jax import models
 from deblur_jax.data import pipeline
-from deblur_jax.evaluation import eval_step, metrics, results
+from deblur_jax.evaluation import eval_step, protocols, results
 from deblur_jax.evaluation.eval_step import PER_IMAGE_METRICS
 from deblur_jax.parallel import distributed, sharding
 from deblur_jax.training import checkpoints, config_checks
@@ -28,15 +28,19 @@ class Evaluator:
   chunks: list
   rows: range  # This process's rows of each evaluation batch.
   read_pairs: object  # Reads a list of pairs as a dataset.
+  protocol: protocols.Protocol  # How PSNR and SSIM are computed (config.eval.protocol).
 
 
 def build_evaluator(config, workdir: str, mesh, model) -> Evaluator:
-  """Finds the evaluation pairs of config.data and compiles the eval step for `model`."""
+  """Finds the evaluation pairs of config.data and compiles the eval step for `model`,
+  scoring under config.eval's protocol."""
   eval_global = config.eval.batch_size_per_device * mesh.devices.size
-  pairs, read_pairs = pipeline.find_eval_pairs(config.data, workdir, min_size=metrics.ssim_window())
-  eval_fn = eval_step.jit_eval_step(mesh, apply_fn=model.apply, size_multiple=model.size_multiple)
+  protocol = protocols.from_config(config.eval)
+  pairs, read_pairs = pipeline.find_eval_pairs(config.data, workdir, min_size=protocol.min_size)
+  eval_fn = eval_step.jit_eval_step(mesh, apply_fn=model.apply, size_multiple=model.size_multiple,
+                                    protocol=protocol)
   return Evaluator(mesh, eval_fn, pipeline.plan_eval_batches(pairs, eval_global),
-                   sharding.process_batch_rows(eval_global, mesh), read_pairs)
+                   sharding.process_batch_rows(eval_global, mesh), read_pairs, protocol)
 
 
 def _local_rows(global_array) -> np.ndarray:
@@ -61,16 +65,17 @@ def run_evaluation(evaluator: Evaluator, variables, *, num_images: int) -> resul
         if row < chunk.num_valid and len(images) < num_images:
           grid = np.concatenate([local['blur'][j], deblurred[j], local['sharp'][j]], axis=1)
           images.append((chunk.pairs[row].name, np.clip(grid, 0.0, 1.0)))
-  return results.EvalResult(rows, images)
+  return results.EvalResult(rows, images, evaluator.protocol)
 
 
 def evaluate_and_log(evaluator: Evaluator, writer, step: int, state, num_images: int) -> dict:
   """Evaluates the trained (and moving-average) weights; returns the trained ones' summary."""
   result = run_evaluation(evaluator, state.variables(), num_images=num_images)
   summary = results.write_summaries(writer, step, result)
-  logging.info('Step %d eval: PSNR %.2f dB (input %.2f), SSIM %.4f (input %.4f) on %d '
-               'images.', step, summary['psnr'], summary['input_psnr'], summary['ssim'],
-               summary['input_ssim'], summary['num_images'])
+  logging.info('Step %d eval (%s): PSNR %.2f dB (input %.2f), SSIM %.4f (input %.4f) on %d '
+               'images.', step, evaluator.protocol.label(), summary['psnr'],
+               summary['input_psnr'], summary['ssim'], summary['input_ssim'],
+               summary['num_images'])
   if state.ema_params is not None:
     ema = run_evaluation(evaluator, state.variables(params=state.ema_params),
                          num_images=0).summary()
@@ -85,7 +90,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
 
   Writes workdir/eval/step_N.csv (one row per image: name, PSNR, SSIM and the
   blurred input's PSNR and SSIM) and workdir/eval/step_N.json (the means,
-  overall and per group). Returns the summary.
+  overall and per group, and the protocol's fields). Returns the summary.
   """
   mesh = sharding.create_mesh()
   distributed.log_topology(mesh)
@@ -99,7 +104,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
         config.model.to_dict(), config.eval.checkpoint_step, ema=config.eval.ema)
   finally:
     manager.close()
-  logging.info('Evaluating the checkpoint at step %d on %d batches.', step, len(evaluator.chunks))
+  logging.info('Evaluating the checkpoint at step %d on %d batches, protocol %s.', step,
+               len(evaluator.chunks), evaluator.protocol.label())
   result = run_evaluation(evaluator, variables, num_images=0)
   summary = {'step': step, **result.summary()}
   if jax.process_index() == 0:

@@ -2,10 +2,12 @@
 
 The evaluation protocol of MIMO-UNet: clamp the restored image to [0, 1], keep
 it in float (no uint8 rounding), no border crop, all three channels, data
-range 1. Clamping is the caller's job (see `eval_step.eval_step`).
+range 1. Clamping is the caller's job; `protocols` builds the papers' other
+protocols from these pieces.
 """
 
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -31,16 +33,18 @@ def ssim_window(sigma: float = SSIM_SIGMA, truncate: float = SSIM_TRUNCATE) -> i
   return 2 * int(truncate * sigma + 0.5) + 1
 
 
-def _gaussian_taps(sigma: float, truncate: float) -> np.ndarray:
-  """scipy.ndimage's normalised Gaussian filter taps."""
+def gaussian_taps(sigma: float, truncate: float) -> np.ndarray:
+  """scipy.ndimage's normalised Gaussian filter taps, float32 (for sigma 1.5: OpenCV's
+  getGaussianKernel(11, 1.5), which BasicSR's SSIM uses)."""
   radius = ssim_window(sigma, truncate) // 2
   x = np.arange(-radius, radius + 1, dtype=np.float64)
   taps = np.exp(-0.5 * (x / sigma) ** 2)
   return (taps / taps.sum()).astype(np.float32)
 
 
-def _filter_valid(x, taps):
-  """Separable Gaussian filter of each channel, keeping only fully covered pixels."""
+def filter_valid(x, taps):
+  """Separable Gaussian filter of each channel of (N, H, W, C) `x`, keeping only fully
+  covered pixels: (N, H - k + 1, W - k + 1, C) for k taps."""
   channels = x.shape[-1]
   k = taps.shape[0]
   dn = ('NHWC', 'HWIO', 'NHWC')
@@ -53,6 +57,39 @@ def _filter_valid(x, taps):
   return conv(conv(x, column), row)
 
 
+def ssim_map(pred, target, filter_fn: Callable, max_value=1.0, k1: float = 0.01,
+             k2: float = 0.03):
+  """The SSIM of each window position (Wang et al. 2004), population statistics.
+
+  Args:
+    pred, target: (N, H, W, C) images in [0, max_value].
+    filter_fn: a normalised Gaussian filter of an (N, H, W, 5C) stack of C-channel
+      images; it decides the window and which positions are kept.
+    max_value: the data range: a number, or an array broadcasting against the map
+      (one range per image).
+
+  Returns:
+    The SSIM at every position `filter_fn` keeps, (N, H', W', C).
+  """
+  x = pred.astype(jnp.float32)
+  y = target.astype(jnp.float32)
+  # Second moments of the images shifted to mid-grey: the same variances, but
+  # E[x^2] - E[x]^2 cancels far less in float32.
+  xs = x - 0.5 * max_value
+  ys = y - 0.5 * max_value
+  stats = filter_fn(jnp.concatenate([x, y, xs * xs, ys * ys, xs * ys], axis=-1))
+  mu_x, mu_y, e_xx, e_yy, e_xy = jnp.split(stats, 5, axis=-1)
+  mu_xs = mu_x - 0.5 * max_value
+  mu_ys = mu_y - 0.5 * max_value
+  var_x = e_xx - mu_xs * mu_xs
+  var_y = e_yy - mu_ys * mu_ys
+  cov = e_xy - mu_xs * mu_ys
+  c1 = (k1 * max_value) ** 2
+  c2 = (k2 * max_value) ** 2
+  return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)
+          / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)))
+
+
 def ssim(pred, target, max_value: float = 1.0, sigma: float = SSIM_SIGMA,
          truncate: float = SSIM_TRUNCATE, k1: float = 0.01, k2: float = 0.03):
   """Mean structural similarity of each image (Wang et al. 2004).
@@ -62,25 +99,9 @@ def ssim(pred, target, max_value: float = 1.0, sigma: float = SSIM_SIGMA,
   an 11x11 Gaussian window, population statistics, SSIM averaged over the
   channels and over the positions where the window fits inside the image.
   """
-  taps = _gaussian_taps(sigma, truncate)
+  taps = gaussian_taps(sigma, truncate)
   if min(pred.shape[1], pred.shape[2]) < taps.shape[0]:
     raise ValueError(f'SSIM needs images of at least {taps.shape[0]}x{taps.shape[0]} pixels, '
                      f'got {pred.shape[1]}x{pred.shape[2]}.')
-  x = pred.astype(jnp.float32)
-  y = target.astype(jnp.float32)
-  # Second moments of the images shifted to mid-grey: the same variances, but
-  # E[x^2] - E[x]^2 cancels far less in float32.
-  xs = x - 0.5 * max_value
-  ys = y - 0.5 * max_value
-  stats = _filter_valid(jnp.concatenate([x, y, xs * xs, ys * ys, xs * ys], axis=-1), taps)
-  mu_x, mu_y, e_xx, e_yy, e_xy = jnp.split(stats, 5, axis=-1)
-  mu_xs = mu_x - 0.5 * max_value
-  mu_ys = mu_y - 0.5 * max_value
-  var_x = e_xx - mu_xs * mu_xs
-  var_y = e_yy - mu_ys * mu_ys
-  cov = e_xy - mu_xs * mu_ys
-  c1 = (k1 * max_value) ** 2
-  c2 = (k2 * max_value) ** 2
-  ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)
-              / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)))
-  return jnp.mean(ssim_map, axis=(1, 2, 3))
+  filter_fn = functools.partial(filter_valid, taps=taps)
+  return jnp.mean(ssim_map(pred, target, filter_fn, max_value, k1, k2), axis=(1, 2, 3))

@@ -10,6 +10,7 @@ import statistics
 import numpy as np
 from absl import logging
 
+from deblur_jax.evaluation import protocols
 from deblur_jax.evaluation.eval_step import PER_IMAGE_METRICS
 
 
@@ -17,12 +18,14 @@ from deblur_jax.evaluation.eval_step import PER_IMAGE_METRICS
 class EvalResult:
   rows: list[dict]  # One per image: name, group, and PER_IMAGE_METRICS.
   images: list[tuple[str, np.ndarray]]  # (name, blurred | deblurred | sharp) for summaries.
+  protocol: protocols.Protocol = protocols.Protocol()  # What computed the metrics.
 
   def summary(self) -> dict:
-    """Means over all images and per group (GoPro sequence, demo blur)."""
+    """The protocol's fields; means over all images and per group (GoPro sequence, demo
+    blur)."""
     def means(rows):
       return {k: statistics.fmean(r[k] for r in rows) for k in PER_IMAGE_METRICS}
-    out = {'num_images': len(self.rows), **means(self.rows)}
+    out = {**self.protocol.fields(), 'num_images': len(self.rows), **means(self.rows)}
     groups = sorted({r['group'] for r in self.rows if r['group']})
     if groups:
       out['groups'] = {g: means([r for r in self.rows if r['group'] == g]) for g in groups}
@@ -46,16 +49,24 @@ def write_summaries(writer, step: int, result: EvalResult) -> dict:
 
 def write_files(out_dir: str, step: int, result: EvalResult, summary: dict) -> str:
   """Writes out_dir/step_N.csv (one row per image, by name) and out_dir/step_N.json
-  (`summary`); returns out_dir/step_N."""
+  (`summary`, with the protocol's fields); returns out_dir/step_N.
+
+  Under a protocol other than the default 'mimo' each CSV row names it in a last
+  'protocol' column (e.g. 'basicsr crop_border=4 y_channel=True'); 'mimo' files keep
+  the columns they always had.
+  """
   os.makedirs(out_dir, exist_ok=True)
   base = os.path.join(out_dir, f'step_{step}')
+  tagged = {} if result.protocol == protocols.Protocol() else {'protocol': result.protocol.label()}
   with open(base + '.csv', 'w', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=['name', *PER_IMAGE_METRICS])
+    writer = csv.DictWriter(f, fieldnames=['name', *PER_IMAGE_METRICS, *tagged])
     writer.writeheader()
     for row in sorted(result.rows, key=lambda r: r['name']):
-      writer.writerow({'name': row['name'], **{k: f'{row[k]:.6f}' for k in PER_IMAGE_METRICS}})
+      writer.writerow({'name': row['name'], **{k: f'{row[k]:.6f}' for k in PER_IMAGE_METRICS},
+                       **tagged})
   with open(base + '.json', 'w') as f:
     json.dump(summary, f, indent=2)
-  logging.info('Wrote %s.csv and %s.json: PSNR %.3f dB (input %.3f), SSIM %.4f.', base, base,
-               summary['psnr'], summary['input_psnr'], summary['ssim'])
+  logging.info('Wrote %s.csv and %s.json (%s): PSNR %.3f dB (input %.3f), SSIM %.4f.', base,
+               base, result.protocol.label(), summary['psnr'], summary['input_psnr'],
+               summary['ssim'])
   return base

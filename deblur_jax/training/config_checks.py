@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from deblur_jax import models
 from deblur_jax.data import pipeline
 from deblur_jax.errors import InputError
+from deblur_jax.evaluation import protocols
 from deblur_jax.parallel import sharding
 from deblur_jax.training import losses, optimizers, validation_monitor
 
@@ -67,9 +68,10 @@ def _check_gan(config) -> None:
 
 
 def check_evaluation_config(config, mesh) -> None:
-  """The fields evaluation reads: compute dtype, the evaluation batch and the
-  data fields that need no data to check."""
+  """The fields evaluation reads: compute dtype, the evaluation batch, the metric
+  protocol and the data fields that need no data to check."""
   compute_dtype(config.train)
+  protocols.from_config(config.eval)
   pipeline.check_config(config.data)
   _check_positive('eval', config.eval, ('batch_size_per_device',))
   sharding.check_batch_divisible(config.eval.batch_size_per_device * mesh.devices.size, mesh,
