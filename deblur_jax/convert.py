@@ -1,21 +1,23 @@
-"""Converts official PyTorch MIMO-UNet / MIMO-UNet+ weights into an Orbax checkpoint.
+"""Converts official PyTorch MIMO-UNet, MIMO-UNet+ and NAFNet weights into an Orbax checkpoint.
 
   python -m deblur_jax.convert --input=MIMO-UNet.pkl --model=mimo_unet --output=DIR
   python -m deblur_jax.convert --input=MIMO-UNetPlus.pkl --model=mimo_unet_plus --output=DIR
+  python -m deblur_jax.convert --input=NAFNet-GoPro-width64.pth --output=DIR  # model from keys
   python -m deblur_jax.main --config=configs/mimo.py --workdir=DIR --mode=eval
 
 Reads the file without PyTorch (deblur_jax.weights.pytorch_reader), in the legacy or
-the zip serialization; deblur_jax.weights.mimo_unet checks and maps it. DIR/checkpoints
-gets a checkpoint at step 0 with the items 'model' ({'params': ...}) and 'config'
-(the converted model's fields), which evaluation, deblur_jax.predict and
-deblur_jax.export restore; it has no optimizer state to resume training from.
+the zip serialization; deblur_jax.weights.official tells the model from its keys
+(or checks it against --model) and converts it. DIR/checkpoints gets a checkpoint
+at step 0 with the items 'model' ({'params': ...}) and 'config' (the converted
+model's fields), which evaluation, deblur_jax.predict and deblur_jax.export
+restore; it has no optimizer state to resume training from.
 """
 
 from absl import flags
 
 from deblur_jax import cli
 from deblur_jax.training import checkpoints
-from deblur_jax.weights import mimo_unet
+from deblur_jax.weights import official
 
 FLAGS = flags.FLAGS
 
@@ -24,23 +26,18 @@ def _define_flags() -> None:
   """Only when run as a program: predict.py defines --input and --output too,
   and a test process may import both modules."""
   flags.DEFINE_string('input', None, 'The PyTorch checkpoint (.pkl/.pth/.pt) to convert.')
-  flags.DEFINE_enum('model', None, list(mimo_unet.PRESETS),
-                    'Which official model the weights are for: mimo_unet or mimo_unet_plus.')
+  flags.DEFINE_enum('model', None, list(official.MODELS),
+                    'Which official model the weights are for; default: read from the weights.')
   flags.DEFINE_string('output', None, 'The work directory to write; the checkpoint goes into '
                       'OUTPUT/checkpoints, which must not exist yet or be empty.')
-  flags.mark_flags_as_required(['input', 'model', 'output'])
+  flags.mark_flags_as_required(['input', 'output'])
 
 
 def main(_):
-  model_config = mimo_unet.convert_file(FLAGS.input, FLAGS.model, FLAGS.output)
-  preset = mimo_unet.PRESETS[FLAGS.model]
-  overrides = ''
-  if (model_config['base_width'], model_config['num_res']) != (preset['base_width'],
-                                                               preset['num_res']):
-    overrides = (f' --config.model.base_width={model_config["base_width"]}'
-                 f' --config.model.num_res={model_config["num_res"]}')
-  print(f'Wrote {checkpoints.checkpoint_dir(FLAGS.output)}. Evaluate it with:\n'
-        f'  python -m deblur_jax.main --config={mimo_unet.EVAL_CONFIGS[FLAGS.model]}{overrides} '
+  model_name, model_config = official.convert_file(FLAGS.input, FLAGS.model, FLAGS.output)
+  config_file = official.MODELS[model_name][1] + official.overrides(model_name, model_config)
+  print(f'Wrote {checkpoints.checkpoint_dir(FLAGS.output)} ({model_name}). Evaluate it with:\n'
+        f'  python -m deblur_jax.main --config={config_file} '
         f'--workdir={FLAGS.output} --mode=eval')
 
 

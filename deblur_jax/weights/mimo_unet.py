@@ -9,26 +9,21 @@ which evaluation, deblur_jax.predict and deblur_jax.export restore; it has no
 optimizer state to resume training from.
 """
 
-import os
 import re
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import traverse_util
 
 from deblur_jax import models
-from deblur_jax.errors import InputError
-from deblur_jax.training import checkpoints
-from deblur_jax.weights import pytorch_reader, state_dicts
+from deblur_jax.weights import state_dicts
 
 # --model -> the official architecture. Dropout only matters for training.
 PRESETS = {
     'mimo_unet': {'base_width': 32, 'num_res': 8, 'dropout_rate': 0.0},
     'mimo_unet_plus': {'base_width': 32, 'num_res': 20, 'dropout_rate': 0.1},
 }
-EVAL_CONFIGS = {'mimo_unet': 'configs/mimo.py', 'mimo_unet_plus': 'configs/mimo.py:plus'}
 
 # Flax module path -> PyTorch module name (see the table in models/mimo_unet.py).
 _MODULE_NAMES = (
@@ -44,7 +39,8 @@ _MODULE_NAMES = (
 )
 _PARAM_NAMES = {'kernel': 'weight', 'bias': 'bias'}
 _TRANSPOSED_CONVS = ('feat_extract_3', 'feat_extract_4')
-_FIRST_CONV = 'feat_extract.0.main.0.weight'  # (base width, 3, 3, 3)
+# The first conv, (base width, 3, 3, 3): only MIMO-UNet state dicts have it.
+MARK_KEY = 'feat_extract.0.main.0.weight'
 _BLOCK_KEY = re.compile(r'Encoder\.0\.layers\.(\d+)\.')
 
 
@@ -85,7 +81,7 @@ def expected_torch_shapes(base_width: int, num_res: int) -> dict[str, tuple]:
 def infer_sizes(state_dict: dict, default: tuple[int, int]) -> tuple[int, int]:
   """(base width, ResBlocks per level) read from the state dict; `default`
   stands in for a size that cannot be read (checked and reported later)."""
-  first = state_dict.get(_FIRST_CONV)
+  first = state_dict.get(MARK_KEY)
   base_width = first.shape[0] if isinstance(first, np.ndarray) and first.ndim == 4 else default[0]
   blocks = {m.group(1) for k in state_dict if (m := _BLOCK_KEY.match(str(k)))}
   return base_width, len(blocks) or default[1]
@@ -104,13 +100,15 @@ def convert_state_dict(state_dict: dict, base_width: int, num_res: int, source: 
   return traverse_util.unflatten_dict(flat)
 
 
-def converted_config(model_name: str, base_width: int, num_res: int, source: str) -> dict:
-  """What the converted checkpoint records as its config: the model fields
-  (which evaluation compares with its --config, and predict builds from) and
-  where the weights came from."""
-  return {'model': {'name': 'mimo_unet', 'base_width': base_width, 'num_res': num_res,
-                    'dropout_rate': PRESETS[model_name]['dropout_rate'], 'batch_norm': False},
-          'converted_from': os.path.abspath(source)}
+def model_config(model_name: str, base_width: int, num_res: int) -> dict:
+  """The model fields the converted checkpoint records (which evaluation compares
+  with its --config, and predict builds from)."""
+  return {'name': 'mimo_unet', 'base_width': base_width, 'num_res': num_res,
+          'dropout_rate': PRESETS[model_name]['dropout_rate'], 'batch_norm': False}
+
+
+def describe(config: dict) -> str:
+  return f"base width {config['base_width']}, {config['num_res']} ResBlocks per level"
 
 
 def _warn_if_not_preset(model_name: str, base_width: int, num_res: int) -> None:
@@ -125,24 +123,16 @@ def _warn_if_not_preset(model_name: str, base_width: int, num_res: int) -> None:
                   preset['base_width'], preset['num_res'], model_name, hint)
 
 
-def convert_file(input_path: str, model_name: str, output_dir: str) -> dict:
-  """Converts the PyTorch checkpoint `input_path` into `output_dir/checkpoints`
-  (step 0). Returns the saved config's model section."""
-  if model_name not in PRESETS:
-    raise InputError(f'Unknown --model={model_name!r}; choose one of {sorted(PRESETS)}.')
-  state_dicts.check_output_dir(output_dir)
-  if not os.path.isfile(input_path):
-    raise InputError(f'--input={input_path} is not a file.')
-  state_dict = state_dicts.find_state_dict(pytorch_reader.load(input_path), input_path)
-  preset = PRESETS[model_name]
+def convert(state_dict: dict, model_name: str | None, source: str) -> tuple[dict, dict, str]:
+  """(Flax params, model config, the preset they match) of a checked official state
+  dict; `model_name` (a PRESETS key, or None for the sizes found) is what the user
+  said the weights are."""
+  preset = PRESETS[model_name or 'mimo_unet']
   base_width, num_res = infer_sizes(state_dict, (preset['base_width'], preset['num_res']))
-  params = convert_state_dict(state_dict, base_width, num_res, input_path)
-  _warn_if_not_preset(model_name, base_width, num_res)
-
-  config_dict = converted_config(model_name, base_width, num_res, input_path)
-  state_dicts.save_converted_checkpoint(output_dir, params, config_dict)
-  num_params = sum(x.size for x in jax.tree.leaves(params))
-  logging.info('Converted %d parameters (base width %d, %d ResBlocks per level) from %s into '
-               '%s (step 0).', num_params, base_width, num_res, input_path,
-               checkpoints.checkpoint_dir(output_dir))
-  return config_dict['model']
+  params = convert_state_dict(state_dict, base_width, num_res, source)
+  if model_name is not None:
+    _warn_if_not_preset(model_name, base_width, num_res)
+  matched = next((name for name, p in PRESETS.items()
+                  if (p['base_width'], p['num_res']) == (base_width, num_res)),
+                 model_name or 'mimo_unet')
+  return params, model_config(model_name or matched, base_width, num_res), matched

@@ -11,23 +11,20 @@ deblur_jax.predict and deblur_jax.export restore; it has no optimizer state to
 resume training from.
 """
 
-import os
 import re
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import traverse_util
 
 from deblur_jax import models
-from deblur_jax.errors import InputError
 from deblur_jax.models import nafnet
-from deblur_jax.training import checkpoints
-from deblur_jax.weights import pytorch_reader, state_dicts
+from deblur_jax.weights import state_dicts
 
 # The official models were trained on 256x256 crops and are evaluated with TLC there.
 TLC_TRAIN_SIZE = 256
+PRESETS = nafnet.PRESETS  # --model name -> the official sizes
 _DEFAULT = nafnet.PRESETS['nafnet_width32']  # stands in for sizes a file does not show
 
 # Flax module path -> PyTorch module name (see the table in models/nafnet.py).
@@ -41,6 +38,7 @@ _MODULE_NAMES = (
     (r'(intro|ending)', r'\1'),
 )
 _PARAM_NAMES = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias'}
+MARK_KEY = 'intro.weight'  # only NAFNet state dicts have it
 _BLOCK_KEY = re.compile(r'(encoders|decoders)\.(\d+)\.(\d+)\.')
 _MIDDLE_KEY = re.compile(r'middle_blks\.(\d+)\.')
 
@@ -118,10 +116,10 @@ def expected_torch_shapes(sizes: dict) -> dict[str, tuple]:
           for path, shape in flax_param_shapes(sizes).items()}
 
 
-def _describe(sizes: dict) -> str:
-  return (f"a NAFNet state dict with width {sizes['width']}, encoder blocks "
-          f"{list(sizes['enc_blk_nums'])}, {sizes['middle_blk_num']} middle blocks and decoder "
-          f"blocks {list(sizes['dec_blk_nums'])}")
+def describe(sizes: dict) -> str:
+  """'width 32, encoder blocks [1, 1, 1, 28], ...' of NAFNet sizes (or a model config)."""
+  return (f"width {sizes['width']}, encoder blocks {list(sizes['enc_blk_nums'])}, "
+          f"{sizes['middle_blk_num']} middle blocks, decoder blocks {list(sizes['dec_blk_nums'])}")
 
 
 def convert_state_dict(state_dict: dict, sizes: dict, source: str) -> dict:
@@ -131,38 +129,24 @@ def convert_state_dict(state_dict: dict, sizes: dict, source: str) -> dict:
   shapes = flax_param_shapes(sizes)
   state_dicts.check_state_dict(
       state_dict, {torch_key(p): _torch_shape(p, s) for p, s in shapes.items()},
-      _describe(sizes), source)
+      f'a NAFNet state dict with {describe(sizes)}', source)
   flat = {path: jnp.asarray(_to_flax(path, state_dict[torch_key(path)])) for path in shapes}
   return traverse_util.unflatten_dict(flat)
 
 
-def converted_config(sizes: dict, source: str) -> dict:
-  """What the converted checkpoint records as its config: the model fields
-  (which evaluation compares with its --config, and predict builds from) and
-  where the weights came from."""
-  model = {'name': 'nafnet', 'width': sizes['width'],
-           'enc_blk_nums': list(sizes['enc_blk_nums']),
-           'middle_blk_num': sizes['middle_blk_num'],
-           'dec_blk_nums': list(sizes['dec_blk_nums']),
-           'dropout_rate': 0.0, 'tlc_train_size': TLC_TRAIN_SIZE}
-  return {'model': model, 'converted_from': os.path.abspath(source)}
-
-
-def convert_file(input_path: str, output_dir: str) -> dict:
-  """Converts the PyTorch checkpoint `input_path` into `output_dir/checkpoints`
-  (step 0). Returns the saved config's model section."""
-  state_dicts.check_output_dir(output_dir)
-  if not os.path.isfile(input_path):
-    raise InputError(f'--input={input_path} is not a file.')
-  state_dict = state_dicts.find_state_dict(pytorch_reader.load(input_path), input_path)
+def convert(state_dict: dict, model_name: str | None, source: str) -> tuple[dict, dict, str]:
+  """(Flax params, model config, the preset they match) of a checked official state
+  dict. The sizes come from the keys whatever `model_name` says (the converter
+  refuses other families before); TLC is on at the official 256 training crop."""
   sizes = model_sizes(state_dict)
-  params = convert_state_dict(state_dict, sizes, input_path)
-  preset = next((name for name, p in nafnet.PRESETS.items()
-                 if {k: p[k] for k in sizes} == sizes), None)
-  config_dict = converted_config(sizes, input_path)
-  state_dicts.save_converted_checkpoint(output_dir, params, config_dict)
-  num_params = sum(x.size for x in jax.tree.leaves(params))
-  logging.info('Converted %d parameters (%s%s) from %s into %s (step 0).', num_params,
-               _describe(sizes).removeprefix('a '), f', the {preset} preset' if preset else '',
-               input_path, checkpoints.checkpoint_dir(output_dir))
-  return config_dict['model']
+  params = convert_state_dict(state_dict, sizes, source)
+  matched = next((name for name, p in nafnet.PRESETS.items()
+                  if {k: tuple(p[k]) if isinstance(p[k], (list, tuple)) else p[k]
+                      for k in sizes} == sizes), 'nafnet_width32')
+  config = {'name': 'nafnet', **sizes, 'enc_blk_nums': list(sizes['enc_blk_nums']),
+            'dec_blk_nums': list(sizes['dec_blk_nums']), 'dropout_rate': 0.0,
+            'tlc_train_size': TLC_TRAIN_SIZE}
+  if model_name not in (None, matched):
+    logging.warning('The weights have %s, not those of --model=%s; converting them as they '
+                    'are.', describe(sizes), model_name)
+  return params, config, matched

@@ -13,7 +13,7 @@ from deblur_jax.errors import InputError
 from deblur_jax.inference import deblur
 from deblur_jax.models import nafnet
 from deblur_jax.weights import nafnet as nafnet_weights
-from deblur_jax.weights import pytorch_reader, state_dicts
+from deblur_jax.weights import official, pytorch_reader, state_dicts
 from helpers import FIXTURES
 
 CHECKPOINT = str(FIXTURES / 'nafnet' / 'tiny_nafnet.pth')
@@ -103,7 +103,8 @@ def test_converted_model_equals_pytorch(tiny_params, io, tlc, tag):
 
 
 def test_converted_checkpoint_deblurs_through_inference(tmp_path, io):
-  model_config = nafnet_weights.convert_file(CHECKPOINT, str(tmp_path))
+  name, model_config = official.convert_file(CHECKPOINT, None, str(tmp_path))
+  assert name == 'nafnet_width32'  # the nearest preset; the sizes are the file's
   assert model_config == {'name': 'nafnet', 'width': 8, 'enc_blk_nums': [1, 1],
                           'middle_blk_num': 1, 'dec_blk_nums': [1, 1], 'dropout_rate': 0.0,
                           'tlc_train_size': 256}
@@ -114,7 +115,7 @@ def test_converted_checkpoint_deblurs_through_inference(tmp_path, io):
   # At 23x37 TLC's 384-pixel window (256 * 1.5) covers every map: global pooling.
   np.testing.assert_allclose(out, np.clip(io['plain_a'][0], 0, 1), rtol=0, atol=1e-5)
   with pytest.raises(InputError, match='already exists and is not an empty directory'):
-    nafnet_weights.convert_file(CHECKPOINT, str(tmp_path))
+    official.convert_file(CHECKPOINT, 'nafnet_width32', str(tmp_path))
 
 
 def test_missing_unexpected_and_misshapen_keys_are_named():
@@ -126,7 +127,7 @@ def test_missing_unexpected_and_misshapen_keys_are_named():
     nafnet_weights.convert_state_dict(state_dict, TINY, 'weights.pth')
   message = str(error.value)
   assert message.startswith('weights.pth does not hold a NAFNet state dict with width 8, '
-                            'encoder blocks [1, 1], 1 middle blocks and decoder blocks [1, 1]')
+                            'encoder blocks [1, 1], 1 middle blocks, decoder blocks [1, 1]')
   assert 'keys are missing: [decoders.1.0.sca.1.bias]' in message
   assert '1 keys are unexpected: [encoders.0.0.sca.0.weight]' in message
   assert ('middle_blks.0.beta (expected float (1, 32, 1, 1), found float32 (32,))'
@@ -135,8 +136,12 @@ def test_missing_unexpected_and_misshapen_keys_are_named():
 
 def test_a_mimo_unet_checkpoint_is_refused_naming_the_missing_keys(tmp_path):
   path = str(FIXTURES / 'mimo_unet_tiny_zip.pkl')
+  with pytest.raises(InputError, match=r'holds mimo_unet weights, not nafnet ones as '
+                                       r'--model=nafnet_width64 says: use --model=mimo_unet'):
+    official.convert_file(path, 'nafnet_width64', str(tmp_path))
+  state_dict = state_dicts.find_state_dict(pytorch_reader.load(path), path)
   with pytest.raises(InputError) as error:
-    nafnet_weights.convert_file(path, str(tmp_path))
+    nafnet_weights.convert(state_dict, None, path)
   message = str(error.value)
   assert f'{path} does not hold a NAFNet state dict' in message
   # Nothing in it shows NAFNet sizes, so it is checked against the width32 preset.
@@ -147,7 +152,7 @@ def test_a_mimo_unet_checkpoint_is_refused_naming_the_missing_keys(tmp_path):
 
 def test_a_file_that_is_not_there_is_named(tmp_path):
   with pytest.raises(InputError, match='missing.pth is not a file'):
-    nafnet_weights.convert_file(str(tmp_path / 'missing.pth'), str(tmp_path / 'out'))
+    official.convert_file(str(tmp_path / 'missing.pth'), None, str(tmp_path / 'out'))
 
 
 def test_converted_parameters_are_float32(tiny_params):
