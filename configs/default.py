@@ -151,6 +151,8 @@ def base_config():
   # Shard parameters and optimizer state across the devices (FSDP-style) instead
   # of replicating them; for large variants whose state does not fit one device.
   config.train.fsdp = False
+  # With fsdp: arrays of fewer elements stay replicated (their all-gathers cost more).
+  config.train.fsdp_min_size = 65536
   config.train.log_every_steps = 100
   config.train.eval_every_steps = 50_000  # Paper: every 100 epochs (52,600 steps).
   config.train.checkpoint_every_steps = 5_000

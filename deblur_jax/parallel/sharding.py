@@ -32,7 +32,12 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
-def fsdp_sharding(shape: Sequence[int], mesh: Mesh, min_size: int = 2**16) -> NamedSharding:
+# Arrays smaller than this many elements stay replicated under FSDP (config.train.fsdp_min_size).
+FSDP_MIN_SIZE = 2**16
+
+
+def fsdp_sharding(shape: Sequence[int], mesh: Mesh, min_size: int = FSDP_MIN_SIZE
+                  ) -> NamedSharding:
   """Splits an array of `shape` over 'data' along its largest axis that divides
   evenly; arrays smaller than `min_size` elements, or with no such axis, stay
   replicated (their all-gathers would cost more than they save)."""
@@ -46,12 +51,12 @@ def fsdp_sharding(shape: Sequence[int], mesh: Mesh, min_size: int = 2**16) -> Na
   return replicated(mesh)
 
 
-def replicated_or_fsdp(abstract_tree, mesh: Mesh, fsdp: bool):
+def replicated_or_fsdp(abstract_tree, mesh: Mesh, fsdp: bool, min_size: int = FSDP_MIN_SIZE):
   """The shardings to place a tree (a train state) in: every leaf replicated, or
   FSDP-style with `fsdp` (see `fsdp_sharding`)."""
   if not fsdp:
     return jax.tree.map(lambda _: replicated(mesh), abstract_tree)
-  return jax.tree.map(lambda x: fsdp_sharding(x.shape, mesh), abstract_tree)
+  return jax.tree.map(lambda x: fsdp_sharding(x.shape, mesh, min_size), abstract_tree)
 
 
 def current_shardings(tree):

@@ -105,7 +105,8 @@ def bench_train(config, mesh, batch: int, height: int, width: int, dtype: str, s
   tx, schedule = optimizers.build_optimizer(config.optimizer, num_train_steps=10**6,
                                             steps_per_epoch=1)
   state = state_lib.create_train_state(jax.random.key(0), model, tx, min(height, width), mesh,
-                                        fsdp=config.train.fsdp)
+                                        fsdp=config.train.fsdp,
+                                        fsdp_min_size=config.train.fsdp_min_size)
   step_fn = train_step.jit_train_step(mesh, loss_fn=losses.build_loss_fn(config.loss),
                                       learning_rate_fn=schedule, rng=jax.random.key(1),
                                       state_sharding=sharding.current_shardings(state))

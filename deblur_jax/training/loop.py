@@ -121,7 +121,8 @@ def _build_states(config, setup: _Setup, manager, total_steps: int, steps_per_ep
   ema_decay = config.train.ema_decay
   state = create_train_state(init_rng, setup.model, tx, config.data.crop_size,
                               setup.mesh, ema=ema_decay > 0, plateau=setup.plateau,
-                              fsdp=config.train.fsdp)
+                              fsdp=config.train.fsdp,
+                              fsdp_min_size=config.train.fsdp_min_size)
   gan = adversary.build_adversary(config, setup.mesh, total_steps, steps_per_epoch, disc_rng)
   template = LoopState(validation_monitor.EarlyStopping(config.train.early_stop_patience,
                                                         config.train.early_stop_min_delta),

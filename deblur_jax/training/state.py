@@ -34,9 +34,11 @@ class TrainState(train_state.TrainState):
 def create_train_state(rng, model: nn.Module, tx: optax.GradientTransformation,
                        image_size: int, mesh, *, ema: bool = False,
                        plateau: Optional[optax.GradientTransformationExtraArgs] = None,
-                       fsdp: bool = False) -> TrainState:
+                       fsdp: bool = False,
+                       fsdp_min_size: int = sharding.FSDP_MIN_SIZE) -> TrainState:
   """Initialises parameters and optimizer state (and the EMA copy and plateau
-  state when asked) on `mesh`: replicated, or sharded FSDP-style with `fsdp`."""
+  state when asked) on `mesh`: replicated, or sharded FSDP-style with `fsdp`
+  (arrays of at least `fsdp_min_size` elements)."""
 
   def init():
     dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
@@ -47,5 +49,5 @@ def create_train_state(rng, model: nn.Module, tx: optax.GradientTransformation,
                              ema_params=jax.tree.map(jnp.copy, params) if ema else None,
                              plateau=plateau.init({}) if plateau is not None else None)
 
-  placement = sharding.replicated_or_fsdp(jax.eval_shape(init), mesh, fsdp)
+  placement = sharding.replicated_or_fsdp(jax.eval_shape(init), mesh, fsdp, fsdp_min_size)
   return jax.jit(init, out_shardings=placement)()

@@ -77,14 +77,15 @@ def test_state_is_donated_and_batches_are_split_over_devices():
 def test_fsdp_shards_the_state_and_computes_the_same_step():
   """Parameters and Adam moments split over 4 devices give the replicated step's numbers."""
   config = tiny.get_config()
-  config.model.base_width = 32  # 3x3x128x128 kernels: large enough to be sharded
   mesh = sharding.create_mesh(jax.devices()[:4])
   model = models.build_model(config.model)
   tx, schedule = optimizers.build_optimizer(config.optimizer, 10, 1)
-  batch = sharding.make_global_batch(random_batch(size=32), mesh)
+  batch = sharding.make_global_batch(random_batch(), mesh)
   results = []
   for fsdp in (False, True):
-    state = create_train_state(jax.random.key(0), model, tx, 32, mesh, fsdp=fsdp)
+    # The tiny model's 3x3x16x16 and larger kernels are sharded above 1,024 elements.
+    state = create_train_state(jax.random.key(0), model, tx, 16, mesh, fsdp=fsdp,
+                               fsdp_min_size=1024)
     step = train_step.jit_train_step(mesh, loss_fn=losses.build_loss_fn(config.loss),
                                      learning_rate_fn=schedule, rng=jax.random.key(1),
                                      state_sharding=sharding.current_shardings(state))
