@@ -166,7 +166,7 @@ class NAFNet(nn.Module):
     dec_blk_nums: NAFBlocks per decoder level, bottom first; as many as enc_blk_nums.
     dropout_rate: element-wise dropout in every NAFBlock, in training (the
       official NAFNet always builds its blocks with 0).
-    tlc_train_size: None: channel attention pools globally (the official
+    tlc_train_size: None or 0: channel attention pools globally (the official
       NAFNet). The training crop side, e.g. 256: when not training it pools
       locally over 1.5 times that crop as the official NAFNetLocal evaluates
       (TLC). Training (train=True) always pools globally: at the training crop
@@ -194,7 +194,7 @@ class NAFNet(nn.Module):
     if len(self.dec_blk_nums) != levels:
       raise ValueError(f'NAFNet needs as many decoder as encoder levels, got enc_blk_nums='
                        f'{tuple(self.enc_blk_nums)} and dec_blk_nums={tuple(self.dec_blk_nums)}.')
-    if self.tlc_train_size is None or train:
+    if not self.tlc_train_size or train:
       kernels = [None] * (levels + 1)
     else:
       kernels = tlc_kernel_sizes(self.tlc_train_size, levels)
