@@ -91,7 +91,10 @@ def base_config():
   config.data.eval_pairs_file = ''
   config.data.pairs_file_order = 'blur_sharp'  # or 'sharp_blur' (RealBlur's lists: gt first)
   config.data.crop_size = 256  # Side of the square training crops, pixels.
-  config.data.hflip = True  # Random horizontal flips of training pairs.
+  # Random turns of the training crops: 'hflip' (horizontal flips, MIMO-UNet's),
+  # 'flips_rot90' (horizontal and vertical flips and 90-degree rotations, as BasicSR
+  # and NAFNet train) or 'none'.
+  config.data.augment = 'hflip'
   # Decoded training images ('folders' source): 'none' decodes both files of a pair
   # for every crop (~23 ms per 1280x720 PNG per core); 'memory' decodes every
   # training pair once at start-up into this process's RAM (uint8; GoPro train:

@@ -22,6 +22,9 @@ from deblur_jax.errors import InputError
 
 read_pair_files = folders.read_pair_files
 
+# config.data.augment -> (horizontal flips, vertical flips and transposes).
+AUGMENTATIONS = {'none': (False, False), 'hflip': (True, False), 'flips_rot90': (True, True)}
+
 
 def check_config(data_config) -> sources.Source:
   """Checks the fields of config.data that need no data to check; returns the
@@ -30,19 +33,27 @@ def check_config(data_config) -> sources.Source:
     raise InputError(f'config.data.crop_size={data_config.crop_size} must be positive.')
   if data_config.max_eval_images < 0:
     raise InputError(f'config.data.max_eval_images={data_config.max_eval_images} must be >= 0.')
+  if data_config.augment not in AUGMENTATIONS:
+    raise InputError(f'Unknown config.data.augment {data_config.augment!r}; choose one of '
+                     f'{list(AUGMENTATIONS)}.')
   cache_lib.check_mode(data_config.get('cache', 'none'))
   return sources.resolve(data_config)
 
 
 def example_dataset(examples: sources.TrainExamples, seed: int,
-                    example_indices: tf.data.Dataset) -> tf.data.Dataset:
+                    example_indices: tf.data.Dataset, *,
+                    flips_rot90: bool = False) -> tf.data.Dataset:
   """Unbatched {'blur', 'sharp'}, one per global example index g: image
-  shuffled_index(g) of `examples`, cut with the stateless seeds of (seed, g)."""
+  shuffled_index(g) of `examples`, cut with the stateless seeds of (seed, g);
+  with `flips_rot90`, then turned by a random vertical flip and transpose."""
 
   def make_example(g):
     i = transforms.shuffled_index(g, examples.num_images, seed)
     seeds = transforms.example_seeds(g, seed, examples.num_seeds)
-    return examples.make(i, g, seeds)
+    example = examples.make(i, g, seeds)
+    if flips_rot90:
+      example = transforms.random_vflip_transpose(example, transforms.augment_seed(g, seed))
+    return example
 
   dataset = example_indices.map(make_example, num_parallel_calls=tf.data.AUTOTUNE)
   return dataset.ignore_errors(log_warning=True) if examples.skip_errors else dataset
@@ -53,10 +64,11 @@ def create_train_dataset(data_config, *, seed: int, global_batch: int, rows: ran
   """(dataset of this process's `rows` of each global batch, as {'blur', 'sharp'}:
   float32 (len(rows), crop, crop, 3) in [0, 1]; number of training images, which
   sets the length of an epoch)."""
+  hflip, flips_rot90 = AUGMENTATIONS[data_config.augment]
   examples = check_config(data_config).train_examples(
-      data_config, crop_size=data_config.crop_size, hflip=data_config.hflip, seed=seed)
+      data_config, crop_size=data_config.crop_size, hflip=hflip, seed=seed)
   indices = transforms.global_example_indices(start_step, global_batch, rows)
-  dataset = example_dataset(examples, seed, indices)
+  dataset = example_dataset(examples, seed, indices, flips_rot90=flips_rot90)
   options = tf.data.Options()
   options.deterministic = True
   dataset = dataset.batch(len(rows), drop_remainder=True).prefetch(tf.data.AUTOTUNE)

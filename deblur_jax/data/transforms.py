@@ -83,6 +83,26 @@ def random_crop_flip(images, size: int, hflip: bool, crop_seed, flip_seed):
   return tf.ensure_shape(images, [size, size, images.shape[-1]])
 
 
+def augment_seed(g, seed: int):
+  """The stateless seed of example g's flips_rot90 turn: folded from (seed, g), so
+  the sources' own seeds (example_seeds) and their examples stay as they are."""
+  base = tf.stack([tf.constant(seed, tf.int64), tf.cast(g, tf.int64)])
+  return tf.random.experimental.stateless_fold_in(base, 0x0a06)
+
+
+def random_vflip_transpose(example: dict, seed) -> dict:
+  """Every image of `example` (square, HxWxC) flipped vertically and transposed
+  (a 90-degree rotation with the source's horizontal flip), each with
+  probability 1/2 and alike for all: BasicSR's `augment(hflip, rotation)`."""
+  vflip, transpose = tf.unstack(tf.random.stateless_uniform([2], seed) < 0.5)
+
+  def turn(image):
+    image = tf.cond(vflip, lambda: tf.reverse(image, [0]), lambda: image)
+    return tf.cond(transpose, lambda: tf.transpose(image, [1, 0, 2]), lambda: image)
+
+  return {key: tf.ensure_shape(turn(image), image.shape) for key, image in example.items()}
+
+
 def blur_valid(image, kernel):
   """Convolves HxWx3 `image` with `kernel` (k x k), keeping only full windows.
 

@@ -55,6 +55,18 @@ DOCUMENTED = [
                      'gan.discriminator.base_features': 32, 'train.num_train_steps': 600}),
     ('gan.py:tiny', {'model.base_features': 4, 'gan.discriminator.num_layers': 2,
                      'train.num_train_steps': 3}),
+    ('nafnet.py', {'model.name': 'nafnet', 'model.width': 32, 'model.enc_blk_nums': (1, 1, 1, 28),
+                   'model.tlc_train_size': 256, 'optimizer.name': 'adamw',
+                   'optimizer.learning_rate': 1e-3, 'optimizer.b2': 0.9,
+                   'optimizer.weight_decay': 1e-3, 'optimizer.schedule': 'cosine',
+                   'optimizer.warmup_steps': 0, 'optimizer.end_learning_rate': 1e-7,
+                   'optimizer.grad_clip_norm': 0.01, 'train.batch_size': 32,
+                   'train.num_train_steps': 200_000, 'loss.name': 'psnr',
+                   'data.augment': 'flips_rot90', 'eval.protocol': 'nafnet'}),
+    ('nafnet.py:width64', {'model.width': 64, 'train.batch_size': 64,
+                           'train.num_train_steps': 400_000}),
+    ('nafnet.py:tiny', {'model.width': 8, 'model.enc_blk_nums': (1, 1), 'data.crop_size': 32,
+                        'model.tlc_train_size': 32, 'train.num_train_steps': 3}),
 ]
 
 

@@ -104,3 +104,35 @@ def test_an_eval_image_corrupt_inside_is_an_error_naming_its_batch(pair_tree):
   chunks = pipeline.plan_eval_batches(found, global_batch=2)
   with pytest.raises(InputError, match=r'Could not decode an evaluation image among .*000000\.png'):
     list(pipeline.eval_batches(chunks, range(2)))
+
+
+def orientation(crop, reference):
+  """(vertical flip, transpose) turning `reference` (H, W, C) into `crop`, or None."""
+  for vflip in (False, True):
+    for transpose in (False, True):
+      turned = reference[::-1] if vflip else reference
+      turned = turned.transpose(1, 0, 2) if transpose else turned
+      if np.array_equal(turned, crop):
+        return vflip, transpose
+  return None
+
+
+def test_flips_and_rotations_turn_each_crop_pair_the_same_random_way(data_config):
+  """'flips_rot90' (BasicSR's augment: hflip, vflip, 90-degree rotation) is 'hflip'
+  then a random vertical flip and transpose per example, the same for both images."""
+  plain, _ = train_batches(data_config, 8)
+  data_config.augment = 'flips_rot90'
+  turned, _ = train_batches(data_config, 8)
+  seen = set()
+  for a, b in zip(plain, turned):
+    for k in range(len(a['sharp'])):
+      found = orientation(b['sharp'][k], a['sharp'][k])
+      assert found is not None and found == orientation(b['blur'][k], a['blur'][k])
+      seen.add(found)
+  assert len(seen) == 4
+
+
+def test_an_unknown_augmentation_is_an_error_naming_the_field(data_config):
+  data_config.augment = 'rot45'
+  with pytest.raises(InputError, match=r"config\.data\.augment 'rot45'.*flips_rot90"):
+    pipeline.check_config(data_config)
