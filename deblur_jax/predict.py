@@ -30,8 +30,10 @@ flags.DEFINE_string('output', None, 'Folder for the deblurred images.')
 flags.DEFINE_integer('tile', 0, 'Run overlapping tiles of this size (a multiple of 64) on '
                      'images larger than it, to bound memory; 0 = whole images.')
 flags.DEFINE_integer('tile_overlap', 32, 'Pixels shared by neighbouring tiles, blended.')
-flags.DEFINE_integer('bucket', 64, 'Image sides are padded up to multiples of this, so that '
-                     'mixed sizes share compiled programs.')
+flags.DEFINE_integer('bucket', None, 'Image sides are padded up to multiples of this, so '
+                     'that mixed sizes share compiled programs. Default: 64, or only what the '
+                     'model needs for models whose statistics span the image (NAFNet), '
+                     'whose output padding would change.')
 flags.DEFINE_boolean('ensemble', False, 'Average over the four 90-degree rotations (4x slower).')
 flags.DEFINE_boolean('compare', False, 'Also write NAME_compare.png: input | deblurred.')
 flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
@@ -48,7 +50,7 @@ def main(_):
   if FLAGS.tile and (FLAGS.tile % 64 or FLAGS.tile <= FLAGS.tile_overlap):
     raise InputError(f'--tile={FLAGS.tile} must be a multiple of 64 larger than '
                      f'--tile_overlap={FLAGS.tile_overlap}.')
-  if FLAGS.bucket < 1:
+  if FLAGS.bucket is not None and FLAGS.bucket < 1:
     raise InputError(f'--bucket={FLAGS.bucket} must be positive.')
   files = image_files.list_images(FLAGS.input)
   workdir, step = deblur.checkpoint_location(FLAGS.workdir, FLAGS.checkpoint,
@@ -57,7 +59,7 @@ def main(_):
   logging.info('Restoring %d images with %s from the checkpoint at step %d.', len(files),
                type(model).__name__, step)
   deblur_fn = deblur.make_deblur_fn(model, variables)
-  bucket = int(np.lcm(FLAGS.bucket, model.size_multiple))
+  bucket = deblur.size_bucket(model, FLAGS.bucket)
   failed = []
   for i, (path, name) in enumerate(files, 1):
     start = time.perf_counter()

@@ -74,6 +74,16 @@ def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
   return np.pad(image, pad, mode='edge' if small else 'reflect')
 
 
+def size_bucket(model, requested: int | None = None) -> int:
+  """The multiple image sides are padded to: `requested` (default 64) made a
+  multiple of the model's size_multiple; by default only size_multiple for models
+  whose statistics span the whole image (`image_wide_statistics`, e.g. NAFNet's
+  channel attention), since padding would change their output everywhere."""
+  if requested is None:
+    requested = 1 if getattr(model, 'image_wide_statistics', False) else 64
+  return int(np.lcm(requested, model.size_multiple))
+
+
 def deblur_whole(deblur_fn: Callable, image: np.ndarray, bucket: int) -> np.ndarray:
   """The deblurred (H, W, 3) image, run at H and W padded up to multiples of `bucket`."""
   height, width = image.shape[:2]

@@ -186,6 +186,9 @@ class NAFNet(nn.Module):
   dtype: Any = jnp.float32
 
   size_multiple: ClassVar[int] = 1  # Any size: the model pads internally.
+  # Channel attention averages over the whole image (or TLC's large windows):
+  # padding the input changes every output pixel, so inference pads nothing.
+  image_wide_statistics: ClassVar[bool] = True
 
   @nn.compact
   def __call__(self, x, train: bool = False):

@@ -9,7 +9,7 @@ from PIL import Image
 from deblur_jax.data import image_files
 from deblur_jax.errors import InputError
 from deblur_jax.inference import deblur
-from deblur_jax.models import mimo_unet
+from deblur_jax.models import mimo_unet, nafnet
 
 
 @pytest.fixture(scope='module')
@@ -119,3 +119,10 @@ def test_list_images_walks_folders_and_rejects_empty_ones(tmp_path):
     image_files.list_images(str(tmp_path / 'empty'))
   with pytest.raises(InputError, match='neither an image file nor a folder'):
     image_files.list_images(str(tmp_path / 'missing'))
+
+
+def test_images_are_padded_to_buckets_unless_the_model_sees_the_whole_image():
+  assert deblur.size_bucket(mimo_unet.MIMOUNet()) == 64
+  assert deblur.size_bucket(mimo_unet.MIMOUNet(), 6) == 12  # a multiple of size_multiple 4
+  assert deblur.size_bucket(nafnet.NAFNet()) == 1  # padding would change every pixel
+  assert deblur.size_bucket(nafnet.NAFNet(), 16) == 16
