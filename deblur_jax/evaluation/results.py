@@ -51,13 +51,12 @@ def write_files(out_dir: str, step: int, result: EvalResult, summary: dict) -> s
   """Writes out_dir/step_N.csv (one row per image, by name) and out_dir/step_N.json
   (`summary`, with the protocol's fields); returns out_dir/step_N.
 
-  Under a protocol other than the default 'mimo' each CSV row names it in a last
-  'protocol' column (e.g. 'basicsr crop_border=4 y_channel=True'); 'mimo' files keep
-  the columns they always had.
+  Each CSV row names the protocol in a last 'protocol' column (e.g. 'mimo', or
+  'basicsr crop_border=4 y_channel=True').
   """
   os.makedirs(out_dir, exist_ok=True)
   base = os.path.join(out_dir, f'step_{step}')
-  tagged = {} if result.protocol == protocols.Protocol() else {'protocol': result.protocol.label()}
+  tagged = {'protocol': result.protocol.label()}
   with open(base + '.csv', 'w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=['name', *PER_IMAGE_METRICS, *tagged])
     writer.writeheader()

@@ -136,13 +136,12 @@ def result_rows():
 
 
 @pytest.mark.parametrize('protocol, column', [
-    (protocols.Protocol('mimo'), None),
+    (protocols.Protocol('mimo'), 'mimo'),
     (protocols.Protocol('basicsr', 4, True), 'basicsr crop_border=4 y_channel=True'),
     (protocols.Protocol('nafnet'), 'nafnet'),
 ])
 def test_results_files_name_the_protocol(tmp_path, protocol, column):
-  """The JSON always; the CSV's 'protocol' column for all but 'mimo', whose CSV keeps its
-  columns."""
+  """The JSON's protocol fields and the CSV's 'protocol' column."""
   result = results.EvalResult(result_rows(), [], protocol)
   base = results.write_files(str(tmp_path), 5, result, {'step': 5, **result.summary()})
   with open(base + '.json') as f:

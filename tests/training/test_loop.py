@@ -134,7 +134,8 @@ def test_eval_mode_writes_per_image_csv_and_summary_json(trained, config):
   with open(workdir / 'eval' / 'step_2.csv') as f:
     rows = list(csv.DictReader(f))
   assert [r['name'] for r in rows] == ['GOPR0000_00_00/000000.png', 'GOPR0000_00_00/000001.png']
-  assert set(rows[0]) == {'name', 'psnr', 'ssim', 'mse', 'input_psnr', 'input_ssim'}
+  assert set(rows[0]) == {'name', 'psnr', 'ssim', 'mse', 'input_psnr', 'input_ssim', 'protocol'}
+  assert {row['protocol'] for row in rows} == {'mimo'}
   for row in rows:  # each row's input PSNR is that of its own files
     assert float(row['input_psnr']) == pytest.approx(input_psnr(config.data.dir, row['name']),
                                                      abs=1e-3)
