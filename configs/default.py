@@ -183,6 +183,15 @@ def base_config():
   # A step whose loss or gradients are NaN or Inf is skipped; this many in a row
   # stop training with an error, keeping the last good checkpoint.
   config.train.max_nonfinite_steps = 10
+  # Fine-tuning: start from the model parameters (and BatchNorm statistics) of another
+  # run: a work directory (its latest checkpoint, or init_from_step) or a checkpoint
+  # step folder, own or converted (deblur_jax.convert). Training starts at step 0 with
+  # a fresh optimizer, schedule and data position; the work directory's own
+  # checkpoints, once there are any, take precedence (a preempted fine-tune resumes).
+  config.train.init_from = ''
+  config.train.init_from_step = -1  # With a work directory: this step; -1 = the latest.
+  # False: load the parameters whose names and shapes match, list the others (a new head).
+  config.train.init_from_strict = True
 
   # Adversarial training (DeblurGAN-style, see configs/gan.py): off while
   # discriminator.name is empty. Only GAN generators
@@ -194,6 +203,9 @@ def base_config():
   config.gan.weight = 0.001  # Weight of the adversarial term in the generator loss.
   config.gan.critic_steps = 1  # Discriminator updates per generator update.
   config.gan.gradient_penalty_weight = 10.0  # WGAN-GP's lambda ('wgan_gp' only).
+  # The discriminator's starting weights, like config.train.init_from for the generator
+  # (a GAN run's work directory or step folder); '' = freshly initialised.
+  config.gan.init_from = ''
   # The discriminator's optimizer (same fields as config.optimizer).
   config.gan.optimizer = optimizer_config(learning_rate=1e-4, b1=0.5)
 
