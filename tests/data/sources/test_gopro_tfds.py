@@ -71,9 +71,6 @@ class TestGoProWithTfdsTooling(tfds.testing.DatasetBuilderTestCase):
   """TFDS's own checks of both configs (as TFRecord, which `as_dataset` reads)."""
   DATASET_CLASS = GoPro
   SPLITS = {'train': 4, 'test': 2}
-  # tf.test.TestCase's deprecated session helper, which pytest would collect as a test
-  # that always skips itself.
-  test_session = None
 
   @classmethod
   def setUpClass(cls):
