@@ -45,12 +45,9 @@ def load_model(workdir: str, step=None, dtype=jnp.float32):
   saved, step = checkpoints.read_config(manager, step)
   model_config = ml_collections.ConfigDict(saved['model'])
   model = models.build_model(model_config, dtype)
-  template = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False))
   # Onto this process's first device, whatever devices and processes saved it.
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                          template)
+  template = models.variables_template(model, device)
   variables, step = checkpoints.restore_model_variables(manager, template, saved['model'],
                                                           step)
   manager.close()
