@@ -160,7 +160,8 @@ def restore_train_state(manager: ocp.CheckpointManager, state_template: Any,
   if not os.path.isdir(os.path.join(str(manager.directory), str(step), 'train')):
     raise InputError(f'The checkpoint at {manager.directory}/{step} holds model weights only '
                      '(converted official weights, say), no optimizer state to resume training '
-                     'from: train in another --workdir.')
+                     'from: to fine-tune from them, train in another --workdir with '
+                     f'--config.train.init_from={manager.directory}/{step}.')
   _check_compatible(manager, step, model_config, optimizer_config)
   items = dict(model=ocp.args.StandardRestore(_abstract(state_template.variables())),
                train=ocp.args.StandardRestore(_abstract(_train_item(state_template,

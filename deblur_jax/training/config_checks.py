@@ -3,6 +3,8 @@ before any data is read: a typo fails in a second, not after the training set
 is decoded. Fields whose builders check them (the loss, the plateau, the
 model) are built before the data too."""
 
+import os
+
 import jax.numpy as jnp
 
 from deblur_jax import models
@@ -67,6 +69,21 @@ def _check_gan(config) -> None:
   optimizers.check_optimizer_config(gan.optimizer)
 
 
+def _check_init_from(config) -> None:
+  """The fine-tuning fields: what the checkpoints hold is checked when they are read."""
+  for field, path in (('config.train.init_from', config.train.init_from),
+                      ('config.gan.init_from', config.gan.init_from)):
+    if path and not os.path.isdir(path):
+      raise InputError(f'{field}={path!r} is not a directory: give a work directory or '
+                       'one of its checkpoint step folders (WORKDIR/checkpoints/STEP).')
+  if config.train.init_from_step < -1:
+    raise InputError(f'config.train.init_from_step={config.train.init_from_step} must be a '
+                     'step (>= 0) or -1 for the latest.')
+  if config.gan.init_from and not config.gan.discriminator.name:
+    raise InputError(f'config.gan.init_from={config.gan.init_from!r} is set, but there is no '
+                     "discriminator (config.gan.discriminator.name is ''); leave it empty.")
+
+
 def check_evaluation_config(config, mesh) -> None:
   """The fields evaluation reads: compute dtype, the evaluation batch, the metric
   protocol and the data fields that need no data to check."""
@@ -87,6 +104,7 @@ def check_training_config(config, mesh) -> None:
   _check_averaging_and_stopping(config.train)
   optimizers.check_optimizer_config(config.optimizer)
   _check_gan(config)
+  _check_init_from(config)
   check_evaluation_config(config, mesh)
 
 

@@ -27,6 +27,7 @@ from deblur_jax.training import (
   checkpoints,
   config_checks,
   gan_step,
+  init_from,
   losses,
   optimizers,
   preemption,
@@ -115,7 +116,8 @@ def _plain_step(jitted, state, disc, batch):
 
 
 def _build_states(config, setup: _Setup, manager, total_steps: int, steps_per_epoch: int):
-  """(train state, loop state, step function, start step): initial or restored."""
+  """(train state, loop state, step function, start step): initial (from init_from, if
+  set) or restored (the run's own checkpoints take precedence)."""
   tx, schedule = optimizers.build_optimizer(config.optimizer, total_steps, steps_per_epoch)
   init_rng, dropout_rng, disc_rng = jax.random.split(jax.random.key(config.seed), 3)
   ema_decay = config.train.ema_decay
@@ -123,7 +125,11 @@ def _build_states(config, setup: _Setup, manager, total_steps: int, steps_per_ep
                               setup.mesh, ema=ema_decay > 0, plateau=setup.plateau,
                               fsdp=config.train.fsdp,
                               fsdp_min_size=config.train.fsdp_min_size)
-  gan = adversary.build_adversary(config, setup.mesh, total_steps, steps_per_epoch, disc_rng)
+  fresh = manager.latest_step() is None
+  if fresh:
+    state = init_from.init_state(state, config.train.init_from, config.train)
+  gan = adversary.build_adversary(config, setup.mesh, total_steps, steps_per_epoch, disc_rng,
+                                  load_init_from=fresh)
   template = LoopState(validation_monitor.EarlyStopping(config.train.early_stop_patience,
                                                         config.train.early_stop_min_delta),
                        gan.state if gan else None)
@@ -131,7 +137,8 @@ def _build_states(config, setup: _Setup, manager, total_steps: int, steps_per_ep
       manager, state, config.model.to_dict(), config.optimizer.to_dict(),
       template.checkpoint_item())
   if restored_step is not None:
-    logging.info('Resumed from the checkpoint at step %d.', restored_step)
+    logging.info('Resumed from the checkpoint at step %d%s.', restored_step,
+                 init_from.ignored_note(config))
   step_kwargs = dict(learning_rate_fn=schedule, rng=dropout_rng, ema_decay=ema_decay)
   if gan:
     step_fn = adversary.jit_step(gan, setup.mesh, content_loss_fn=setup.loss_fn,
