@@ -1,6 +1,5 @@
 """Test data: smooth random images and small GoPro-like PNG trees."""
 
-import glob
 import os
 import pathlib
 import signal
@@ -147,14 +146,8 @@ def run_tool(module, *args, num_devices=1, cwd=REPO, pythonpath=REPO):
 
 def train_scalars(workdir):
   """{tag: {step: value}} of the scalars in workdir's TensorBoard event files."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  scalars = {}
-  for path in glob.glob(os.path.join(workdir, 'events.out.tfevents.*')):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.metadata.plugin_data.plugin_name == 'scalars':
-          scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
-  return scalars
+  from deblur_jax.evaluation import report  # pylint: disable=g-import-not-at-top
+  return report.read_scalars(str(workdir))
 
 
 def start(cmd, env, log_path):

@@ -1,11 +1,13 @@
 """Evaluation on the test pairs of config.data: during training, and of a saved checkpoint.
 
-`evaluate_checkpoint` evaluates a saved model and writes per-image results;
-the training loop builds an `Evaluator` once and calls `evaluate_and_log`.
+`evaluate_checkpoint` evaluates a saved model; the training loop builds an
+`Evaluator` once and calls `evaluate_and_log`. Every evaluation writes the same
+files into WORKDIR/eval (process 0 only): step_N.csv (one row per image),
+step_N.json (the means, overall and per group, the protocol and the run) and
+the results page step_N.html with the comparison images beside it (report.py).
 """
 
 import dataclasses
-import os
 
 import jax
 import ml_collections
@@ -13,8 +15,8 @@ import numpy as np
 from absl import logging
 
 from deblur_jax import models
-from deblur_jax.data import pipeline
-from deblur_jax.evaluation import eval_step, protocols, results
+from deblur_jax.data import pipeline, sources
+from deblur_jax.evaluation import eval_step, protocols, report, results
 from deblur_jax.evaluation.eval_step import PER_IMAGE_METRICS
 from deblur_jax.parallel import distributed, sharding
 from deblur_jax.training import checkpoints, config_checks
@@ -29,6 +31,9 @@ class Evaluator:
   rows: range  # This process's rows of each evaluation batch.
   read_pairs: object  # Reads a list of pairs as a dataset.
   protocol: protocols.Protocol  # How PSNR and SSIM are computed (config.eval.protocol).
+  workdir: str = ''  # The results files go to workdir/eval.
+  run_info: dict = dataclasses.field(default_factory=dict)  # The run, for the results page.
+  page_images: int = report.DEFAULT_PAGE_IMAGES  # Images each results page compares.
 
 
 def build_evaluator(config, workdir: str, mesh, model) -> Evaluator:
@@ -39,8 +44,17 @@ def build_evaluator(config, workdir: str, mesh, model) -> Evaluator:
   pairs, read_pairs = pipeline.find_eval_pairs(config.data, workdir, min_size=protocol.min_size)
   eval_fn = eval_step.jit_eval_step(mesh, apply_fn=model.apply, size_multiple=model.size_multiple,
                                     protocol=protocol)
+  data, source = config.data, sources.source_name(config.data)
+  eval_set = {'demo': f'the held-out photos blurred by {data.demo.eval_blurs}',
+              'tfds': 'the GoPro test split'}.get(source, data.eval_pairs_file or data.eval_split)
+  run_info = {'model': config.model.name, 'data_source': source,
+              'data_dir': data.tfds_data_dir if source == 'tfds' else data.dir,
+              'eval_split': eval_set}
+  # config.eval.page_images, where the config has it: the comparisons each page keeps.
+  page_images = config.eval.get('page_images', report.DEFAULT_PAGE_IMAGES)
   return Evaluator(mesh, eval_fn, pipeline.plan_eval_batches(pairs, eval_global),
-                   sharding.process_batch_rows(eval_global, mesh), read_pairs, protocol)
+                   sharding.process_batch_rows(eval_global, mesh), read_pairs, protocol,
+                   workdir, run_info, page_images)
 
 
 def _local_rows(global_array) -> np.ndarray:
@@ -49,8 +63,10 @@ def _local_rows(global_array) -> np.ndarray:
   return np.concatenate([np.asarray(s.data) for s in shards])
 
 
-def run_evaluation(evaluator: Evaluator, variables, *, num_images: int) -> results.EvalResult:
-  """Evaluates every planned image once; keeps `num_images` grids of this process's rows."""
+def run_evaluation(evaluator: Evaluator, variables, *, num_images: int,
+                   page_images: results.PageImages | None = None) -> results.EvalResult:
+  """Evaluates every planned image once; keeps `num_images` grids of this process's rows
+  and hands its first images to `page_images` to save for the results page."""
   rows, images = [], []
   for chunk, local in pipeline.eval_batches(evaluator.chunks, evaluator.rows,
                                             evaluator.read_pairs):
@@ -59,29 +75,74 @@ def run_evaluation(evaluator: Evaluator, variables, *, num_images: int) -> resul
     for j, pair in enumerate(chunk.pairs[:chunk.num_valid]):
       rows.append({'name': pair.name, 'group': pair.group,
                    **{k: float(per_image[k][j]) for k in PER_IMAGE_METRICS}})
-    if len(images) < num_images:
+    if len(images) < num_images or (page_images is not None and page_images.wants_more()):
       deblurred = _local_rows(outputs['deblurred'])
       for j, row in enumerate(evaluator.rows):
-        if row < chunk.num_valid and len(images) < num_images:
+        if row >= chunk.num_valid:
+          continue
+        name = chunk.pairs[row].name
+        if len(images) < num_images:
           grid = np.concatenate([local['blur'][j], deblurred[j], local['sharp'][j]], axis=1)
-          images.append((chunk.pairs[row].name, np.clip(grid, 0.0, 1.0)))
+          images.append((name, np.clip(grid, 0.0, 1.0)))
+        if page_images is not None:
+          page_images.add(name, local['blur'][j], deblurred[j], local['sharp'][j])
   return results.EvalResult(rows, images, evaluator.protocol)
 
 
-def evaluate_and_log(evaluator: Evaluator, writer, step: int, state, num_images: int) -> dict:
-  """Evaluates the trained (and moving-average) weights; returns the trained ones' summary."""
-  result = run_evaluation(evaluator, state.variables(), num_images=num_images)
-  summary = results.write_summaries(writer, step, result)
-  logging.info('Step %d eval (%s): PSNR %.2f dB (input %.2f), SSIM %.4f (input %.4f) on %d '
-               'images.', step, evaluator.protocol.label(), summary['psnr'],
+def _page_images(evaluator: Evaluator, step: int) -> results.PageImages | None:
+  """What saves the results page's images: on process 0, which writes the files."""
+  if jax.process_index() > 0:
+    return None
+  return results.PageImages(report.eval_dir(evaluator.workdir), step, evaluator.page_images)
+
+
+def _write_results(evaluator: Evaluator, step: int, result: results.EvalResult, summary: dict,
+                   variables, page_images: results.PageImages, weights: str, **extra) -> str:
+  """Writes eval/step_N.csv, .json (`summary`, the run, the saved images and `extra`)
+  and .html; returns workdir/eval/step_N. `weights` says which were evaluated."""
+  run_info = {**evaluator.run_info, 'weights': weights,
+              'num_params': int(sum(x.size for x in jax.tree.leaves(variables['params'])))}
+  record = {'step': step, **summary, **extra, 'run': run_info,
+            'page_images': page_images.record()}
+  base = results.write_files(report.eval_dir(evaluator.workdir), step, result, record)
+  try:
+    report.write_page(evaluator.workdir, step)
+  except Exception:  # pylint: disable=broad-except  (a page must not stop a training)
+    logging.exception('Could not write the results page %s.html; retry with python -m '
+                      'deblur_jax.report --workdir=%s --step=%d', base, evaluator.workdir, step)
+  return base
+
+
+def _log_summary(step: int, what: str, protocol: protocols.Protocol, summary: dict,
+                 base: str | None) -> None:
+  files = f'; results: {base}.html, per image .csv, means .json' if base else ''
+  logging.info('Step %d %s (%s): PSNR %.2f dB (input %.2f), SSIM %.4f (input %.4f) on %d '
+               'images%s.', step, what, protocol.label(), summary['psnr'],
                summary['input_psnr'], summary['ssim'], summary['input_ssim'],
-               summary['num_images'])
+               summary['num_images'], files)
+
+
+def evaluate_and_log(evaluator: Evaluator, writer, step: int, state, num_images: int) -> dict:
+  """Evaluates the trained (and moving-average) weights, writes TensorBoard summaries and,
+  on process 0, the results files; returns the trained weights' summary."""
+  variables = state.variables()
+  page_images = _page_images(evaluator, step)
+  result = run_evaluation(evaluator, variables, num_images=num_images, page_images=page_images)
+  summary = results.write_summaries(writer, step, result)
+  extra = {}
   if state.ema_params is not None:
     ema = run_evaluation(evaluator, state.variables(params=state.ema_params),
                          num_images=0).summary()
     writer.write_scalars(step, {f'eval_ema/{k}': ema[k] for k in PER_IMAGE_METRICS})
     logging.info('Step %d eval of the moving average: PSNR %.2f dB, SSIM %.4f.', step,
                  ema['psnr'], ema['ssim'])
+    extra['ema'] = {k: ema[k] for k in PER_IMAGE_METRICS}
+  base = None
+  if page_images is not None:
+    writer.flush()  # the page's curves read the event files
+    base = _write_results(evaluator, step, result, summary, variables, page_images,
+                          weights='trained', **extra)
+  _log_summary(step, 'eval', evaluator.protocol, summary, base)
   return summary
 
 
@@ -89,8 +150,9 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   """Evaluates the checkpoint at config.eval.checkpoint_step (-1: latest) in `workdir`.
 
   Writes workdir/eval/step_N.csv (one row per image: name, PSNR, SSIM and the
-  blurred input's PSNR and SSIM) and workdir/eval/step_N.json (the means,
-  overall and per group, and the protocol's fields). Returns the summary.
+  blurred input's PSNR and SSIM), workdir/eval/step_N.json (the means, overall
+  and per group, the protocol's fields and the run) and the results page
+  workdir/eval/step_N.html. Returns the summary.
   """
   mesh = sharding.create_mesh()
   distributed.log_topology(mesh)
@@ -106,8 +168,12 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     manager.close()
   logging.info('Evaluating the checkpoint at step %d on %d batches, protocol %s.', step,
                len(evaluator.chunks), evaluator.protocol.label())
-  result = run_evaluation(evaluator, variables, num_images=0)
+  page_images = _page_images(evaluator, step)
+  result = run_evaluation(evaluator, variables, num_images=0, page_images=page_images)
   summary = {'step': step, **result.summary()}
-  if jax.process_index() == 0:
-    results.write_files(os.path.join(workdir, 'eval'), step, result, summary)
+  base = None
+  if page_images is not None:
+    base = _write_results(evaluator, step, result, summary, variables, page_images,
+                          weights='moving average' if config.eval.ema else 'trained')
+  _log_summary(step, 'checkpoint eval', evaluator.protocol, summary, base)
   return summary
