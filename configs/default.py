@@ -219,6 +219,9 @@ def base_config():
   # and per-channel calculate_ssim on the valid region) or 'nafnet' (uint8, PSNR on
   # RGB and BasicSR's 3-D SSIM over H x W x 3, as NAFNet reports).
   config.eval.protocol = 'mimo'
+  # Images whose blurred | restored | sharp comparison each results page
+  # (eval/step_N.html) stores beside it; the table lists every image.
+  config.eval.page_images = 100
   config.eval.crop_border = 0  # Pixels cut from each side before scoring ('basicsr').
   config.eval.y_channel = False  # Score the Y of YCbCr (BT.601) instead of RGB ('basicsr').
   return config

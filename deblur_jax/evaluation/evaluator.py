@@ -50,8 +50,7 @@ def build_evaluator(config, workdir: str, mesh, model) -> Evaluator:
   run_info = {'model': config.model.name, 'data_source': source,
               'data_dir': data.tfds_data_dir if source == 'tfds' else data.dir,
               'eval_split': eval_set}
-  # config.eval.page_images, where the config has it: the comparisons each page keeps.
-  page_images = config.eval.get('page_images', report.DEFAULT_PAGE_IMAGES)
+  page_images = config.eval.page_images  # the comparisons each results page keeps
   return Evaluator(mesh, eval_fn, pipeline.plan_eval_batches(pairs, eval_global),
                    sharding.process_batch_rows(eval_global, mesh), read_pairs, protocol,
                    workdir, run_info, page_images)

@@ -91,6 +91,9 @@ def check_evaluation_config(config, mesh) -> None:
   protocols.from_config(config.eval)
   pipeline.check_config(config.data)
   _check_positive('eval', config.eval, ('batch_size_per_device',))
+  if config.eval.page_images < 0:
+    raise InputError(f'config.eval.page_images={config.eval.page_images} must be >= 0 '
+                     '(0 = a results page without image comparisons).')
   sharding.check_batch_divisible(config.eval.batch_size_per_device * mesh.devices.size, mesh,
                                  'config.eval.batch_size_per_device x devices')
 

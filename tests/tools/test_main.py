@@ -3,6 +3,7 @@ a bad override exits with a one-line message. The logic is tested in-process in
 tests/training and tests/evaluation; these start the command itself."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -27,6 +28,7 @@ def test_the_command_trains_what_the_library_trains_on_all_devices_then_evaluate
   jax.tree.map(np.testing.assert_array_equal, saved_item(tmp_path / 'library', 3),
                saved_item(tmp_path / 'command', 3))
 
+  shutil.rmtree(tmp_path / 'command' / 'eval')  # written by training's evaluation too
   proc = run_main(tmp_path / 'command', f'--config.data.dir={pair_tree}', mode='eval')
   assert proc.returncode == 0, proc.stderr[-3000:]
   summary = json.loads((tmp_path / 'command' / 'eval' / 'step_3.json').read_text())
