@@ -42,10 +42,13 @@ def tiny_config():
 
 # The files that take longest (each over a minute of CPU on 2 cores, mostly
 # compiling): run first, so that with `-n N --dist loadfile` the last minutes are
-# not one worker finishing a long file alone.
-SLOW_FIRST = ('parallel/test_distributed.py', 'training/test_preemption.py',
-              'configs/test_model_configs.py', 'training/test_train_step.py',
-              'training/test_init_from.py', 'tools/test_main.py', 'training/test_loop.py',
+# not one worker finishing a long file alone. The first three compile different
+# programs; the later ones reuse the tiny config's loop programs that
+# training/test_loop.py leaves in the persistent cache, instead of all workers
+# compiling those at once.
+SLOW_FIRST = ('parallel/test_distributed.py', 'configs/test_model_configs.py',
+              'training/test_loop.py', 'training/test_train_step.py',
+              'training/test_preemption.py', 'training/test_init_from.py', 'tools/test_main.py',
               'evaluation/test_report.py', 'configs/test_configs.py')
 
 
