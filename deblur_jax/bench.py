@@ -14,6 +14,7 @@ TensorFlow except for `--what=input`. The library part: deblur_jax.profiling.ben
 """
 
 import json
+import os
 
 import jax
 from absl import flags
@@ -42,6 +43,8 @@ flags.register_validator('steps', lambda steps: steps >= 1, message='--steps mus
 
 
 def main(_):
+  # Before jax.device_count() below starts the backend.
+  runtime.configure_xla_cpu('inference' if FLAGS.what == 'infer' else 'train')
   config = FLAGS.config
   height = FLAGS.height or FLAGS.size or config.data.crop_size
   width = FLAGS.width or FLAGS.size or config.data.crop_size
@@ -51,13 +54,14 @@ def main(_):
   record = benchmarks.run_benchmark(config, FLAGS.what, FLAGS.batch or default_batch, height,
                                     width, FLAGS.dtype or config.train.compute_dtype, FLAGS.steps,
                                     FLAGS.warmup)
-  record = {'config': config_flags.get_config_filename(FLAGS['config']), **record}
+  record = {'config': config_flags.get_config_filename(FLAGS['config']), **record,
+            'xla_flags': os.environ.get('XLA_FLAGS', ''), 'cpu': runtime.cpu_description()}
   print(json.dumps(record), flush=True)
 
 
 def run() -> None:
   """The console script's entry point."""
-  cli.run(main)
+  cli.run(main, workload=None)
 
 
 if __name__ == '__main__':

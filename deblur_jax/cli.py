@@ -6,7 +6,7 @@ import importlib.util
 import logging as py_logging
 import os
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 from absl import app, flags, logging
 
@@ -97,11 +97,13 @@ def _quiet_orbax_info(record) -> bool:
   return record.levelno >= py_logging.WARNING or '/orbax/' not in record.pathname
 
 
-def run(main: Callable[[list[str]], None], *, uses_tensorflow: bool = False) -> None:
-  """`app.run(main)` after `runtime.configure_process` (TensorFlow kept off the
+def run(main: Callable[[list[str]], None], *, uses_tensorflow: bool = False,
+        workload: Optional[runtime.Workload] = 'train') -> None:
+  """`app.run(main)` after `runtime.configure_process` (XLA's CPU kernels chosen for
+  `workload`, or by `main` itself when it is None; TensorFlow kept off the
   accelerators when the tool `uses_tensorflow`); an InputError or TrainingError
   prints 'Error: ...' and exits with status 2."""
-  runtime.configure_process(hide_accelerators=uses_tensorflow)
+  runtime.configure_process(workload=workload, hide_accelerators=uses_tensorflow)
 
   def guarded_main(argv):
     if len(argv) > 1:

@@ -17,7 +17,7 @@ launch/ start such jobs.
 from absl import flags, logging
 from ml_collections import config_flags
 
-from deblur_jax import cli
+from deblur_jax import cli, runtime
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and evaluation results.')
@@ -52,6 +52,7 @@ def main(_):
   from deblur_jax.training import loop
 
   # Before anything touches a device: afterwards JAX sees the devices of all processes.
+  runtime.configure_xla_cpu('train' if FLAGS.mode == 'train' else 'inference')
   distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
                          FLAGS.process_id, FLAGS.coordinator_timeout_s)
   config = FLAGS.config
@@ -65,7 +66,7 @@ def main(_):
 
 def run() -> None:
   """The console script's entry point."""
-  cli.run(main, uses_tensorflow=True)
+  cli.run(main, uses_tensorflow=True, workload=None)
 
 
 if __name__ == '__main__':

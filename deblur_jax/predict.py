@@ -68,7 +68,7 @@ def main(_):
 
 def run() -> None:
   """The console script's entry point."""
-  cli.run(main)
+  cli.run(main, workload='inference')
 
 
 if __name__ == '__main__':

@@ -130,9 +130,9 @@ FAST_COMPILE_XLA_FLAGS = ('--xla_backend_optimization_level=0 '
 def xla_flags(num_devices: int, extra: str = '') -> str:
   """XLA_FLAGS for a test process with `num_devices` CPU devices."""
   from deblur_jax import runtime  # pylint: disable=g-import-not-at-top
-  return runtime.xla_flags_preferring_xla_cpu_convolutions(
+  return runtime.xla_flags_for(
       f'{FAST_COMPILE_XLA_FLAGS} --xla_force_host_platform_device_count={num_devices} '
-      f'{extra}'.strip())
+      f'{extra}'.strip(), 'train')
 
 
 def run_tool(module, *args, num_devices=1, cwd=REPO, pythonpath=REPO):

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from deblur_jax import runtime
 from helpers import REPO
 
@@ -41,18 +43,42 @@ def test_importing_every_library_module_leaves_the_environment_unchanged():
   assert result['changed'] == {}
 
 
-def test_the_tools_turn_ynnpack_fusions_off_unless_the_user_chose():
-  assert runtime.xla_flags_preferring_xla_cpu_convolutions('') == (
-      '--xla_cpu_experimental_ynn_fusion_type=')
-  assert runtime.xla_flags_preferring_xla_cpu_convolutions('--a=1') == (
+X86 = {'machine': 'x86_64', 'model': 'AMD EPYC', 'cores': 2, 'isa': ['avx2', 'fma']}
+ARM = {'machine': 'aarch64', 'model': 'Neoverse-V2', 'cores': 4, 'isa': ['asimd', 'sve']}
+
+
+def test_training_on_x86_turns_ynnpack_fusions_off_unless_the_user_chose():
+  assert runtime.xla_flags_for('', 'train', X86) == '--xla_cpu_experimental_ynn_fusion_type='
+  assert runtime.xla_flags_for('--a=1', 'train', X86) == (
       '--a=1 --xla_cpu_experimental_ynn_fusion_type=')
-  chosen = '--xla_cpu_experimental_ynn_fusion_type=dot'
-  assert runtime.xla_flags_preferring_xla_cpu_convolutions(chosen) == chosen
+  chosen = '--xla_cpu_experimental_ynn_fusion_type=individual_convolution'
+  assert runtime.xla_flags_for(chosen, 'train', X86) == chosen
+
+
+def test_inference_and_unmeasured_cpus_keep_jaxs_defaults():
+  assert runtime.xla_flags_for('--a=1', 'inference', X86) == '--a=1'
+  assert runtime.xla_flags_for('', 'train', ARM) == ''
+  with pytest.raises(ValueError, match='workload'):
+    runtime.xla_flags_for('', 'training', X86)
+
+
+def test_cpu_description_reads_the_model_and_the_isa_extensions(tmp_path):
+  cpuinfo = tmp_path / 'cpuinfo'
+  cpuinfo.write_text('processor\t: 0\nmodel name\t: AMD EPYC 9B45\n'
+                     'flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw\n\n'
+                     'processor\t: 1\nmodel name\t: AMD EPYC 9B45\nflags\t\t: fpu\n')
+  cpu = runtime.cpu_description(str(cpuinfo))
+  assert cpu['model'] == 'AMD EPYC 9B45'
+  assert cpu['isa'] == ['avx2', 'fma', 'avx512f', 'avx512bw']
+  assert runtime.cpu_description(str(tmp_path / 'missing'))['isa'] == []
 
 
 def test_configure_process_sets_the_flags_and_keeps_the_users(monkeypatch):
+  monkeypatch.setattr(runtime, 'cpu_description', lambda: X86)
   monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
   monkeypatch.setenv('TF_CPP_MIN_LOG_LEVEL', '0')
+  runtime.configure_process(workload=None, hide_accelerators=False)
+  assert os.environ['XLA_FLAGS'] == '--xla_force_host_platform_device_count=2'
   runtime.configure_process(hide_accelerators=False)
   assert os.environ['XLA_FLAGS'] == ('--xla_force_host_platform_device_count=2 '
                                      '--xla_cpu_experimental_ynn_fusion_type=')
