@@ -102,6 +102,9 @@ def base_config():
   # them, reused while the images are unchanged and shared by a host's processes.
   config.data.cache = 'none'
   config.data.cache_dir = ''  # Folder of cache='file'; needs room for the decoded set.
+  # Threads of the training input pipeline (0: tf.data's default, one per core).
+  # On a small CPU the pipeline's threads and XLA's share the cores.
+  config.data.threads = 0
   config.data.max_eval_images = 0  # Evaluate on the first N test images; 0 = all.
   # The embedded demo source (source 'demo', or 'auto' with `dir` empty):
   # scikit-image's colour photos blurred on the fly with the three Gaussian kernels

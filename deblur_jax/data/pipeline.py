@@ -33,6 +33,9 @@ def check_config(data_config) -> sources.Source:
     raise InputError(f'config.data.crop_size={data_config.crop_size} must be positive.')
   if data_config.max_eval_images < 0:
     raise InputError(f'config.data.max_eval_images={data_config.max_eval_images} must be >= 0.')
+  if data_config.get('threads', 0) < 0:
+    raise InputError(f'config.data.threads={data_config.threads} must be >= 0 '
+                     "(0: tf.data's default).")
   if data_config.augment not in AUGMENTATIONS:
     raise InputError(f'Unknown config.data.augment {data_config.augment!r}; choose one of '
                      f'{list(AUGMENTATIONS)}.')
@@ -71,6 +74,8 @@ def create_train_dataset(data_config, *, seed: int, global_batch: int, rows: ran
   dataset = example_dataset(examples, seed, indices, flips_rot90=flips_rot90)
   options = tf.data.Options()
   options.deterministic = True
+  if data_config.get('threads', 0):  # else tf.data's own pool, one thread per core
+    options.threading.private_threadpool_size = data_config.threads
   dataset = dataset.batch(len(rows), drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   return dataset.with_options(options), examples.num_images
 

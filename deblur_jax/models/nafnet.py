@@ -7,13 +7,20 @@ module names so that official checkpoints map onto it by renaming alone:
 
   PyTorch                                   Flax
   intro, ending                             intro, ending
-  encoders.{i}.{j}.{conv1..conv5,norm1,norm2}  encoders_{i}_{j}/{conv1..conv5,norm1,norm2}
-  encoders.{i}.{j}.sca.1                    encoders_{i}_{j}/sca
-  encoders.{i}.{j}.beta, .gamma             encoders_{i}_{j}/beta, gamma
+  encoders.{i}.{j}.{conv1..conv5,norm1,norm2}  encoders_{i}/blocks/{conv1..conv5,norm1,norm2}[j]
+  encoders.{i}.{j}.sca.1                    encoders_{i}/blocks/sca[j]
+  encoders.{i}.{j}.beta, .gamma             encoders_{i}/blocks/beta[j], gamma[j]
   downs.{i}                                 downs_{i}
-  middle_blks.{j}.*                         middle_blks_{j}/*
+  middle_blks.{j}.*                         middle_blks/blocks/*[j]
   ups.{i}.0                                 ups_{i}
-  decoders.{i}.{j}.*                        decoders_{i}_{j}/*
+  decoders.{i}.{j}.*                        decoders_{i}/blocks/*[j]
+
+The blocks of a level are one `NAFBlockStack`: `nn.scan` over parameters stacked
+on a leading axis (block j at [j]; a level of one block holds it unstacked, without
+[j]), so XLA compiles one block per level instead of, for the GoPro presets, 28
+copies of the same block (XLA's CPU compile time grows faster than linearly with
+them); the scanned block is rematerialised. `unstack_blocks` and `stack_blocks` turn
+the stacked tree into one subtree per block (`encoders_{i}_{j}`, ...) and back.
 
 Conv weights are Flax 'kernel's, LayerNorm2d weights 'scale's. Initialisation
 follows PyTorch's defaults (convs uniform in +-1/sqrt(fan_in), norms one and
@@ -26,12 +33,14 @@ instead of over the whole image.
 """
 
 import functools
+import re
 from typing import Any, ClassVar, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
-from deblur_jax.models.layers import Conv1x1, check_images, torch_uniform
+from deblur_jax.models.layers import Conv1x1, DepthwiseConv3x3, check_images, torch_uniform
 
 # The official GoPro models (options/test/GoPro/NAFNet-width{32,64}.yml): NAFNetLocal
 # trained on 256x256 crops. 17,111,907 and 67,888,835 parameters.
@@ -138,7 +147,7 @@ class NAFBlock(nn.Module):
 
     x = LayerNorm2d(dtype=self.dtype, name='norm1')(inp)
     x = conv1x1(2 * c, name='conv1')(x)
-    x = _conv(2 * c, 3, 9, 'conv2', self.dtype, feature_group_count=2 * c)(x)
+    x = DepthwiseConv3x3(dtype=self.dtype, name='conv2')(x)
     x = simple_gate(x)
     if self.tlc_kernel is None or train:
       pooled = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True).astype(x.dtype)
@@ -154,6 +163,86 @@ class NAFBlock(nn.Module):
     x = conv1x1(c, name='conv5')(x)
     x = dropout()(x)
     return y + x * self.param('gamma', zeros, (c,)).astype(self.dtype)
+
+
+class NAFBlockStack(nn.Module):
+  """`num_blocks` NAFBlocks in sequence under the name 'blocks'. Several blocks run
+  as one `nn.scan` over their parameters stacked on a leading axis (compiled once;
+  dropout keys split per block); a single block is called directly and holds its
+  parameters unstacked, sparing the copies a loop makes of its activations.
+  Attributes as NAFBlock's."""
+  features: int
+  num_blocks: int
+  tlc_kernel: int | None = None
+  dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    def step(block, carry, _):
+      return block(carry, train), None
+
+    fields = (self.features, self.tlc_kernel, self.dropout_rate, self.dtype)
+    if self.num_blocks == 1:
+      return NAFBlock(*fields, name='blocks')(x, train)
+    scan = nn.scan(step, variable_axes={'params': 0}, split_rngs={'params': True, 'dropout': True},
+                   length=self.num_blocks)
+    # Rematerialised: the loop keeps each block's input for the backward pass and
+    # recomputes the rest, instead of writing every intermediate into stacked
+    # buffers (XLA's CPU backend spent most of the GoPro model's step copying them).
+    block = nn.remat(NAFBlock, static_argnums=(2,), prevent_cse=False)
+    x, _ = scan(block(*fields, name='blocks'), x, None)
+    return x
+
+
+# NAFNet's stacked levels as named in its parameters; unstack_blocks names their
+# blocks as the official modules with '_' for '.' (encoders_3_27).
+_STACK_NAME = re.compile(r'(encoders|decoders)_\d+|middle_blks')
+
+
+def unstack_blocks(params: dict) -> dict:
+  """NAFNet parameters with each level's stack split into one subtree per block:
+  'encoders_3' (leading axis 28) -> 'encoders_3_0' ... 'encoders_3_27', a level of
+  one block -> 'encoders_0_0'; the other entries as they are. Works on arrays and
+  on shape structs."""
+  out = {}
+  for name, subtree in params.items():
+    if not _STACK_NAME.fullmatch(name):
+      out[name] = subtree
+      continue
+    blocks = subtree['blocks']
+    if len(blocks['beta'].shape) == 1:  # a single block, unstacked
+      out[f'{name}_0'] = blocks
+      continue
+    for j in range(blocks['beta'].shape[0]):
+      out[f'{name}_{j}'] = jax.tree.map(lambda leaf, j=j: _block_of(leaf, j), blocks)
+  return out
+
+
+def _block_of(leaf, j: int):
+  if isinstance(leaf, jax.ShapeDtypeStruct):
+    return jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype)
+  return leaf[j]
+
+
+def stack_blocks(params: dict) -> dict:
+  """The inverse of unstack_blocks: per-block subtrees ('encoders_3_0', ...) stacked
+  in block order into their level's NAFBlockStack parameters."""
+  out, levels = {}, {}
+  for name, subtree in params.items():
+    match = re.fullmatch(r'((?:encoders|decoders)_\d+|middle_blks)_(\d+)', name)
+    if match:
+      levels.setdefault(match.group(1), {})[int(match.group(2))] = subtree
+    else:
+      out[name] = subtree
+  for name, blocks in levels.items():
+    if sorted(blocks) != list(range(len(blocks))):
+      raise ValueError(f'NAFNet level {name} has blocks {sorted(blocks)}, not 0 to '
+                       f'{len(blocks) - 1}.')
+    ordered = [blocks[j] for j in range(len(blocks))]
+    out[name] = {'blocks': ordered[0] if len(ordered) == 1 else
+                 jax.tree.map(lambda *leaves: jnp.stack(leaves), *ordered)}
+  return out
 
 
 class NAFNet(nn.Module):
@@ -201,7 +290,10 @@ class NAFNet(nn.Module):
       kernels = [None] * (levels + 1)
     else:
       kernels = tlc_kernel_sizes(self.tlc_train_size, levels)
-    block = functools.partial(NAFBlock, dropout_rate=self.dropout_rate, dtype=self.dtype)
+    stack = functools.partial(NAFBlockStack, dropout_rate=self.dropout_rate, dtype=self.dtype)
+
+    def blocks(z, c, num, kernel, name):
+      return stack(c, num, kernel, name=name)(z, train) if num else z
 
     # The residual is added to the float32 input, so a bfloat16 compute dtype does
     # not round the image itself.
@@ -213,19 +305,16 @@ class NAFNet(nn.Module):
     z = _conv(c, 3, 3 * 9, 'intro', self.dtype)(inp)
     skips = []
     for i, num in enumerate(self.enc_blk_nums):
-      for j in range(num):
-        z = block(c, kernels[i], name=f'encoders_{i}_{j}')(z, train)
+      z = blocks(z, c, num, kernels[i], f'encoders_{i}')
       skips.append(z)
       z = _conv(2 * c, 2, c * 4, f'downs_{i}', self.dtype, strides=2, padding='VALID')(z)
       c *= 2
-    for j in range(self.middle_blk_num):
-      z = block(c, kernels[levels], name=f'middle_blks_{j}')(z, train)
+    z = blocks(z, c, self.middle_blk_num, kernels[levels], 'middle_blks')
     for i, num in enumerate(self.dec_blk_nums):
       level = levels - 1 - i
       z = pixel_shuffle(Conv1x1(2 * c, use_bias=False, dtype=self.dtype, name=f'ups_{i}')(z))
       c //= 2
       z = z + skips[level]
-      for j in range(num):
-        z = block(c, kernels[level], name=f'decoders_{i}_{j}')(z, train)
+      z = blocks(z, c, num, kernels[level], f'decoders_{i}')
     out = _conv(3, 3, c * 9, 'ending', self.dtype)(z).astype(jnp.float32) + inp
     return [out[:, :height, :width]]

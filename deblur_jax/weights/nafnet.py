@@ -44,7 +44,8 @@ _MIDDLE_KEY = re.compile(r'middle_blks\.(\d+)\.')
 
 
 def torch_key(flax_path: tuple[str, ...]) -> str:
-  """The official state-dict key of a Flax parameter path, e.g.
+  """The official state-dict key of a per-block Flax parameter path
+  (`nafnet.unstack_blocks`'s), e.g.
   ('encoders_0_0', 'sca', 'kernel') -> 'encoders.0.0.sca.1.weight',
   ('decoders_1_0', 'norm2', 'scale') -> 'decoders.1.0.norm2.weight',
   ('ups_2', 'kernel') -> 'ups.2.0.weight'."""
@@ -105,8 +106,10 @@ def model_sizes(state_dict: dict) -> dict:
 
 
 def flax_param_shapes(sizes: dict) -> dict[tuple[str, ...], tuple]:
-  """Flattened Flax parameter path -> shape of NAFNet(**sizes)."""
-  flat = traverse_util.flatten_dict(models.variables_template(nafnet.NAFNet(**sizes))['params'])
+  """Flattened per-block Flax parameter path (`nafnet.unstack_blocks`'s, e.g.
+  ('encoders_3_27', 'conv2', 'kernel')) -> shape, of NAFNet(**sizes)."""
+  template = models.variables_template(nafnet.NAFNet(**sizes))['params']
+  flat = traverse_util.flatten_dict(nafnet.unstack_blocks(template))
   return {path: tuple(leaf.shape) for path, leaf in flat.items()}
 
 
@@ -123,7 +126,8 @@ def describe(sizes: dict) -> str:
 
 
 def convert_state_dict(state_dict: dict, sizes: dict, source: str) -> dict:
-  """The Flax 'params' tree (float32) of an official state dict. Raises
+  """The Flax 'params' tree (float32, the blocks of each level stacked) of an
+  official state dict. Raises
   InputError naming every missing, unexpected and misshapen key (non-float
   tensors count as misshapen) for NAFNet(**sizes)."""
   shapes = flax_param_shapes(sizes)
@@ -131,7 +135,7 @@ def convert_state_dict(state_dict: dict, sizes: dict, source: str) -> dict:
       state_dict, {torch_key(p): _torch_shape(p, s) for p, s in shapes.items()},
       f'a NAFNet state dict with {describe(sizes)}', source)
   flat = {path: jnp.asarray(_to_flax(path, state_dict[torch_key(path)])) for path in shapes}
-  return traverse_util.unflatten_dict(flat)
+  return nafnet.stack_blocks(traverse_util.unflatten_dict(flat))
 
 
 def convert(state_dict: dict, model_name: str | None, source: str) -> tuple[dict, dict, str]:

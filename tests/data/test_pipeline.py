@@ -136,3 +136,17 @@ def test_an_unknown_augmentation_is_an_error_naming_the_field(data_config):
   data_config.augment = 'rot45'
   with pytest.raises(InputError, match=r"config\.data\.augment 'rot45'.*flips_rot90"):
     pipeline.check_config(data_config)
+
+
+def test_a_negative_thread_count_is_an_error_naming_the_field(data_config):
+  data_config.threads = -1
+  with pytest.raises(InputError, match=r'config\.data\.threads=-1 must be >= 0'):
+    pipeline.check_config(data_config)
+
+
+def test_the_pipeline_runs_in_its_own_pool_of_the_given_size(data_config):
+  data_config.threads = 1
+  dataset, _ = pipeline.create_train_dataset(data_config, seed=0, global_batch=2, rows=range(2),
+                                             start_step=0)
+  assert dataset.options().threading.private_threadpool_size == 1
+  assert next(iter(dataset))['blur'].shape[0] == 2

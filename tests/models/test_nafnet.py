@@ -3,6 +3,9 @@
 Parity with the official PyTorch code is tested in tests/weights/test_nafnet.py.
 """
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -10,7 +13,7 @@ import numpy as np
 import pytest
 
 from deblur_jax import models
-from deblur_jax.models import nafnet
+from deblur_jax.models import layers, nafnet
 
 TINY = dict(width=8, enc_blk_nums=(1, 1), middle_blk_num=1, dec_blk_nums=(1, 1))
 
@@ -19,9 +22,10 @@ def count_params(model):
   return sum(x.size for x in jax.tree.leaves(models.variables_template(model)['params']))
 
 
-def tiny_variables(model, seed=0):
+def tiny_variables(model, seed=0, example=None):
   """Random variables (drawn with NumPy: no init to compile), beta and gamma too
-  (they start at zero), so that every branch of every block changes the output."""
+  (they start at zero), so that every branch of every block changes the output;
+  shaped for `example` inputs (default: a 16x16 image)."""
   rng = np.random.default_rng(seed)
 
   def draw(path, leaf):
@@ -36,7 +40,9 @@ def tiny_variables(model, seed=0):
       value = 0.2 * rng.normal(size=shape)
     return jnp.asarray(value, jnp.float32)
 
-  return jax.tree_util.tree_map_with_path(draw, models.variables_template(model))
+  template = (models.variables_template(model) if example is None else
+              jax.eval_shape(lambda: model.init(jax.random.key(0), example)))
+  return jax.tree_util.tree_map_with_path(draw, template)
 
 
 def images(height, width, seed=0):
@@ -161,6 +167,52 @@ def test_bfloat16_compute_keeps_float32_parameters_and_output():
   assert out.dtype == jnp.float32
   reference = nafnet.NAFNet(**TINY).apply(variables, x)[0]
   assert float(jnp.abs(out - reference).max()) < 0.2
+
+
+def test_depthwise_conv_equals_the_grouped_flax_conv_and_its_gradient():
+  layer = layers.DepthwiseConv3x3()
+  x = jax.random.normal(jax.random.key(0), (2, 7, 9, 6))
+  variables = layer.init(jax.random.key(1), x)
+  assert variables['params']['kernel'].shape == (3, 3, 1, 6)
+  assert float(jnp.abs(variables['params']['kernel']).max()) <= 9 ** -0.5  # PyTorch's bound
+  grouped = nn.Conv(6, (3, 3), padding=1, feature_group_count=6)
+  np.testing.assert_allclose(layer.apply(variables, x), grouped.apply(variables, x), atol=1e-5)
+  loss = lambda module, v: (module.apply(v, x) ** 3).sum()  # noqa: E731
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-4),
+               jax.grad(functools.partial(loss, layer))(variables),
+               jax.grad(functools.partial(loss, grouped))(variables))
+
+
+def test_a_scanned_level_is_its_blocks_applied_in_turn_with_their_own_weights():
+  stack = nafnet.NAFBlockStack(8, num_blocks=3)
+  x = jax.random.normal(jax.random.key(0), (1, 12, 10, 8))
+  variables = tiny_variables(stack, example=x)
+  assert variables['params']['blocks']['conv1']['kernel'].shape == (3, 1, 1, 8, 16)
+  per_block = nafnet.unstack_blocks({'stack_0': {'blocks': variables['params']['blocks']}})
+  expected = x
+  for j in range(3):  # the names unstack_blocks gives only NAFNet's levels: 'stack' is not one
+    expected = nafnet.NAFBlock(8).apply(
+        {'params': jax.tree.map(lambda leaf, j=j: leaf[j], variables['params']['blocks'])},
+        expected)
+  assert set(per_block) == {'stack_0'}
+  np.testing.assert_allclose(stack.apply(variables, x), expected, rtol=0, atol=1e-5)
+  assert float(jnp.abs(expected - x).max()) > 0.1
+
+
+def test_unstack_and_stack_blocks_name_every_block_and_invert_each_other():
+  model = nafnet.NAFNet(width=8, enc_blk_nums=(2, 0), middle_blk_num=3, dec_blk_nums=(1, 1))
+  params = tiny_variables(model)['params']
+  per_block = nafnet.unstack_blocks(params)
+  assert sorted(k for k in per_block if k[0] in 'emd') == [
+      'decoders_0_0', 'decoders_1_0', 'downs_0', 'downs_1', 'encoders_0_0', 'encoders_0_1',
+      'ending', 'middle_blks_0', 'middle_blks_1', 'middle_blks_2']
+  np.testing.assert_array_equal(per_block['middle_blks_2']['conv3']['kernel'],
+                                params['middle_blks']['blocks']['conv3']['kernel'][2])
+  restacked = nafnet.stack_blocks(per_block)
+  jax.tree.map(np.testing.assert_array_equal, restacked, params)
+  del per_block['encoders_0_0']
+  with pytest.raises(ValueError, match=r'level encoders_0 has blocks \[1\], not 0 to 0'):
+    nafnet.stack_blocks(per_block)
 
 
 def test_unequal_encoder_and_decoder_levels_are_an_error():

@@ -83,7 +83,7 @@ def test_committed_checkpoint_has_exactly_the_expected_keys():
 
 def test_depthwise_and_scale_parameters_change_layout(tiny_params):
   state_dict = tiny_state_dict()
-  block = tiny_params['encoders_1_0']
+  block = nafnet.unstack_blocks(tiny_params)['encoders_1_0']
   torch_dw = state_dict['encoders.1.0.conv2.weight']  # (2C, 1, 3, 3)
   assert block['conv2']['kernel'].shape == (3, 3, 1, 32)
   np.testing.assert_array_equal(block['conv2']['kernel'][1, 2, 0, 5], torch_dw[5, 0, 1, 2])
