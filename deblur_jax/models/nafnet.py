@@ -197,7 +197,8 @@ class NAFBlockStack(nn.Module):
 
 # NAFNet's stacked levels as named in its parameters; unstack_blocks names their
 # blocks as the official modules with '_' for '.' (encoders_3_27).
-_STACK_NAME = re.compile(r'(encoders|decoders)_\d+|middle_blks')
+_STACK_NAME = re.compile(r'(?:encoders|decoders)_\d+|middle_blks')
+_BLOCK_NAME = re.compile(rf'({_STACK_NAME.pattern})_(\d+)')  # encoders_3_27
 
 
 def unstack_blocks(params: dict) -> dict:
@@ -230,7 +231,7 @@ def stack_blocks(params: dict) -> dict:
   in block order into their level's NAFBlockStack parameters."""
   out, levels = {}, {}
   for name, subtree in params.items():
-    match = re.fullmatch(r'((?:encoders|decoders)_\d+|middle_blks)_(\d+)', name)
+    match = _BLOCK_NAME.fullmatch(name)
     if match:
       levels.setdefault(match.group(1), {})[int(match.group(2))] = subtree
     else:
