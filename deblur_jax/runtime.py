@@ -24,13 +24,13 @@ a program that imports deblur_jax as a library calls `configure_process` itself
 
 import os
 import platform
-from typing import Literal, Optional
+from typing import Literal, Optional, get_args
 
 YNN_FLAG = 'xla_cpu_experimental_ynn_fusion_type'
 XLA_CPU_CONVOLUTIONS = f'--{YNN_FLAG}='  # the empty list: no YNNPACK fusions
 
 Workload = Literal['train', 'inference']
-WORKLOADS = ('train', 'inference')
+WORKLOADS = get_args(Workload)
 
 # The instruction-set extensions that decide which kernels are fast; reported
 # with every benchmark figure.

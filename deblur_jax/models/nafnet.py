@@ -179,12 +179,13 @@ class NAFBlockStack(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    def step(block, carry, _):
-      return block(carry, train), None
-
     fields = (self.features, self.tlc_kernel, self.dropout_rate, self.dtype)
     if self.num_blocks == 1:
       return NAFBlock(*fields, name='blocks')(x, train)
+
+    def step(block, carry, _):
+      return block(carry, train), None
+
     scan = nn.scan(step, variable_axes={'params': 0}, split_rngs={'params': True, 'dropout': True},
                    length=self.num_blocks)
     # Rematerialised: the loop keeps each block's input for the backward pass and
