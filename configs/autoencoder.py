@@ -20,7 +20,8 @@ def get_config(arg: Optional[str] = None):
   attention = 'attention' in variants
   config = default_lib.get_config()
   config.model = ml_collections.ConfigDict(dict(
-      name='attention_autoencoder' if attention else 'autoencoder', base_features=64))
+      name='attention_autoencoder' if attention else 'autoencoder', base_features=64,
+      global_residual=False))  # Not the reports': input + tanh correction, no sigmoid.
   config.loss.name = 'mse'
   config.optimizer.learning_rate = 1e-3
   config.optimizer.schedule = 'constant'

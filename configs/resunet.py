@@ -20,6 +20,7 @@ def get_config(arg: Optional[str] = None):
       base_features=16,  # The stem's channels (the report's 3->16 conv).
       num_blocks=2,  # Residual blocks at the bottleneck.
       sigmoid_output=True,
+      global_residual=False,  # Not the report's: input + tanh correction, no sigmoid.
   ))
   config.loss.name = 'l1'
   config.optimizer.name = 'rmsprop'

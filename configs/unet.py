@@ -21,6 +21,7 @@ def get_config(arg: Optional[str] = None):
       name='unet',
       base_features=32,  # 32-64-128-256 channels, 512 at the bottleneck.
       batch_norm='report',  # BatchNorm placement giving the report's 1,664 statistics.
+      global_residual=False,  # Not the report's: input + tanh correction, no sigmoid.
   ))
   config.loss.name = 'mse'
   config.optimizer.learning_rate = 1e-3

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
-from deblur_jax.models.layers import ConvTranspose2x, check_images, glorot_uniform
+from deblur_jax.models.layers import ConvTranspose2x, check_images, glorot_uniform, image_output
 
 _conv = functools.partial(nn.Conv, kernel_size=(3, 3), kernel_init=glorot_uniform)
 
@@ -30,19 +30,23 @@ class ConvAutoencoder(nn.Module):
 
   Attributes:
     base_features: b, the first conv's channels.
+    global_residual: add a tanh correction to the input instead of the
+      sigmoid output (`layers.image_output`; not in the report, off by default).
     dtype: compute dtype; parameters stay float32.
 
   Call with images (N, H, W, 3) in [0, 1], H and W multiples of 8. Returns a
   one-element list: the restored images (N, H, W, 3) in (0, 1), float32.
   """
   base_features: int = 64
+  global_residual: bool = False
   dtype: Any = jnp.float32
 
   size_multiple: ClassVar[int] = 8  # Input height and width must divide by this.
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
-    check_images('ConvAutoencoder', x, self.size_multiple)
+  def __call__(self, images, train: bool = False):
+    check_images('ConvAutoencoder', images, self.size_multiple)
+    x = images
     conv = functools.partial(_conv, dtype=self.dtype)
     widths = [self.base_features * 2**i for i in range(3)]
     for i, width in enumerate(widths):
@@ -51,7 +55,7 @@ class ConvAutoencoder(nn.Module):
     for i, width in enumerate(reversed(widths)):
       x = nn.relu(ConvTranspose2x(width, 3, dtype=self.dtype, name=f'up_{i}')(x))
     x = conv(3, padding='SAME', name='out')(x)
-    return [nn.sigmoid(x.astype(jnp.float32))]
+    return image_output(images, x, global_residual=self.global_residual)
 
 
 class AttentionGate(nn.Module):
@@ -89,6 +93,8 @@ class AttentionAutoencoder(nn.Module):
   Attributes:
     base_features: b, the full-resolution channels.
     dilations: dilation of each bottleneck conv.
+    global_residual: add a tanh correction to the input instead of the
+      sigmoid output (`layers.image_output`; not in the report, off by default).
     dtype: compute dtype; parameters stay float32.
 
   Call with images (N, H, W, 3) in [0, 1], H and W multiples of 8. Returns a
@@ -96,13 +102,15 @@ class AttentionAutoencoder(nn.Module):
   """
   base_features: int = 64
   dilations: tuple[int, ...] = (2, 4)
+  global_residual: bool = False
   dtype: Any = jnp.float32
 
   size_multiple: ClassVar[int] = 8  # Input height and width must divide by this.
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
-    check_images('AttentionAutoencoder', x, self.size_multiple)
+  def __call__(self, images, train: bool = False):
+    check_images('AttentionAutoencoder', images, self.size_multiple)
+    x = images
     conv = functools.partial(_conv, padding='SAME', dtype=self.dtype)
     down = functools.partial(_conv, strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype)
     b = self.base_features
@@ -124,4 +132,4 @@ class AttentionAutoencoder(nn.Module):
       y = nn.relu(conv(width, name=f'decoder_{level}_conv_0')(jnp.concatenate([up, gated], -1)))
       x = nn.relu(up + conv(width, name=f'decoder_{level}_conv_1')(y))
     x = conv(3, name='out')(x)
-    return [nn.sigmoid(x.astype(jnp.float32))]
+    return image_output(images, x, global_residual=self.global_residual)

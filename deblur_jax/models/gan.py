@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
-from deblur_jax.models.layers import ConvTranspose2x, check_images, reflect_pad
+from deblur_jax.models.layers import ConvTranspose2x, check_images, image_output, reflect_pad
 
 _init = nn.initializers.normal(0.02)
 
@@ -109,9 +109,7 @@ class ResnetGenerator(nn.Module):
       y = ConvTranspose2x(b * 2**(1 - i), self.up_kernel_size, kernel_init=_init,
                           dtype=self.dtype, name=f'up_{i}')(y)
       y = nn.relu(_instance_norm(self.dtype, f'up_{i}_norm')(y))
-    y = jnp.tanh(ReflectConv(3, 7, self.dtype, name='out')(y).astype(jnp.float32))
-    # DeblurGAN's clamp(input + tanh, -1, 1), in [0, 1] units.
-    return [jnp.clip(x + 0.5 * y, 0.0, 1.0)]
+    return image_output(x, ReflectConv(3, 7, self.dtype, name='out')(y), global_residual=True)
 
 
 def _conv_norm_lrelu(x, features, stride, norm, train, dtype, name):

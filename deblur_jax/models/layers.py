@@ -7,15 +7,17 @@
   UNets' and the GAN's 2x2 and 3x3 ones with Keras').
 - `reflect_pad`: reflection padding of height and width.
 - `torch_uniform`: PyTorch's default conv init, for the models ported from PyTorch.
-- `Conv1x1`: a 1x1 conv computed as a matmul (faster on XLA's CPU backend).
+- `TorchConv`: PyTorch's padded conv and init (`Conv1x1`: k = 1), 1x1 convs
+  computed as a matmul (faster on XLA's CPU backend).
 - `DepthwiseConv3x3`: a depthwise 3x3 conv computed as nine shifted multiply-adds
   (its gradient 3-4x faster on XLA's CPU backend than the grouped convolution's).
 - `bias_add`: y + bias whose bias gradient is a matmul (XLA's CPU backend runs the
-  same sum several times slower as a reduction loop); Conv1x1 and
-  DepthwiseConv3x3 use it.
+  same sum several times slower as a reduction loop); TorchConv,
+  ConvTranspose2x and DepthwiseConv3x3 use it.
 """
 
-from typing import Any, Callable
+import functools
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -28,6 +30,20 @@ glorot_uniform = nn.initializers.glorot_uniform()
 def reflect_pad(x, pad: int):
   """`x` (N, H, W, C) padded by `pad` pixels on each side of H and W, by reflection."""
   return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='reflect')
+
+
+def image_output(images, y, sigmoid: bool = True, global_residual: bool = False) -> list:
+  """A model's one-element output list from its last conv's `y` (float32).
+
+  `global_residual`: DeblurGAN's head, clamp(input + tanh(y)) in [0, 1] units,
+  so the model starts near its input and learns a correction (the GAN
+  generator's, and a knob of the seed models whose reports end in a sigmoid);
+  otherwise sigmoid(y), or y itself with `sigmoid` False.
+  """
+  y = y.astype(jnp.float32)
+  if global_residual:
+    return [jnp.clip(images + 0.5 * jnp.tanh(y), 0.0, 1.0)]
+  return [nn.sigmoid(y) if sigmoid else y]
 
 
 def check_images(model_name: str, x, size_multiple: int) -> None:
@@ -97,7 +113,7 @@ class ConvTranspose2x(nn.Module):
     y = y.reshape(n, h, w, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5)
     y = y.reshape(n, 2 * h, 2 * w, self.features)
     if self.use_bias:
-      y = y + self.param('bias', self.bias_init, (self.features,)).astype(self.dtype)
+      y = bias_add(y, self.param('bias', self.bias_init, (self.features,)).astype(self.dtype))
     return y
 
 
@@ -111,23 +127,40 @@ def torch_uniform(fan_in: int):
   return init
 
 
-class Conv1x1(nn.Module):
-  """A 1x1 conv as a matmul over channels; parameters shaped like `nn.Conv`'s.
+class TorchConv(nn.Module):
+  """PyTorch's Conv2d(k, stride, padding) with its default init, NHWC; padding
+  k // 2 unless given. Parameters shaped like `nn.Conv`'s ('kernel' (k, k, in,
+  out), 'bias').
 
-  XLA's CPU backend runs 1x1 convolutions 5x slower than the same matmul.
+  1x1 stride-1 convs run as a matmul over channels (XLA's CPU backend runs 1x1
+  convolutions 5x slower), and the bias goes through `bias_add`.
   """
   features: int
+  kernel_size: int = 3
+  stride: int = 1
+  padding: Optional[int] = None
   use_bias: bool = True
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    init = torch_uniform(x.shape[-1])
-    kernel = self.param('kernel', init, (1, 1, x.shape[-1], self.features))
-    y = jnp.einsum('nhwi,io->nhwo', x.astype(self.dtype), kernel[0, 0].astype(self.dtype))
+    k = self.kernel_size
+    pad = k // 2 if self.padding is None else self.padding
+    init = torch_uniform(x.shape[-1] * k * k)
+    kernel = self.param('kernel', init, (k, k, x.shape[-1], self.features)).astype(self.dtype)
+    x = x.astype(self.dtype)
+    if (k, self.stride, pad) == (1, 1, 0):
+      y = jnp.einsum('nhwi,io->nhwo', x, kernel[0, 0])
+    else:
+      y = jax.lax.conv_general_dilated(x, kernel, (self.stride, self.stride),
+                                       ((pad, pad),) * 2,
+                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     if self.use_bias:
       y = bias_add(y, self.param('bias', init, (self.features,)).astype(self.dtype))
     return y
+
+
+Conv1x1 = functools.partial(TorchConv, kernel_size=1)
 
 
 def _sum_over_pixels(x):

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from deblur_jax.models import image_ops
-from deblur_jax.models.layers import Conv1x1, ConvTranspose2x, torch_uniform
+from deblur_jax.models.layers import ConvTranspose2x, TorchConv, torch_uniform
 
 
 class BasicConv(nn.Module):
@@ -54,16 +54,9 @@ class BasicConv(nn.Module):
       init = torch_uniform(self.features * 16)
       x = ConvTranspose2x(self.features, kernel_size=4, use_bias=not self.batch_norm,
                           kernel_init=init, bias_init=init, dtype=self.dtype, name='conv')(x)
-    elif k == 1 and self.stride == 1:
-      x = Conv1x1(self.features, use_bias=not self.batch_norm, dtype=self.dtype,
-                  name='conv')(x)
     else:
-      init = torch_uniform(x.shape[-1] * k * k)
-      x = nn.Conv(
-          self.features, (k, k), strides=(self.stride, self.stride),
-          padding=((k // 2, k // 2),) * 2,
-          use_bias=not self.batch_norm, dtype=self.dtype,
-          kernel_init=init, bias_init=init, name='conv')(x)
+      x = TorchConv(self.features, k, self.stride, use_bias=not self.batch_norm,
+                    dtype=self.dtype, name='conv')(x)
     if self.batch_norm:
       # PyTorch momentum 0.1 is Flax momentum 0.9.
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,

@@ -40,7 +40,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deblur_jax.models.layers import Conv1x1, DepthwiseConv3x3, check_images, torch_uniform
+from deblur_jax.models.layers import Conv1x1, DepthwiseConv3x3, TorchConv, check_images
 
 # The official GoPro models (options/test/GoPro/NAFNet-width{32,64}.yml): NAFNetLocal
 # trained on 256x256 crops. 17,111,907 and 67,888,835 parameters.
@@ -110,14 +110,6 @@ def tlc_avg_pool(x, kernel: int):
   out = jnp.pad(out, ((0, 0), (pad_h // 2, (pad_h + 1) // 2), (pad_w // 2, (pad_w + 1) // 2),
                       (0, 0)), mode='edge')
   return out.astype(dtype)
-
-
-def _conv(features: int, kernel_size: int, fan_in: int, name: str, dtype: Any, **kwargs):
-  """A biased k x k conv with PyTorch's default init; padding k // 2 unless given."""
-  init = torch_uniform(fan_in)
-  kwargs.setdefault('padding', kernel_size // 2)
-  return nn.Conv(features, (kernel_size, kernel_size), kernel_init=init, bias_init=init,
-                 dtype=dtype, name=name, **kwargs)
 
 
 class NAFBlock(nn.Module):
@@ -304,12 +296,12 @@ class NAFNet(nn.Module):
     inp = jnp.pad(x.astype(jnp.float32),
                   ((0, 0), (0, -height % multiple), (0, -width % multiple), (0, 0)))
     c = self.width
-    z = _conv(c, 3, 3 * 9, 'intro', self.dtype)(inp)
+    z = TorchConv(c, 3, dtype=self.dtype, name='intro')(inp)
     skips = []
     for i, num in enumerate(self.enc_blk_nums):
       z = blocks(z, c, num, kernels[i], f'encoders_{i}')
       skips.append(z)
-      z = _conv(2 * c, 2, c * 4, f'downs_{i}', self.dtype, strides=2, padding='VALID')(z)
+      z = TorchConv(2 * c, 2, 2, padding=0, dtype=self.dtype, name=f'downs_{i}')(z)
       c *= 2
     z = blocks(z, c, self.middle_blk_num, kernels[levels], 'middle_blks')
     for i, num in enumerate(self.dec_blk_nums):
@@ -318,5 +310,5 @@ class NAFNet(nn.Module):
       c //= 2
       z = z + skips[level]
       z = blocks(z, c, num, kernels[level], f'decoders_{i}')
-    out = _conv(3, 3, c * 9, 'ending', self.dtype)(z).astype(jnp.float32) + inp
+    out = TorchConv(3, 3, dtype=self.dtype, name='ending')(z).astype(jnp.float32) + inp
     return [out[:, :height, :width]]

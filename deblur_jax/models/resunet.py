@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
-from deblur_jax.models.layers import ConvTranspose2x, check_images, glorot_uniform
+from deblur_jax.models.layers import ConvTranspose2x, check_images, glorot_uniform, image_output
 
 
 class ResidualBlock(nn.Module):
@@ -61,6 +61,8 @@ class ResUNet(nn.Module):
       have 4x, conv_2, the residual blocks and up_0 8x that.
     num_blocks: residual blocks at 1/4 resolution (2 in the report).
     sigmoid_output: a sigmoid on the output conv (the report does not say).
+    global_residual: add a tanh correction to the input instead of the
+      sigmoid output (`layers.image_output`; not in the report, off by default).
     dtype: compute dtype; parameters stay float32.
 
   Call with images (N, H, W, 3) in [0, 1], H and W multiples of 4. Returns a
@@ -70,18 +72,19 @@ class ResUNet(nn.Module):
   base_features: int = 16
   num_blocks: int = 2
   sigmoid_output: bool = True
+  global_residual: bool = False
   dtype: Any = jnp.float32
 
   size_multiple: ClassVar[int] = 4  # Input height and width must divide by this.
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
-    check_images('ResUNet', x, self.size_multiple)
+  def __call__(self, images, train: bool = False):
+    check_images('ResUNet', images, self.size_multiple)
     b = self.base_features
     conv = functools.partial(nn.Conv, kernel_size=(3, 3), padding='SAME',
                              kernel_init=glorot_uniform, dtype=self.dtype)
     pool = functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2))
-    x = x.astype(self.dtype)
+    x = images.astype(self.dtype)
     stem = nn.relu(conv(b, name='conv_0')(x))
     y = nn.relu(conv(4 * b, name='conv_1')(jnp.concatenate([x, stem], -1)))
     y = pool(jnp.concatenate([y, stem], -1))
@@ -92,5 +95,5 @@ class ResUNet(nn.Module):
       y = ResidualBlock(8 * b, self.dtype, name=f'block_{i}')(y, train)
     for i, width in enumerate((8 * b, 4 * b)):
       y = nn.relu(ConvTranspose2x(width, 3, dtype=self.dtype, name=f'up_{i}')(y))
-    y = conv(3, name='out')(y).astype(jnp.float32)
-    return [nn.sigmoid(y) if self.sigmoid_output else y]
+    return image_output(images, conv(3, name='out')(y), self.sigmoid_output,
+                        self.global_residual)

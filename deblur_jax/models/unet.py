@@ -31,7 +31,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from deblur_jax.errors import InputError
-from deblur_jax.models.layers import ConvTranspose2x, check_images, glorot_uniform
+from deblur_jax.models.layers import ConvTranspose2x, check_images, glorot_uniform, image_output
 
 # config.model.batch_norm values -> (level, conv) pairs of encoder convs without BatchNorm.
 BATCH_NORM_PLACEMENTS = {'report': {(2, 1)}, 'encoder': set(), 'none': None}
@@ -63,6 +63,8 @@ class UNet(nn.Module):
     batch_norm: 'report' (after every encoder conv but the second of the third
       level: the report's 832 channels), 'encoder' (after every encoder conv)
       or 'none'.
+    global_residual: add a tanh correction to the input instead of the
+      sigmoid output (`layers.image_output`; not in the report, off by default).
     dtype: compute dtype; parameters stay float32.
 
   Call with images (N, H, W, 3) in [0, 1], H and W multiples of 16. Returns a
@@ -70,18 +72,20 @@ class UNet(nn.Module):
   """
   base_features: int = 32
   batch_norm: str = 'report'
+  global_residual: bool = False
   dtype: Any = jnp.float32
 
   size_multiple: ClassVar[int] = 16  # Input height and width must divide by this.
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
-    check_images('UNet', x, self.size_multiple)
+  def __call__(self, images, train: bool = False):
+    check_images('UNet', images, self.size_multiple)
     if self.batch_norm not in BATCH_NORM_PLACEMENTS:
       raise InputError(f'Unknown config.model.batch_norm={self.batch_norm!r} for unet; choose '
                        f'one of {sorted(BATCH_NORM_PLACEMENTS)}.')
     unnormalized = BATCH_NORM_PLACEMENTS[self.batch_norm]
     block = functools.partial(ConvBlock, dtype=self.dtype)
+    x = images
     skips = []
     for level in range(4):
       norms = tuple(unnormalized is not None and (level, j) not in unnormalized for j in (0, 1))
@@ -94,4 +98,4 @@ class UNet(nn.Module):
       x = ConvTranspose2x(skip.shape[-1], 2, dtype=self.dtype, name=f'up_{level}')(x)
       x = block(skip.shape[-1], name=f'decoder_{level}')(jnp.concatenate([x, skip], -1), train)
     x = nn.Conv(3, (1, 1), kernel_init=glorot_uniform, dtype=self.dtype, name='out')(x)
-    return [nn.sigmoid(x.astype(jnp.float32))]
+    return image_output(images, x, global_residual=self.global_residual)

@@ -1,5 +1,7 @@
 """MIMO-UNet: presets, outputs, the official layer semantics and the registry."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -8,7 +10,7 @@ import pytest
 
 from configs import mimo
 from deblur_jax import models
-from deblur_jax.models import mimo_unet
+from deblur_jax.models import layers, mimo_unet
 
 
 def count_params(model, size=16):
@@ -66,12 +68,24 @@ def test_transposed_conv_equals_torch_definition():
                              torch_conv_transpose(x.astype(np.float64), kernel, bias), atol=1e-5)
 
 
-def test_conv1x1_equals_flax_conv():
-  layer = mimo_unet.Conv1x1(features=6)
-  x = np.random.default_rng(0).normal(size=(2, 4, 5, 3)).astype(np.float32)
+@pytest.mark.parametrize('kernel_size,stride,padding', [(1, 1, None), (3, 1, None),
+                                                       (3, 2, None), (2, 2, 0)])
+def test_torch_conv_equals_flax_conv_gradients_included(kernel_size, stride, padding):
+  layer = layers.TorchConv(6, kernel_size, stride, padding)
+  x = np.random.default_rng(0).normal(size=(2, 6, 8, 3)).astype(np.float32)
   variables = layer.init(jax.random.key(0), x)
-  reference = nn.Conv(6, (1, 1)).apply(variables, x)
-  np.testing.assert_allclose(layer.apply(variables, x), reference, atol=1e-5)
+  pad = kernel_size // 2 if padding is None else padding
+  reference = nn.Conv(6, (kernel_size,) * 2, (stride, stride), ((pad, pad),) * 2)
+
+  def loss(module, params, x):
+    return jnp.sum(jnp.sin(module.apply({'params': params}, x)))
+
+  for ours, theirs in zip(jax.value_and_grad(functools.partial(loss, layer), (0, 1))(
+                              variables['params'], x),
+                          jax.value_and_grad(functools.partial(loss, reference), (0, 1))(
+                              variables['params'], x)):
+    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-5),
+                 ours, theirs)
 
 
 def test_stride_2_conv_pads_symmetrically_like_torch():

@@ -157,12 +157,36 @@ def test_bfloat16_compute_keeps_float32_parameters_and_output():
   assert out[0].dtype == jnp.float32
 
 
-def test_gan_generator_is_a_global_residual():
-  """With every weight zero the tanh residual is zero and the input comes back."""
-  run = tiny('gan_generator')
+SIGMOID_MODELS = ['unet', 'resunet', 'autoencoder', 'attention_autoencoder']
+
+
+def zero_weights_output(name, **knobs):
+  """The model's output for `tiny(name)`'s images with every variable zero."""
+  run = tiny(name)
+  model = build(name, **{**TINY[name][0], **knobs})
   zero = jax.tree.map(np.zeros_like, run.variables)
-  (out,) = compiled(run.model.apply, zero, run.images)(zero, run.images)
-  np.testing.assert_allclose(out, run.images, atol=1e-6)
+  (out,) = compiled(model.apply, zero, run.images)(zero, run.images)
+  return run.images, out
+
+
+@pytest.mark.parametrize('name,knobs', [('gan_generator', {})] + [
+    (name, dict(global_residual=True)) for name in SIGMOID_MODELS])
+def test_global_residual_models_return_their_input_with_zero_weights(name, knobs):
+  """With every weight zero the tanh correction is zero and the input comes back."""
+  images, out = zero_weights_output(name, **knobs)
+  np.testing.assert_allclose(out, images, atol=1e-6)
+
+
+@pytest.mark.parametrize('name', SIGMOID_MODELS)
+def test_seed_models_end_in_a_sigmoid_unless_asked_for_a_global_residual(name):
+  """The reports' head by default (sigmoid(0) = 0.5 everywhere), the same variables either way."""
+  _, out = zero_weights_output(name)
+  np.testing.assert_allclose(out, 0.5)
+  knobs, (height, width) = TINY[name]
+  x = jnp.zeros((1, height, width, 3))
+  shapes = [jax.tree.map(jnp.shape, jax.eval_shape(functools.partial(init, model, x)))
+            for model in (build(name, **knobs), build(name, **knobs, global_residual=True))]
+  assert shapes[0] == shapes[1]
 
 
 def naive_conv_transpose(x, kernel, bias):
