@@ -6,7 +6,7 @@
 blurred on the fly (the three Gaussians of the 2023 Keras UNet report, and
 random linear motion for a fifth of the crops), then evaluation on two
 held-out photos with visible blur (gauss7, gauss11, motion) against the
-blurred input. About 8 minutes on 2 CPU cores.
+blurred input. 7.5 to 9 minutes on 2 CPU cores (README, per CPU).
 """
 
 from configs import mimo

@@ -9,8 +9,9 @@ a program that imports deblur_jax as a library calls `configure_process` itself
   CPU detected at run time (`cpu_description`) and what the tool does
   (`workload`), as measured in BENCHMARKS.md ("Convolution kernels per CPU"):
   on every x86 CPU measured (Intel Xeon with AVX-512 and AMX; AMD EPYC Zen 5
-  with AVX-512; the same EPYC capped at AVX2), XLA's kernels trained MIMO-UNet
-  faster (YNNPACK's 3x3 weight gradients are 1.5-2x slower), while YNNPACK ran
+  with AVX-512; the same EPYC capped at AVX2; AMD EPYC Zen 4), XLA's kernels
+  trained MIMO-UNet faster (YNNPACK's 3x3 weight gradients are 1.5-2x slower;
+  the whole step 1.3x on the Zen 4), while YNNPACK ran
   inference faster. So training tools turn YNNPACK's fusions off on x86 and
   inference tools keep JAX's defaults; on other CPUs (ARM: not measured)
   JAX's defaults stay. A user who names the flag in XLA_FLAGS keeps it.
