@@ -35,7 +35,7 @@ class ConvAutoencoder(nn.Module):
     dtype: compute dtype; parameters stay float32.
 
   Call with images (N, H, W, 3) in [0, 1], H and W multiples of 8. Returns a
-  one-element list: the restored images (N, H, W, 3) in (0, 1), float32.
+  one-element list: the restored images (N, H, W, 3) in [0, 1], float32.
   """
   base_features: int = 64
   global_residual: bool = False
@@ -98,7 +98,7 @@ class AttentionAutoencoder(nn.Module):
     dtype: compute dtype; parameters stay float32.
 
   Call with images (N, H, W, 3) in [0, 1], H and W multiples of 8. Returns a
-  one-element list: the restored images (N, H, W, 3) in (0, 1), float32.
+  one-element list: the restored images (N, H, W, 3) in [0, 1], float32.
   """
   base_features: int = 64
   dilations: tuple[int, ...] = (2, 4)

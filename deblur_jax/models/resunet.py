@@ -66,8 +66,8 @@ class ResUNet(nn.Module):
     dtype: compute dtype; parameters stay float32.
 
   Call with images (N, H, W, 3) in [0, 1], H and W multiples of 4. Returns a
-  one-element list: the restored images (N, H, W, 3), float32, in (0, 1) with
-  `sigmoid_output`.
+  one-element list: the restored images (N, H, W, 3), float32, in [0, 1] with
+  `sigmoid_output` or `global_residual` (which replaces the sigmoid).
   """
   base_features: int = 16
   num_blocks: int = 2

@@ -68,7 +68,7 @@ class UNet(nn.Module):
     dtype: compute dtype; parameters stay float32.
 
   Call with images (N, H, W, 3) in [0, 1], H and W multiples of 16. Returns a
-  one-element list: the restored images (N, H, W, 3) in (0, 1), float32.
+  one-element list: the restored images (N, H, W, 3) in [0, 1], float32.
   """
   base_features: int = 32
   batch_norm: str = 'report'
