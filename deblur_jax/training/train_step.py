@@ -48,13 +48,28 @@ def learning_rate(state: TrainState, learning_rate_fn: optax.Schedule):
   return learning_rate_fn(state.step) * scale
 
 
-def step_metrics(state: TrainState, *, loss, predictions, sharp, grads, skipped,
+def batch_psnr_gain(deblurred, blur, sharp) -> jax.Array:
+  """dB by which `deblurred` is closer to `sharp` than the blurred input is, over the
+  batch's pooled squared error.
+
+  Unlike the mean of per-crop PSNRs ('psnr'), which flat or black crops (the
+  input already exact) drive towards infinity, this stays finite and is zero
+  for a model that returns its input.
+  """
+  def squared_error(images):
+    return jnp.mean(jnp.square(images.astype(jnp.float32) - sharp.astype(jnp.float32)))
+
+  return 10.0 * jnp.log10(squared_error(blur) / squared_error(deblurred))
+
+
+def step_metrics(state: TrainState, *, loss, predictions, blur, sharp, grads, skipped,
                  learning_rate_fn: optax.Schedule) -> dict:
   """The scalars every train step reports, for the step `state` (before it) took."""
   deblurred = jnp.clip(predictions[-1], 0.0, 1.0)
   return {
       'loss': loss,
       'psnr': jnp.mean(metrics.psnr(deblurred, sharp)),
+      'psnr_gain': batch_psnr_gain(deblurred, blur, sharp),
       'grad_norm': optax.global_norm(grads),
       'learning_rate': learning_rate(state, learning_rate_fn),
       'skipped': skipped,
@@ -86,7 +101,8 @@ def train_step(state: TrainState, batch: dict, *, loss_fn: Callable,
   new_state, skipped = apply_update(
       state, grads, loss, ema_decay=ema_decay,
       batch_stats=updates.get('batch_stats', state.batch_stats))
-  return new_state, step_metrics(state, loss=loss, predictions=predictions, sharp=batch['sharp'],
+  return new_state, step_metrics(state, loss=loss, predictions=predictions,
+                                 blur=batch['blur'], sharp=batch['sharp'],
                                  grads=grads, skipped=skipped, learning_rate_fn=learning_rate_fn)
 
 

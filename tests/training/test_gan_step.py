@@ -64,7 +64,7 @@ def test_the_gradient_penalty_changes_the_critic_loss(penalised):
 
 def test_gan_step_reports_the_plain_step_metrics_with_the_plateau_scaled_rate(penalised):
   _, _, metrics = penalised
-  assert set(metrics) == {'loss', 'psnr', 'grad_norm', 'learning_rate', 'skipped',
+  assert set(metrics) == {'loss', 'psnr', 'psnr_gain', 'grad_norm', 'learning_rate', 'skipped',
                           'content_loss', 'adversarial_loss', 'disc_loss', 'disc_skipped'}
   assert float(metrics['learning_rate']) == pytest.approx(0.5 * LEARNING_RATE)
   assert float(metrics['loss']) == pytest.approx(

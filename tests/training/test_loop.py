@@ -88,7 +88,7 @@ def test_a_log_window_averages_its_steps(trained, config, tmp_path):
   per_step = train_scalars(str(trained[0]))
   windowed = train_scalars(str(tmp_path))
   assert sorted(windowed['train/loss']) == [3]
-  for tag in ('train/loss', 'train/grad_norm', 'train/psnr'):
+  for tag in ('train/loss', 'train/grad_norm', 'train/psnr', 'train/psnr_gain'):
     assert windowed[tag][3] == pytest.approx(np.mean(list(per_step[tag].values())), rel=1e-5)
 
 

@@ -58,7 +58,7 @@ def test_training_on_a_fixed_batch_lowers_the_loss_and_reports_metrics():
   for _ in range(20):
     state, metrics = step(state, batch)
     history.append(float(metrics['loss']))
-  assert set(metrics) == {'loss', 'psnr', 'grad_norm', 'learning_rate', 'skipped'}
+  assert set(metrics) == {'loss', 'psnr', 'psnr_gain', 'grad_norm', 'learning_rate', 'skipped'}
   assert history[-1] < 0.95 * history[0]
   assert sum(b < a for a, b in zip(history, history[1:])) >= 16  # falls at almost every step
   assert int(state.step) == 20
@@ -146,3 +146,16 @@ def test_the_logged_learning_rate_is_the_schedule_times_the_plateau_scale():
   assert float(train_step.learning_rate(state, schedule)) == pytest.approx(0.3 * 0.25)
   assert float(train_step.learning_rate(state.replace(plateau=None), schedule)) == (
       pytest.approx(0.3))
+
+
+def test_the_batch_psnr_gain_is_zero_for_the_input_and_finite_on_exact_black_crops():
+  rng = np.random.default_rng(0)
+  sharp = rng.uniform(size=(3, 8, 8, 3)).astype(np.float32)
+  sharp[0] = 0.0  # a black crop: its blurred input is already exact (infinite PSNR)
+  blur = sharp.copy()
+  blur[1:] += 0.1 * rng.standard_normal((2, 8, 8, 3)).astype(np.float32)
+  assert float(train_step.batch_psnr_gain(blur, blur, sharp)) == pytest.approx(0.0, abs=1e-5)
+  halfway = sharp + 0.5 * (blur - sharp)  # half the error: a quarter of the squared error
+  assert float(train_step.batch_psnr_gain(halfway, blur, sharp)) == pytest.approx(
+      10 * np.log10(4.0), rel=1e-4)
+  assert float(train_step.batch_psnr_gain(blur + 0.1, blur, sharp)) < 0.0
