@@ -83,8 +83,7 @@ def gan_train_step(gen: TrainState, disc: TrainState, batch: dict, *, content_lo
       gen, grads, loss, ema_decay=ema_decay,
       batch_stats=updates.get('batch_stats', gen.batch_stats))
   step_metrics = train_step.step_metrics(gen, loss=loss, predictions=predictions, blur=blur,
-                                         sharp=sharp,
-                                         grads=grads, skipped=skipped,
+                                         sharp=sharp, grads=grads, skipped=skipped,
                                          learning_rate_fn=learning_rate_fn)
   return new_gen, disc, {**step_metrics, 'content_loss': content,
                          'adversarial_loss': adversarial, **disc_metrics}

@@ -54,10 +54,12 @@ def batch_psnr_gain(deblurred, blur, sharp) -> jax.Array:
 
   Unlike the mean of per-crop PSNRs ('psnr'), which flat or black crops (the
   input already exact) drive towards infinity, this stays finite and is zero
-  for a model that returns its input.
+  for a model that returns its input, also on a batch whose input is already exact
+  (both errors then floor at 1e-12, an error below float32 rounding).
   """
   def squared_error(images):
-    return jnp.mean(jnp.square(images.astype(jnp.float32) - sharp.astype(jnp.float32)))
+    error = jnp.mean(jnp.square(images.astype(jnp.float32) - sharp.astype(jnp.float32)))
+    return jnp.maximum(error, 1e-12)
 
   return 10.0 * jnp.log10(squared_error(blur) / squared_error(deblurred))
 

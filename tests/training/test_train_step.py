@@ -148,7 +148,7 @@ def test_the_logged_learning_rate_is_the_schedule_times_the_plateau_scale():
       pytest.approx(0.3))
 
 
-def test_the_batch_psnr_gain_is_zero_for_the_input_and_finite_on_exact_black_crops():
+def test_the_batch_psnr_gain_is_zero_for_the_input_and_finite_on_exact_crops():
   rng = np.random.default_rng(0)
   sharp = rng.uniform(size=(3, 8, 8, 3)).astype(np.float32)
   sharp[0] = 0.0  # a black crop: its blurred input is already exact (infinite PSNR)
@@ -159,3 +159,5 @@ def test_the_batch_psnr_gain_is_zero_for_the_input_and_finite_on_exact_black_cro
   assert float(train_step.batch_psnr_gain(halfway, blur, sharp)) == pytest.approx(
       10 * np.log10(4.0), rel=1e-4)
   assert float(train_step.batch_psnr_gain(blur + 0.1, blur, sharp)) < 0.0
+  black = np.zeros_like(sharp)  # every crop exact: 0 dB, not 0/0
+  assert float(train_step.batch_psnr_gain(black, black, black)) == 0.0
