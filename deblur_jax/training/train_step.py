@@ -13,6 +13,7 @@ import optax
 
 from deblur_jax.evaluation import metrics
 from deblur_jax.parallel import sharding
+from deblur_jax.training import losses
 from deblur_jax.training.state import TrainState
 
 
@@ -58,8 +59,7 @@ def batch_psnr_gain(deblurred, blur, sharp) -> jax.Array:
   (both errors then floor at 1e-12, an error below float32 rounding).
   """
   def squared_error(images):
-    error = jnp.mean(jnp.square(images.astype(jnp.float32) - sharp.astype(jnp.float32)))
-    return jnp.maximum(error, 1e-12)
+    return jnp.maximum(losses.mse(images.astype(jnp.float32), sharp.astype(jnp.float32)), 1e-12)
 
   return 10.0 * jnp.log10(squared_error(blur) / squared_error(deblurred))
 
