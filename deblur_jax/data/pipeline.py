@@ -74,6 +74,9 @@ def create_train_dataset(data_config, *, seed: int, global_batch: int, rows: ran
   dataset = example_dataset(examples, seed, indices, flips_rot90=flips_rot90)
   options = tf.data.Options()
   options.deterministic = True
+  # No autotuning thread: at the end of training, destroying the iterator waits for that
+  # thread's sleep (up to 60 s) to end. The parallel map then runs one call per pool thread.
+  options.autotune.enabled = False
   if data_config.get('threads', 0):  # else tf.data's own pool, one thread per core
     options.threading.private_threadpool_size = data_config.threads
   dataset = dataset.batch(len(rows), drop_remainder=True).prefetch(tf.data.AUTOTUNE)

@@ -150,3 +150,12 @@ def test_the_pipeline_runs_in_its_own_pool_of_the_given_size(data_config):
                                              start_step=0)
   assert dataset.options().threading.private_threadpool_size == 1
   assert next(iter(dataset))['blur'].shape[0] == 2
+
+
+def test_the_training_pipeline_has_no_autotuning_thread(data_config):
+  # That thread sleeps up to 60 s between rounds, and the iterator's destructor waited for
+  # it at the end of training (stacks in the CPU issue's notes).
+  dataset, _ = pipeline.create_train_dataset(data_config, seed=0, global_batch=2, rows=range(2),
+                                             start_step=0)
+  assert dataset.options().autotune.enabled is False
+  assert next(iter(dataset))['blur'].shape[0] == 2
