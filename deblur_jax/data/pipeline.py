@@ -10,6 +10,7 @@ the last batch of each size padded and masked, each image seen exactly once.
 
 import dataclasses
 import itertools
+import os
 from typing import Sequence
 
 import tensorflow as tf
@@ -75,8 +76,10 @@ def create_train_dataset(data_config, *, seed: int, global_batch: int, rows: ran
   options = tf.data.Options()
   options.deterministic = True
   # No autotuning thread: at the end of training, destroying the iterator waits for that
-  # thread's sleep (up to 60 s) to end. The parallel map then runs one call per pool thread.
+  # thread's sleep (up to 60 s) to end. The parallel map then runs min(initial_parallelism,
+  # pool threads) calls; tf.data's initial_parallelism of 16 would cap hosts with more cores.
   options.autotune.enabled = False
+  options.autotune.initial_parallelism = os.cpu_count() or 1
   if data_config.get('threads', 0):  # else tf.data's own pool, one thread per core
     options.threading.private_threadpool_size = data_config.threads
   dataset = dataset.batch(len(rows), drop_remainder=True).prefetch(tf.data.AUTOTUNE)

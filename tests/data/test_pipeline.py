@@ -1,5 +1,6 @@
 """tf.data pipelines: shapes, determinism, resume, process sharding, evaluation coverage."""
 
+import os
 import pathlib
 
 import numpy as np
@@ -158,4 +159,5 @@ def test_the_training_pipeline_has_no_autotuning_thread(data_config):
   dataset, _ = pipeline.create_train_dataset(data_config, seed=0, global_batch=2, rows=range(2),
                                              start_step=0)
   assert dataset.options().autotune.enabled is False
+  assert dataset.options().autotune.initial_parallelism == (os.cpu_count() or 1)  # no cap at 16
   assert next(iter(dataset))['blur'].shape[0] == 2
