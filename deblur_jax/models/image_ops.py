@@ -24,11 +24,16 @@ def nearest_downsample_2x(x):
   return x[:, ::2, ::2, :]
 
 
+def nearest_upsample(x, factor: int):
+  """`F.interpolate(x, scale_factor=factor)`: output pixel i copies input pixel i // factor."""
+  n, h, w, c = x.shape
+  x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, factor, w, factor, c))
+  return x.reshape(n, factor * h, factor * w, c)
+
+
 def nearest_upsample_2x(x):
   """`F.interpolate(x, scale_factor=2)`: output pixel i copies input pixel i // 2."""
-  n, h, w, c = x.shape
-  x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, 2, w, 2, c))
-  return x.reshape(n, 2 * h, 2 * w, c)
+  return nearest_upsample(x, 2)
 
 
 def bilinear_downsample_2x(x):

@@ -9,6 +9,8 @@
 - `torch_uniform`: PyTorch's default conv init, for the models ported from PyTorch.
 - `TorchConv`: PyTorch's padded conv and init (`Conv1x1`: k = 1), 1x1 convs
   computed as a matmul (faster on XLA's CPU backend).
+- `ConcatConv1x1`: TorchConv's 1x1 conv of a channel concatenation of
+  nearest-upsampled maps, computed part by part without building it.
 - `DepthwiseConv3x3`: a depthwise 3x3 conv computed as nine shifted multiply-adds
   (its gradient 3-4x faster on XLA's CPU backend than the grouped convolution's).
 - `bias_add`: y + bias whose bias gradient is a matmul (XLA's CPU backend runs the
@@ -23,6 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from deblur_jax.models import image_ops
 
 glorot_uniform = nn.initializers.glorot_uniform()
 
@@ -161,6 +165,41 @@ class TorchConv(nn.Module):
 
 
 Conv1x1 = functools.partial(TorchConv, kernel_size=1)
+
+
+class ConcatConv1x1(nn.Module):
+  """`Conv1x1` of the channel concatenation of `parts`, each (x, factor): x
+  (N, H / factor, W / factor, C_i) nearest-upsampled by `factor` to (N, H, W, C_i).
+  Parameters as `Conv1x1`'s on the concatenation (kernel (1, 1, sum C_i, out)).
+
+  Computed without the concatenation or the upsampled copies: each part meets
+  its rows of the kernel at its own resolution (a 1x1 conv commutes with nearest
+  upsampling), and the products are upsampled and summed. The same numbers up
+  to float rounding, fewer FLOPs, and no full-resolution maps of all the parts'
+  channels (MIMO-UNet's AFF and decoder convs).
+  """
+  features: int
+  use_bias: bool = True
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, parts):
+    widths = [x.shape[-1] for x, _ in parts]
+    init = torch_uniform(sum(widths))
+    kernel = self.param('kernel', init, (1, 1, sum(widths), self.features))
+    starts = np.cumsum([0] + widths)
+    y = None
+    for (x, factor), start, stop in zip(parts, starts[:-1], starts[1:]):
+      # float32 partial sums, so a bfloat16 compute dtype rounds once, as one matmul would.
+      product = jnp.einsum('nhwi,io->nhwo', x.astype(self.dtype),
+                           kernel[0, 0, start:stop].astype(self.dtype),
+                           preferred_element_type=jnp.float32)
+      product = image_ops.nearest_upsample(product, factor) if factor > 1 else product
+      y = product if y is None else y + product
+    y = y.astype(self.dtype)
+    if self.use_bias:
+      y = bias_add(y, self.param('bias', init, (self.features,)).astype(self.dtype))
+    return y
 
 
 def _sum_over_pixels(x):

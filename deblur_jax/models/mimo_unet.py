@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from deblur_jax.models import image_ops
-from deblur_jax.models.layers import ConvTranspose2x, TorchConv, torch_uniform
+from deblur_jax.models.layers import ConcatConv1x1, ConvTranspose2x, TorchConv, torch_uniform
 
 
 class BasicConv(nn.Module):
@@ -33,6 +33,9 @@ class BasicConv(nn.Module):
   The official `BasicConv`: padding k // 2 on both sides (PyTorch pads stride-2
   convs symmetrically, unlike 'SAME'), or `ConvTranspose2d(k=4, s=2, p=1)`.
   With `batch_norm` the conv has no bias, as in the official `norm=True`.
+  A 1x1 conv also takes, instead of one map, the (map, nearest-upsampling factor)
+  parts of the official code's `torch.cat` of (upsampled) maps, and then computes
+  it without the concatenation (`ConcatConv1x1`).
   """
   features: int
   kernel_size: int = 3
@@ -45,7 +48,13 @@ class BasicConv(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     k = self.kernel_size
-    if self.transpose:
+    if isinstance(x, (tuple, list)):
+      if (k, self.stride, self.transpose) != (1, 1, False):
+        raise ValueError(f'Only a 1x1 stride-1 conv takes concatenated parts, got {k}x{k} '
+                         f'stride {self.stride}{" transposed" if self.transpose else ""}.')
+      x = ConcatConv1x1(self.features, use_bias=not self.batch_norm, dtype=self.dtype,
+                        name='conv')(x)
+    elif self.transpose:
       if (k, self.stride) != (4, 2):
         raise ValueError(f'Only 4x4 stride-2 transposed convs are supported, got {k}x{k} '
                          f'stride {self.stride}.')
@@ -118,8 +127,7 @@ class SCM(nn.Module):
     y = x
     for j, (width, k) in enumerate(((p // 4, 3), (p // 2, 1), (p // 2, 3), (p - 3, 1))):
       y = conv(width, k, name=f'main_{j}')(y, train)
-    y = jnp.concatenate([x.astype(y.dtype), y], axis=-1)
-    return conv(p, 1, relu=False, name='out')(y, train)
+    return conv(p, 1, relu=False, name='out')(((x, 1), (y, 1)), train)
 
 
 class FAM(nn.Module):
@@ -136,17 +144,19 @@ class FAM(nn.Module):
 
 
 class AFF(nn.Module):
-  """Asymmetric feature fusion: concat of three scales, 1x1 conv + ReLU, 3x3 conv."""
+  """Asymmetric feature fusion: concat of three scales, 1x1 conv + ReLU, 3x3 conv.
+
+  Called with the three scales' (map, nearest-upsampling factor) parts.
+  """
   features: int
   batch_norm: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, feature_maps: Sequence[jax.Array], train: bool = False):
+  def __call__(self, parts: Sequence[tuple[jax.Array, int]], train: bool = False):
     conv = functools.partial(BasicConv, self.features, batch_norm=self.batch_norm,
                              dtype=self.dtype)
-    x = jnp.concatenate(feature_maps, axis=-1)
-    x = conv(kernel_size=1, relu=True, name='conv_0')(x, train)
+    x = conv(kernel_size=1, relu=True, name='conv_0')(parts, train)
     return conv(kernel_size=3, relu=False, name='conv_1')(x, train)
 
 
@@ -211,23 +221,22 @@ class MIMOUNet(nn.Module):
     z = FAM(4 * w, name='fam_1', **common)(z, z4, train)
     z = stack(4 * w, name='encoder_2')(z, train)
 
+    # The official AFF inputs: res1 halved, res2, z doubled; res1, res2 doubled,
+    # z quadrupled (nearest), each concatenated before its 1x1 conv.
     z12 = image_ops.nearest_downsample_2x(res1)
-    z21 = image_ops.nearest_upsample_2x(res2)
-    z42 = image_ops.nearest_upsample_2x(z)
-    z41 = image_ops.nearest_upsample_2x(z42)
-    res2 = AFF(2 * w, name='aff_1', **common)((z12, res2, z42), train)
-    res1 = AFF(w, name='aff_0', **common)((res1, z21, z41), train)
-    res2 = dropout(name='dropout_2')(res2)
+    fused_2 = AFF(2 * w, name='aff_1', **common)(((z12, 1), (res2, 1), (z, 2)), train)
+    res1 = AFF(w, name='aff_0', **common)(((res1, 1), (res2, 2), (z, 4)), train)
+    res2 = dropout(name='dropout_2')(fused_2)
     res1 = dropout(name='dropout_1')(res1)
 
     z = stack(4 * w, name='decoder_0')(z, train)
     out_4 = to_rgb(name='convs_out_0')(z) + x_4
     z = conv(2 * w, 4, stride=2, transpose=True, name='feat_extract_3')(z, train)
-    z = conv(2 * w, 1, name='convs_0')(jnp.concatenate([z, res2], axis=-1), train)
+    z = conv(2 * w, 1, name='convs_0')(((z, 1), (res2, 1)), train)
     z = stack(2 * w, name='decoder_1')(z, train)
     out_2 = to_rgb(name='convs_out_1')(z) + x_2
     z = conv(w, 4, stride=2, transpose=True, name='feat_extract_4')(z, train)
-    z = conv(w, 1, name='convs_1')(jnp.concatenate([z, res1], axis=-1), train)
+    z = conv(w, 1, name='convs_1')(((z, 1), (res1, 1)), train)
     z = stack(w, name='decoder_2')(z, train)
     out_1 = to_rgb(name='feat_extract_5')(z) + x
     return out_4, out_2, out_1

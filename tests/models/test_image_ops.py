@@ -50,6 +50,13 @@ def test_nearest_doubling_copies_pixel_i_over_2(image):
   assert out[0, 5, 7, 1] == image[0, 2, 3, 1]
 
 
+def test_nearest_upsampling_by_4_copies_pixel_i_over_4(image):
+  out = np.asarray(image_ops.nearest_upsample(image, 4))
+  np.testing.assert_array_equal(out, torch_nearest(image, 4.0))
+  np.testing.assert_array_equal(out, image_ops.nearest_upsample_2x(
+      image_ops.nearest_upsample_2x(image)))
+
+
 def test_bilinear_halving_is_torch_bilinear(image):
   np.testing.assert_allclose(image_ops.bilinear_downsample_2x(image),
                              torch_bilinear(image, 0.5), atol=1e-6)

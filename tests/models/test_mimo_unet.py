@@ -10,7 +10,7 @@ import pytest
 
 from configs import mimo
 from deblur_jax import models
-from deblur_jax.models import layers, mimo_unet
+from deblur_jax.models import image_ops, layers, mimo_unet
 
 
 def count_params(model, size=16):
@@ -86,6 +86,44 @@ def test_torch_conv_equals_flax_conv_gradients_included(kernel_size, stride, pad
                               variables['params'], x)):
     jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-5),
                  ours, theirs)
+
+
+@pytest.mark.parametrize('use_bias', [True, False])
+def test_concat_conv_equals_the_1x1_conv_of_the_upsampled_concatenation(use_bias):
+  """MIMO-UNet's AFF and decoder 1x1 convs: the same parameters and, up to float
+  rounding, the same outputs and gradients as the official `torch.cat` then conv."""
+  rng = np.random.default_rng(0)
+  parts = [(rng.normal(size=(2, 8, 12, 4)).astype(np.float32), 1),
+           (rng.normal(size=(2, 4, 6, 5)).astype(np.float32), 2),
+           (rng.normal(size=(2, 2, 3, 3)).astype(np.float32), 4)]
+  layer = layers.ConcatConv1x1(6, use_bias=use_bias)
+  reference = layers.Conv1x1(6, use_bias=use_bias)
+
+  def concatenated(maps):
+    return jnp.concatenate([image_ops.nearest_upsample(x, f) for x, (_, f) in zip(maps, parts)],
+                           axis=-1)
+
+  maps = [x for x, _ in parts]
+  variables = layer.init(jax.random.key(0), parts)
+  reference_variables = reference.init(jax.random.key(0), concatenated(maps))
+  jax.tree.map(np.testing.assert_array_equal, variables, reference_variables)  # same init
+
+  def loss(params, maps):
+    return jnp.sum(jnp.sin(layer.apply({'params': params},
+                                       [(x, f) for x, (_, f) in zip(maps, parts)])))
+
+  def reference_loss(params, maps):
+    return jnp.sum(jnp.sin(reference.apply({'params': params}, concatenated(maps))))
+
+  ours = jax.value_and_grad(loss, (0, 1))(variables['params'], maps)
+  theirs = jax.value_and_grad(reference_loss, (0, 1))(variables['params'], maps)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-5), ours, theirs)
+
+
+def test_only_a_1x1_conv_takes_concatenated_parts():
+  parts = ((jnp.zeros((1, 4, 4, 2)), 1), (jnp.zeros((1, 4, 4, 2)), 1))
+  with pytest.raises(ValueError, match='Only a 1x1 stride-1 conv takes concatenated parts'):
+    mimo_unet.BasicConv(features=2, kernel_size=3).init(jax.random.key(0), parts)
 
 
 def test_stride_2_conv_pads_symmetrically_like_torch():
