@@ -176,7 +176,7 @@ class ConcatConv1x1(nn.Module):
   its rows of the kernel at its own resolution (a 1x1 conv commutes with nearest
   upsampling), and the products are upsampled and summed. The same numbers up
   to float rounding, fewer FLOPs, and no full-resolution maps of all the parts'
-  channels (MIMO-UNet's AFF and decoder convs).
+  channels (MIMO-UNet's AFF, SCM and decoder convs).
   """
   features: int
   use_bias: bool = True
