@@ -194,7 +194,7 @@ class ConcatConv1x1(nn.Module):
       product = jnp.einsum('nhwi,io->nhwo', x.astype(self.dtype),
                            kernel[0, 0, start:stop].astype(self.dtype),
                            preferred_element_type=jnp.float32)
-      product = image_ops.nearest_upsample(product, factor) if factor > 1 else product
+      product = image_ops.nearest_upsample(product, factor)  # factor 1: folded away by XLA
       y = product if y is None else y + product
     y = y.astype(self.dtype)
     if self.use_bias:

@@ -90,7 +90,7 @@ def test_torch_conv_equals_flax_conv_gradients_included(kernel_size, stride, pad
 
 @pytest.mark.parametrize('use_bias', [True, False])
 def test_concat_conv_equals_the_1x1_conv_of_the_upsampled_concatenation(use_bias):
-  """MIMO-UNet's AFF and decoder 1x1 convs: the same parameters and, up to float
+  """MIMO-UNet's AFF, SCM and decoder 1x1 convs: the same parameters and, up to float
   rounding, the same outputs and gradients as the official `torch.cat` then conv."""
   rng = np.random.default_rng(0)
   parts = [(rng.normal(size=(2, 8, 12, 4)).astype(np.float32), 1),
