@@ -116,6 +116,10 @@ def base_config():
   # gauss11 (11x11 sigma 1.6) and motion (a fixed 9-pixel motion kernel).
   config.data.demo.eval_blurs = 'gauss7,gauss11,motion'
   config.data.demo.motion_fraction = 0.5  # Share of training crops with motion blur.
+  config.data.demo.motion_kernels = 32  # Random linear motion kernels (5-15 px) to draw from.
+  # The photos cropped for training, comma-separated (demo.BUNDLED_PHOTOS lists the choice).
+  config.data.demo.train_photos = ('astronaut,rocket,motorcycle_left,motorcycle_right,'
+                                   'immunohistochemistry,hubble_deep_field,retina')
   # source='synthetic': how the sharp images are degraded (deblur_jax.data.degrade.degradations).
   config.data.synthetic = ml_collections.ConfigDict()
   # Kernel families, one drawn per crop: gauss3, gauss7, gauss11 (the Keras UNet report's),

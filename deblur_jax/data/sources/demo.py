@@ -23,12 +23,15 @@ from deblur_jax.data.degrade import kernels
 from deblur_jax.data.sources import Source, TrainExamples, folders
 from deblur_jax.errors import InputError
 
-TRAIN_PHOTOS = ('astronaut', 'rocket', 'motorcycle_left', 'motorcycle_right',
-                'immunohistochemistry', 'hubble_deep_field', 'retina')
 HELD_OUT_PHOTOS = ('chelsea', 'coffee')
+# The photos config.data.demo.train_photos may name: scikit-image's bundled ones that
+# need no download, colour and grey (grey ones train as three equal channels), less
+# the held-out two.
+BUNDLED_PHOTOS = ('astronaut', 'rocket', 'motorcycle_left', 'motorcycle_right',
+                  'immunohistochemistry', 'hubble_deep_field', 'retina', 'colorwheel', 'camera',
+                  'grass', 'gravel', 'brick', 'coins', 'clock', 'moon', 'page', 'text', 'cell')
 
 KERNEL_SIZE = 15  # Every training kernel is zero-padded to this size.
-_NUM_MOTION_KERNELS = 32
 _MOTION_BANK_SEED = 1
 
 # The fixed blurs of the held-out photos, by name.
@@ -39,7 +42,7 @@ EVAL_BLURS = {
 
 
 def load_photo(name: str) -> np.ndarray:
-  """A bundled scikit-image photo as uint8 RGB (H, W, 3)."""
+  """A bundled scikit-image photo as uint8 RGB (H, W, 3); grey photos get three equal channels."""
   try:
     import skimage.data  # pylint: disable=g-import-not-at-top
   except ImportError:
@@ -50,17 +53,32 @@ def load_photo(name: str) -> np.ndarray:
     photo = left if name == 'motorcycle_left' else right
   else:
     photo = getattr(skimage.data, name)()
+  if photo.ndim == 2:
+    photo = np.stack([photo] * 3, axis=-1)
   return np.ascontiguousarray(photo[..., :3])
 
 
-def training_kernel_bank(motion_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def train_photo_names(data_config) -> list[str]:
+  """config.data.demo.train_photos as a list, checked against BUNDLED_PHOTOS."""
+  names = [n.strip() for n in data_config.demo.train_photos.split(',') if n.strip()]
+  unknown = [n for n in names if n not in BUNDLED_PHOTOS]
+  if unknown or not names:
+    raise InputError(f'config.data.demo.train_photos names {unknown or "no photo"}; choose from '
+                     f'{", ".join(BUNDLED_PHOTOS)}, comma-separated.')
+  return names
+
+
+def training_kernel_bank(motion_fraction: float,
+                         num_motion_kernels: int) -> tuple[np.ndarray, np.ndarray]:
   """(kernels (K, 15, 15), probabilities (K,)): the three Keras-UNet-report Gaussians
-  sharing 1 - motion_fraction, and 32 random motion kernels sharing the rest."""
+  sharing 1 - motion_fraction, and `num_motion_kernels` random motion kernels sharing the rest."""
   if not 0.0 <= motion_fraction <= 1.0:
     raise InputError(f'config.data.demo.motion_fraction={motion_fraction} must lie in [0, 1].')
+  if num_motion_kernels < 1:
+    raise InputError(f'config.data.demo.motion_kernels={num_motion_kernels} must be at least 1.')
   gaussians = [kernels.pad_kernel(kernels.gaussian_kernel(*spec), KERNEL_SIZE)
                for spec in kernels.GAUSSIAN_FAMILIES.values()]
-  motions = kernels.random_motion_kernels(_NUM_MOTION_KERNELS, KERNEL_SIZE, min_length=5.0,
+  motions = kernels.random_motion_kernels(num_motion_kernels, KERNEL_SIZE, min_length=5.0,
                                           seed=_MOTION_BANK_SEED)
   bank = np.concatenate([np.stack(gaussians), motions]).astype(np.float32)
   probs = np.concatenate([np.full(len(gaussians), (1 - motion_fraction) / len(gaussians)),
@@ -71,14 +89,16 @@ def training_kernel_bank(motion_fraction: float) -> tuple[np.ndarray, np.ndarray
 def train_examples(data_config, *, crop_size: int, hflip: bool, seed: int) -> TrainExamples:
   """Blurred/sharp crops of the training photos, blurred with a kernel drawn per example."""
   del seed  # The kernel is drawn with the example's third seed.
-  photos = [load_photo(name) for name in TRAIN_PHOTOS]
+  names = train_photo_names(data_config)
+  photos = [load_photo(name) for name in names]
   patch = crop_size + KERNEL_SIZE - 1
-  too_small = [n for n, p in zip(TRAIN_PHOTOS, photos) if min(p.shape[:2]) < patch]
+  too_small = [n for n, p in zip(names, photos) if min(p.shape[:2]) < patch]
   if too_small:
     largest = min(min(p.shape[:2]) for p in photos) - KERNEL_SIZE + 1
     raise InputError(f'config.data.crop_size={crop_size} is too large for the demo photos '
                      f'{too_small}; use at most {largest}.')
-  bank, probs = training_kernel_bank(data_config.demo.motion_fraction)
+  bank, probs = training_kernel_bank(data_config.demo.motion_fraction,
+                                     data_config.demo.motion_kernels)
   flat = tf.constant(np.concatenate([p.ravel() for p in photos]))
   sizes = np.array([p.size for p in photos])
   offsets = tf.constant(np.concatenate([[0], np.cumsum(sizes)[:-1]]), tf.int64)
