@@ -1,13 +1,13 @@
-"""The embedded demo data: scikit-image's colour photos with synthetic blur.
+"""The embedded demo data: scikit-image's bundled photos with synthetic blur.
 
 config.data.source = 'demo', the default when `config.data.dir` is empty, so
-the main command runs on a fresh machine with nothing downloaded. Training
-crops of the training photos are blurred on the fly with the three Gaussian
-kernels of the 2023 Keras UNet report (3x3 sigma 0.3, 7x7 sigma 1.0, 11x11
-sigma 1.6) or random linear motion kernels. The held-out photos, blurred
-with fixed kernels, are written once as PNG pairs in the GOPRO_Large layout
-(one 'sequence' per blur), so evaluation reads them like any dataset and
-reports each blur apart.
+the main command runs on a fresh machine with nothing downloaded. Crops of the
+photos that config.data.demo.train_photos names are blurred on the fly with the
+three Gaussian kernels of the 2023 Keras UNet report (3x3 sigma 0.3, 7x7 sigma
+1.0, 11x11 sigma 1.6) or one of config.data.demo.motion_kernels random linear
+motion kernels. The held-out photos, blurred with fixed kernels, are written
+once as PNG pairs in the GOPRO_Large layout (one 'sequence' per blur), so
+evaluation reads them like any dataset and reports each blur apart.
 """
 
 import os
