@@ -16,7 +16,7 @@ from helpers import train_batches
 def test_demo_batches_are_blurred_crops_of_the_photos():
   config = tiny.get_config().data
   (batch,), num_images = train_batches(config, 1)
-  assert num_images == len(demo.train_photo_names(config))
+  assert num_images == len(config.demo.train_photos.split(','))
   assert batch['blur'].shape == (4, 32, 32, 3)
   levels = batch['blur'] * 255
   np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)  # stored as 8-bit
@@ -84,7 +84,7 @@ def test_the_demo_is_chosen_explicitly_or_by_an_empty_dir_and_reads_no_dir(tmp_p
   config = tiny.get_config().data
   config.source = 'demo'
   (batch,), num_images = train_batches(config, 1)
-  assert num_images == len(demo.train_photo_names(config)) and batch['blur'].shape == (4, 32, 32, 3)
+  assert num_images == len(config.demo.train_photos.split(',')) and batch['blur'].shape == (4, 32, 32, 3)
   config.dir = str(tmp_path)
   with pytest.raises(InputError, match=r"source='demo' does not read config\.data\.dir"):
     train_batches(config, 1)
