@@ -1,6 +1,6 @@
 """Packaging beyond pyproject.toml: the top-level configs/ folder is installed as
 the package `deblur_jax.configs`, so that `--config=configs/NAME.py` works from any
-folder after `pip install .` (deblur_jax.cli finds the installed copy)."""
+folder after `pip install .` (deblur_jax.cli.command_line finds the installed copy)."""
 
 from setuptools import find_packages, setup
 

@@ -20,7 +20,7 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from deblur_jax import cli, runtime
+from deblur_jax.cli import command_line, runtime
 from deblur_jax.profiling import benchmarks
 
 FLAGS = flags.FLAGS
@@ -61,7 +61,7 @@ def main(_):
 
 def run() -> None:
   """The console script's entry point."""
-  cli.run(main, workload=None)
+  command_line.run(main, workload=None)
 
 
 if __name__ == '__main__':

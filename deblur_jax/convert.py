@@ -15,8 +15,8 @@ restore; it has no optimizer state to resume training from.
 
 from absl import flags
 
-from deblur_jax import cli
-from deblur_jax.training import checkpoints
+from deblur_jax.cli import command_line
+from deblur_jax.core import checkpoints
 from deblur_jax.weights import official
 
 FLAGS = flags.FLAGS
@@ -44,7 +44,7 @@ def main(_):
 def run() -> None:
   """The console script's entry point."""
   _define_flags()
-  cli.run(main)
+  command_line.run(main)
 
 
 if __name__ == '__main__':

@@ -5,7 +5,7 @@
   python -m deblur_jax.main ... --config.loss.perceptual_weights=vgg19.npz
 
 Reads the file without PyTorch (deblur_jax.weights.pytorch_reader). It holds a state
-dict (or {'model': state_dict}); deblur_jax.weights.vgg checks the conv weights
+dict (or {'model': state_dict}); deblur_jax.weights.vgg19_pytorch checks the conv weights
 `features.{i}.weight` and `features.{i}.bias` against the network and saves them
 as float32 Flax arrays `features_{i}/kernel` (3, 3, in, out) and `features_{i}/bias`;
 the classifier is dropped.
@@ -15,9 +15,9 @@ import os
 
 from absl import flags, logging
 
-from deblur_jax import cli
+from deblur_jax.cli import command_line
 from deblur_jax.models import vgg as vgg_model
-from deblur_jax.weights import vgg
+from deblur_jax.weights import vgg19_pytorch
 
 FLAGS = flags.FLAGS
 
@@ -32,7 +32,7 @@ def _define_flags() -> None:
 
 
 def main(_):
-  num_params = vgg.convert_file(FLAGS.input, FLAGS.network, FLAGS.output)
+  num_params = vgg19_pytorch.convert_file(FLAGS.input, FLAGS.network, FLAGS.output)
   logging.info('Converted %d %s conv parameters from %s.', num_params, FLAGS.network,
                FLAGS.input)
   print(f'Wrote {FLAGS.output}. Use it with:\n'
@@ -43,7 +43,7 @@ def main(_):
 def run() -> None:
   """The console script's entry point."""
   _define_flags()
-  cli.run(main)
+  command_line.run(main)
 
 
 if __name__ == '__main__':

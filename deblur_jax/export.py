@@ -12,7 +12,7 @@ jax alone, not this library:
   exported = jax.export.deserialize(open('mimo.jaxexport', 'rb').read())
   deblurred = exported.call(images)
 
-The library part: deblur_jax.inference.export.
+The library part: deblur_jax.inference.serialize.
 """
 
 import os
@@ -20,13 +20,13 @@ import os
 import jax.numpy as jnp
 from absl import flags, logging
 
-from deblur_jax import cli, files
-from deblur_jax.errors import InputError
-from deblur_jax.inference import deblur
-from deblur_jax.inference import export as export_lib
+from deblur_jax.cli import command_line
+from deblur_jax.core import checkpoints, files
+from deblur_jax.core.errors import InputError
+from deblur_jax.inference import deblur, serialize
 
 FLAGS = flags.FLAGS
-cli.define_checkpoint_flags('export')
+command_line.define_checkpoint_flags('export')
 flags.DEFINE_string('output', None, 'The .jaxexport file to write.')
 flags.DEFINE_string('saved_model', None, 'Also write a TensorFlow SavedModel to this folder.')
 flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
@@ -38,21 +38,21 @@ flags.mark_flags_as_required(['output'])
 def main(_):
   if os.path.isdir(FLAGS.output):
     raise InputError(f'--output={FLAGS.output!r} is a folder; give a file name.')
-  workdir, step = deblur.checkpoint_location(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+  workdir, step = checkpoints.checkpoint_location(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
   model, variables, step = deblur.load_model(workdir, step, jnp.dtype(FLAGS.dtype))
-  exported = export_lib.export(model, variables, FLAGS.platforms)
+  exported = serialize.export(model, variables, FLAGS.platforms)
   with files.atomic_write(FLAGS.output) as f:
     f.write(exported.serialize())
   logging.info('Wrote %s: the checkpoint at step %d for %s, %d bytes.', FLAGS.output, step,
                exported.platforms, os.path.getsize(FLAGS.output))
   if FLAGS.saved_model:
-    export_lib.write_saved_model(model, variables, FLAGS.saved_model)
+    serialize.write_saved_model(model, variables, FLAGS.saved_model)
     logging.info('Wrote the SavedModel %s.', FLAGS.saved_model)
 
 
 def run() -> None:
   """The console script's entry point."""
-  cli.run(main, workload='inference')
+  command_line.run(main, workload='inference')
 
 
 if __name__ == '__main__':

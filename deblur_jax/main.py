@@ -17,7 +17,7 @@ launch/ start such jobs.
 from absl import flags, logging
 from ml_collections import config_flags
 
-from deblur_jax import cli, runtime
+from deblur_jax.cli import command_line, runtime
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and evaluation results.')
@@ -66,7 +66,7 @@ def main(_):
 
 def run() -> None:
   """The console script's entry point."""
-  cli.run(main, uses_tensorflow=True, workload=None)
+  command_line.run(main, uses_tensorflow=True, workload=None)
 
 
 if __name__ == '__main__':

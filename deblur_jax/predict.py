@@ -19,12 +19,13 @@ import functools
 import jax.numpy as jnp
 from absl import flags, logging
 
-from deblur_jax import cli
+from deblur_jax.cli import command_line
+from deblur_jax.core import checkpoints
 from deblur_jax.data import image_files
 from deblur_jax.inference import deblur, photos
 
 FLAGS = flags.FLAGS
-cli.define_checkpoint_flags('load')
+command_line.define_checkpoint_flags('load')
 flags.DEFINE_string('input', None, 'An image file or a folder of images (searched recursively).')
 flags.DEFINE_string('output', None, 'Folder for the deblurred images.')
 flags.DEFINE_enum('format', 'png', photos.FILE_FORMATS,
@@ -50,7 +51,7 @@ def main(_):
   photos.check_options(FLAGS.output, file_format=FLAGS.format, jpeg_quality=FLAGS.jpeg_quality,
                        tile=FLAGS.tile, tile_overlap=FLAGS.tile_overlap, bucket=FLAGS.bucket)
   files = image_files.list_images(FLAGS.input, extensions=image_files.PHOTO_EXTENSIONS)
-  workdir, step = deblur.checkpoint_location(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+  workdir, step = checkpoints.checkpoint_location(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
   model, variables, step = deblur.load_model(workdir, step, jnp.dtype(FLAGS.dtype))
   logging.info('Deblurring %d images with %s from the checkpoint at step %d.', len(files),
                type(model).__name__, step)
@@ -68,7 +69,7 @@ def main(_):
 
 def run() -> None:
   """The console script's entry point."""
-  cli.run(main, workload='inference')
+  command_line.run(main, workload='inference')
 
 
 if __name__ == '__main__':

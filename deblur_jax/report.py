@@ -11,7 +11,7 @@ in deblur_jax.evaluation.report.
 
 from absl import flags
 
-from deblur_jax import cli
+from deblur_jax.cli import command_line
 from deblur_jax.evaluation import report
 
 FLAGS = flags.FLAGS
@@ -32,7 +32,7 @@ def main(_):
 def run() -> None:
   """The console script's entry point."""
   _define_flags()
-  cli.run(main, uses_tensorflow=True)
+  command_line.run(main, uses_tensorflow=True)
 
 
 if __name__ == '__main__':

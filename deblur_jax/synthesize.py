@@ -3,18 +3,18 @@
   python -m deblur_jax.synthesize --input=photos/ --output=synth/test \
       --kernels=gauss7,shake --noise_sigma=0,0.01 --jpeg_quality=0 --seed=0
 
-(also `python -m deblur_jax.data.synthesize`, or `deblur-synthesize` once
+(or `deblur-synthesize` once
 installed) writes OUTPUT/{sharp,blur}/NAME.png, OUTPUT/kernels/NAME.npy and
 OUTPUT/manifest.json for every image under --input, as described in
-deblur_jax.data.degrade.synthesize. A file that cannot be read is reported and
+deblur_jax.data.degrade.degrade_folder. A file that cannot be read is reported and
 skipped (exit status 1). Imports neither TensorFlow nor JAX.
 """
 
 from absl import flags, logging
 
-from deblur_jax import cli
-from deblur_jax.data.degrade import degradations, kernels, synthesize
-from deblur_jax.errors import InputError
+from deblur_jax.cli import command_line
+from deblur_jax.core.errors import InputError
+from deblur_jax.data.degrade import degradations, degrade_folder, kernels
 
 FLAGS = flags.FLAGS
 
@@ -46,7 +46,7 @@ def main(_):
       jpeg_quality=degradations.parse_range(FLAGS.jpeg_quality, '--jpeg_quality', int))
   if FLAGS.seed < 0:
     raise InputError(f'--seed={FLAGS.seed} must not be negative.')
-  summary = synthesize.synthesize(FLAGS.input, FLAGS.output, spec, FLAGS.seed)
+  summary = degrade_folder.synthesize(FLAGS.input, FLAGS.output, spec, FLAGS.seed)
   logging.info('Wrote %d pairs to %s; %d skipped.', len(summary.written), FLAGS.output,
                len(summary.skipped))
   print(f'Wrote {len(summary.written)} pairs to {FLAGS.output}'
@@ -59,7 +59,7 @@ def main(_):
 def run() -> None:
   """The command (console script `deblur-synthesize`)."""
   define_flags()
-  cli.run(main)
+  command_line.run(main)
 
 
 if __name__ == '__main__':

@@ -25,10 +25,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from deblur_jax import files
+from deblur_jax.core import files
+from deblur_jax.core.errors import InputError
+from deblur_jax.core.lookup import lookup
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.data import transforms
-from deblur_jax.errors import InputError
 
 MODES = ('none', 'memory', 'file')
 _FORMAT = 'deblur_jax decoded pairs 1'
@@ -118,9 +119,7 @@ class DecodedPairs:
 
 def check_mode(mode: str) -> str:
   """`mode` if it is one of MODES; otherwise an InputError."""
-  if mode not in MODES:
-    raise InputError(f'Unknown config.data.cache {mode!r}; choose one of {list(MODES)}.')
-  return mode
+  return lookup(MODES, mode, 'config.data.cache')
 
 
 def load(pairs: Sequence[pairs_lib.ImagePair], mode: str, cache_dir: str,

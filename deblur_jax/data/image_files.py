@@ -22,8 +22,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from deblur_jax import files
-from deblur_jax.errors import InputError
+from deblur_jax.core import files
+from deblur_jax.core.errors import InputError
 
 # The files of datasets, which the training pipeline decodes with TensorFlow.
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')

@@ -18,8 +18,9 @@ from typing import Optional
 from absl import logging
 from PIL import Image, UnidentifiedImageError
 
+from deblur_jax.core.errors import InputError
+from deblur_jax.core.lookup import lookup
 from deblur_jax.data import image_files
-from deblur_jax.errors import InputError
 
 _PNG_TRAILER = b'IEND\xaeB`\x82'
 _MAX_LOGGED_SKIPS = 10
@@ -152,8 +153,7 @@ def read_pairs_file(root: str, pairs_file: str, order: str = 'blur_sharp', min_s
   'sharp_blur' (RealBlur's lists). Blank lines and text after '#' are
   ignored. A pair's name is its blurred image's path relative to `root`.
   """
-  if order not in PAIR_ORDERS:
-    raise InputError(f'config.data.pairs_file_order={order!r}; choose one of {list(PAIR_ORDERS)}.')
+  lookup(PAIR_ORDERS, order, 'config.data.pairs_file_order')
   if not os.path.isfile(pairs_file):
     raise InputError(f'{field}={pairs_file!r} is not a file.')
   candidates, skipped, names = [], [], set()

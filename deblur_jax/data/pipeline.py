@@ -15,11 +15,12 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from deblur_jax.core.errors import InputError
+from deblur_jax.core.lookup import lookup
 from deblur_jax.data import cache as cache_lib
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.data import sources, transforms
 from deblur_jax.data.sources import folders
-from deblur_jax.errors import InputError
 
 read_pair_files = folders.read_pair_files
 
@@ -37,9 +38,7 @@ def check_config(data_config) -> sources.Source:
   if data_config.get('threads', 0) < 0:
     raise InputError(f'config.data.threads={data_config.threads} must be >= 0 '
                      "(0: tf.data's default).")
-  if data_config.augment not in AUGMENTATIONS:
-    raise InputError(f'Unknown config.data.augment {data_config.augment!r}; choose one of '
-                     f'{list(AUGMENTATIONS)}.')
+  lookup(AUGMENTATIONS, data_config.augment, 'config.data.augment')
   cache_lib.check_mode(data_config.get('cache', 'none'))
   return sources.resolve(data_config)
 

@@ -42,7 +42,8 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
+from deblur_jax.core.lookup import lookup
 from deblur_jax.evaluation import metrics
 
 
@@ -141,9 +142,7 @@ class Protocol:
   y_channel: bool = False  # Score the Y of YCbCr instead of RGB ('basicsr').
 
   def __post_init__(self):
-    if self.name not in PROTOCOLS:
-      raise InputError(f'Unknown config.eval.protocol {self.name!r}; choose one of '
-                       f'{sorted(PROTOCOLS)}.')
+    lookup(PROTOCOLS, self.name, 'config.eval.protocol')
     if self.crop_border < 0:
       raise InputError(f'config.eval.crop_border={self.crop_border} must be >= 0 (pixels '
                        'cut from each side).')

@@ -6,13 +6,15 @@
 (step_N.csv, step_N.json and the comparison images results.PageImages saved)
 and the run's TensorBoard event files; `page_data` is its pure part, and
 `render_html` turns that dict into one self-contained page: inline CSS, a little
-vanilla JavaScript, inline SVG plots, and the images by relative path, so it
-opens from disk without a network.
+vanilla JavaScript (both, and the page's skeleton, from templates/ beside this
+module), inline SVG plots, and the images by relative path, so it opens from
+disk without a network.
 """
 
 import csv
 import glob
 import html
+import importlib.resources
 import json
 import math
 import os
@@ -21,8 +23,8 @@ import string
 import urllib.parse
 from typing import Sequence
 
-from deblur_jax import files
-from deblur_jax.errors import InputError
+from deblur_jax.core import files
+from deblur_jax.core.errors import InputError
 
 DEFAULT_PAGE_IMAGES = 100  # Images whose comparison a page keeps, the first evaluated.
 MAX_CURVE_POINTS = 500  # Longer curves are drawn as means of consecutive logged values.
@@ -187,7 +189,8 @@ def write_page(workdir: str, step: int | None = None) -> str:
   return path
 
 
-# Rendering: string templates, every value through html.escape.
+# Rendering: the data-driven parts of templates/results_page.html, every value through
+# html.escape.
 
 def _e(value) -> str:
   return html.escape(str(value), quote=True)
@@ -362,216 +365,17 @@ def _json_for_script(value) -> str:
                                                                                    '\\u0026')
 
 
-_STYLE = '''
-:root { color-scheme: light; --fg: #1d2430; --muted: #657083; --line: #d9dee7;
-        --accent: #2f6fde; --up: #137a3a; --down: #b3261e; --bg-alt: #f5f7fa; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
-       margin: 0 auto; padding: 1rem 1.5rem 3rem; max-width: 1600px; }
-h1 { font-size: 1.5rem; margin: 0.2rem 0 1rem; }
-h2 { font-size: 1.1rem; margin: 1.6rem 0 0.6rem; }
-.muted { color: var(--muted); }
-table { border-collapse: collapse; }
-th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid var(--line); text-align: left; }
-table.run th { font-weight: 600; color: var(--muted); padding-left: 0; }
-table.numbers td { text-align: right; font-variant-numeric: tabular-nums; }
-table.numbers td:first-child { text-align: left; }
-table.numbers thead th { background: var(--bg-alt); white-space: nowrap; }
-.gain-up { color: var(--up); }
-.gain-down { color: var(--down); }
-.results { display: grid; grid-template-columns: minmax(0, 1.1fr) minmax(0, 1fr); gap: 1.5rem;
-           align-items: start; }
-#per-image { width: 100%; font-size: 13px; }
-#per-image th, #per-image td { padding: 0.2rem 0.45rem; }
-@media (max-width: 1100px) { .results { grid-template-columns: minmax(0, 1fr); } }
-.scroll { max-height: 80vh; overflow: auto; border: 1px solid var(--line); }
-.sortable thead th { position: sticky; top: 0; cursor: pointer; user-select: none; }
-.sortable thead th[aria-sort="ascending"]::after { content: " \\25B2"; color: var(--accent); }
-.sortable thead th[aria-sort="descending"]::after { content: " \\25BC"; color: var(--accent); }
-.sortable tbody tr.has-images { cursor: pointer; }
-.sortable tbody tr.has-images td:first-child { color: var(--accent); }
-.sortable tbody tr:hover { background: var(--bg-alt); }
-.sortable tbody tr.selected { background: #e3ecfc; }
-#viewer { position: sticky; top: 0.5rem; }
-.controls { display: flex; flex-wrap: wrap; gap: 0.5rem 0.8rem; align-items: center; }
-.controls .group { display: inline-flex; }
-button { font: inherit; padding: 0.25rem 0.7rem; border: 1px solid var(--line); background: #fff;
-         cursor: pointer; }
-.group button + button { border-left: none; }
-button[aria-pressed="true"] { background: var(--accent); border-color: var(--accent);
-                              color: #fff; }
-kbd { font: 11px ui-monospace, monospace; opacity: 0.6; }
-#view-caption { margin: 0.5rem 0; min-height: 1.4em; }
-#stage { overflow: auto; max-height: 78vh; background: #20242b; border: 1px solid var(--line);
-         cursor: zoom-in; }
-#stage.full { cursor: zoom-out; }
-#stage .frame { position: relative; display: inline-block; line-height: 0; vertical-align: top; }
-#stage img { display: block; }
-#stage img[hidden] { display: none; }
-#stage:not(.full) .frame { display: block; }
-#stage:not(.full) #view-main { width: 100%; height: auto; }
-#stage.full #view-main { max-width: none; image-rendering: pixelated; }
-#view-over { position: absolute; top: 0; left: 0; width: 100%; height: 100%; }
-#stage.full #view-over { image-rendering: pixelated; }
-.notice { padding: 0.6rem 0.8rem; background: #fff6e0; border: 1px solid #f0d58a; }
-.plots { display: flex; flex-wrap: wrap; gap: 1rem 2rem; }
-figure.plot { margin: 0; }
-figure.plot figcaption { font-weight: 600; margin-bottom: 0.2rem; }
-svg .frame { fill: none; stroke: var(--line); }
-svg .grid { stroke: var(--line); stroke-dasharray: 2 3; }
-svg .tick { font-size: 11px; fill: var(--muted); }
-figcaption .key { font-weight: normal; font-size: 12px; color: var(--muted); margin-left: 0.6rem; }
-figcaption .key::before { content: ""; display: inline-block; width: 1.2rem; height: 0;
-                          border-top: 2px solid; vertical-align: middle; margin-right: 0.3rem; }
-figcaption .k0::before { border-color: var(--accent); }
-figcaption .k1::before { border-color: #d9822b; }
-svg .mark { stroke: var(--muted); stroke-dasharray: 4 3; }
-svg polyline.series, svg line.series { fill: none; stroke-width: 1.6; }
-svg .s0 { stroke: var(--accent); fill: var(--accent); }
-svg .s1 { stroke: #d9822b; fill: #d9822b; }
-svg polyline.s0, svg polyline.s1 { fill: none; }
-'''
+# The page's fixed parts, inlined into every page so that it opens from disk: the skeleton
+# (a string.Template of the parts below), its style, and its script (sorting the per-image
+# table, and the comparison when images were saved).
+PAGE_TEMPLATE, STYLE_TEMPLATE, SCRIPT_TEMPLATE = (
+    'results_page.html', 'results_page.css', 'results_page.js')
 
-# Sorting the per-image table, and the comparison (when images were saved).
-_SCRIPT = '''
-(function () {
-  'use strict';
-  var table = document.getElementById('per-image');
-  var body = table.tBodies[0];
-  var headers = Array.prototype.slice.call(table.tHead.rows[0].cells);
-  function rows() { return Array.prototype.slice.call(body.rows); }
 
-  function sortBy(index, ascending) {
-    var numeric = headers[index].getAttribute('data-type') === 'number';
-    var sorted = rows().sort(function (a, b) {
-      var x = a.cells[index].getAttribute('data-value');
-      var y = b.cells[index].getAttribute('data-value');
-      var order = numeric ? Number(x) - Number(y) : (x < y ? -1 : (x > y ? 1 : 0));
-      return ascending ? order : -order;
-    });
-    sorted.forEach(function (row) { body.appendChild(row); });
-    headers.forEach(function (header, i) {
-      header.setAttribute('aria-sort', i !== index ? 'none' :
-                          (ascending ? 'ascending' : 'descending'));
-    });
-  }
-  headers.forEach(function (header, index) {
-    header.addEventListener('click', function () {
-      sortBy(index, header.getAttribute('aria-sort') !== 'ascending');
-    });
-  });
-
-  var viewer = document.getElementById('viewer');
-  if (!viewer) { return; }
-  var files = JSON.parse(document.getElementById('image-files').textContent);
-  var stage = document.getElementById('stage');
-  var main = document.getElementById('view-main');
-  var over = document.getElementById('view-over');
-  var split = document.getElementById('split');
-  var splitAt = document.getElementById('split-at');
-  var zoom = document.getElementById('zoom');
-  var caption = document.getElementById('view-caption');
-  var modes = Array.prototype.slice.call(viewer.querySelectorAll('[data-mode]'));
-  var labels = {blur: 'blurred', deblurred: 'restored', sharp: 'sharp'};
-  var current = null;
-  var mode = 'deblurred';
-
-  function withImages() {
-    return rows().filter(function (row) {
-      return Object.prototype.hasOwnProperty.call(files, row.getAttribute('data-name'));
-    });
-  }
-  function show() {
-    var paths = files[current];
-    main.src = split.checked ? paths.deblurred : paths[mode];
-    over.hidden = !split.checked;
-    if (split.checked) {
-      over.src = paths.blur;
-      over.style.clipPath = 'inset(0 ' + (100 - Number(splitAt.value)) + '% 0 0)';
-    }
-    splitAt.disabled = !split.checked;
-    modes.forEach(function (button) {
-      var on = !split.checked && button.getAttribute('data-mode') === mode;
-      button.setAttribute('aria-pressed', String(on));
-    });
-    var summary = '';
-    rows().forEach(function (row) {
-      var selected = row.getAttribute('data-name') === current;
-      row.classList.toggle('selected', selected);
-      if (selected) { summary = row.getAttribute('data-summary'); }
-    });
-    main.alt = current + ', ' + (split.checked ? 'restored' : labels[mode]);
-    caption.textContent = current + ': ' +
-        (split.checked ? 'blurred (left) | restored (right)' : labels[mode]) + '. ' + summary;
-  }
-  function select(name) { current = name; show(); }
-  function move(delta) {
-    var list = withImages();
-    var names = list.map(function (row) { return row.getAttribute('data-name'); });
-    var next = (names.indexOf(current) + delta + names.length) % names.length;
-    select(names[next]);
-  }
-  function setMode(value) { mode = value; split.checked = false; show(); }
-  function toggleZoom() {
-    var full = stage.classList.toggle('full');
-    zoom.setAttribute('aria-pressed', String(full));
-  }
-  body.addEventListener('click', function (event) {
-    var row = event.target.closest('tr');
-    if (row && Object.prototype.hasOwnProperty.call(files, row.getAttribute('data-name'))) {
-      select(row.getAttribute('data-name'));
-    }
-  });
-  modes.forEach(function (button) {
-    button.addEventListener('click', function () { setMode(button.getAttribute('data-mode')); });
-  });
-  split.addEventListener('change', show);
-  splitAt.addEventListener('input', show);
-  zoom.addEventListener('click', toggleZoom);
-  stage.addEventListener('click', toggleZoom);
-  document.getElementById('prev').addEventListener('click', function () { move(-1); });
-  document.getElementById('next').addEventListener('click', function () { move(1); });
-  document.addEventListener('keydown', function (event) {
-    if (event.target.tagName === 'INPUT' || event.altKey || event.ctrlKey || event.metaKey) {
-      return;
-    }
-    var keys = {'1': 'blur', '2': 'deblurred', '3': 'sharp'};
-    if (keys[event.key]) { setMode(keys[event.key]); }
-    else if (event.key === 's') { split.checked = !split.checked; show(); }
-    else if (event.key === 'z') { toggleZoom(); }
-    else if (event.key === 'n') { move(1); }
-    else if (event.key === 'p') { move(-1); }
-  });
-  select(withImages()[0].getAttribute('data-name'));
-})();
-'''
-
-_PAGE = string.Template('''<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>$title</title>
-<link rel="icon" href="data:,">
-<style>$style</style>
-</head>
-<body>
-<h1>$title</h1>
-<section id="run">$run</section>
-<section id="means"><h2>Means against the blurred input</h2>$means</section>
-<div class="results">
-<section id="images"><h2>Per image <span class="muted">(worst PSNR gain first; click a
-heading to sort)</span></h2>$table</section>
-<section id="comparison"><h2>Comparison</h2>$viewer</section>
-</div>
-<section id="curves"><h2>Training curves</h2><p class="muted">From the run's TensorBoard event
-files when this page was written; the dashed line marks this evaluation.</p>
-<div class="plots">$plots</div></section>
-<script type="application/json" id="image-files">$image_files</script>
-<script>$script</script>
-</body>
-</html>
-''')
+def _read_template(name: str) -> str:
+  """The text of templates/`name`, a package resource so that installed wheels have it."""
+  return (importlib.resources.files(__package__) / 'templates' / name).read_text(
+      encoding='utf-8')
 
 
 def render_html(data: dict) -> str:
@@ -581,8 +385,9 @@ def render_html(data: dict) -> str:
                                row['images'].items()}
                  for row in data['rows'] if row['images']}
   model = data['run']['model'] or 'deblur_jax'
-  return _PAGE.substitute(
-      title=_e(f'{model}: evaluation at step {data["step"]:,}'), style=_STYLE,
+  return string.Template(_read_template(PAGE_TEMPLATE)).substitute(
+      title=_e(f'{model}: evaluation at step {data["step"]:,}'),
+      style=_read_template(STYLE_TEMPLATE),
       run=_run_table(data), means=_means_table(data), table=_image_table(data),
       viewer=_viewer(data), plots=''.join(_svg_plot(c, data['step']) for c in data['curves']),
-      image_files=_json_for_script(image_files), script=_SCRIPT)
+      image_files=_json_for_script(image_files), script=_read_template(SCRIPT_TEMPLATE))

@@ -13,7 +13,7 @@ import statistics
 import numpy as np
 from PIL import Image
 
-from deblur_jax import files
+from deblur_jax.core import files
 from deblur_jax.data import image_files
 from deblur_jax.evaluation import protocols
 from deblur_jax.evaluation.eval_step import PER_IMAGE_METRICS

@@ -18,23 +18,9 @@ import ml_collections
 import numpy as np
 
 from deblur_jax import models
-from deblur_jax.errors import InputError
+from deblur_jax.core import checkpoints
+from deblur_jax.core.errors import InputError
 from deblur_jax.evaluation import eval_step
-from deblur_jax.training import checkpoints
-
-
-def checkpoint_location(workdir, checkpoint, step):
-  """(workdir whose checkpoints/ holds the checkpoint, step or None for the latest)."""
-  if bool(workdir) == bool(checkpoint):
-    raise InputError('Give exactly one of --workdir and --checkpoint.')
-  if workdir:
-    return workdir, step
-  path = os.path.abspath(checkpoint.rstrip('/'))
-  name = os.path.basename(path)
-  if not name.isdigit() or os.path.basename(os.path.dirname(path)) != 'checkpoints':
-    raise InputError(f'--checkpoint={checkpoint!r} is not a checkpoint step directory '
-                     '(WORKDIR/checkpoints/STEP).')
-  return os.path.dirname(os.path.dirname(path)), int(name)
 
 
 def load_model(workdir: str, step=None, dtype=jnp.float32):

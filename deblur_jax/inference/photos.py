@@ -20,8 +20,8 @@ import numpy as np
 import tqdm
 from absl import logging
 
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import image_files
-from deblur_jax.errors import InputError
 
 FILE_FORMATS = ('png', 'same')
 

@@ -7,7 +7,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
+from deblur_jax.core.lookup import lookup
 from deblur_jax.models import autoencoder, gan, mimo_unet, nafnet, resunet, unet
 
 # name -> linen module class. Each class's dataclass fields are its config knobs,
@@ -34,10 +35,7 @@ def _knobs(module_class) -> set[str]:
 
 def _build(registry: dict, module_config, field: str, dtype: Any) -> nn.Module:
   """Builds `registry[module_config.name]` with the config's other fields as attributes."""
-  if module_config.name not in registry:
-    raise InputError(f'Unknown model {module_config.name!r} in {field}.name; choose one of '
-                     f'{sorted(registry)}.')
-  module_class = registry[module_config.name]
+  module_class = lookup(registry, module_config.name, f'{field}.name')
   kwargs = {k: v for k, v in module_config.items() if k != 'name'}
   unknown = sorted(set(kwargs) - _knobs(module_class))
   if unknown:
@@ -47,10 +45,7 @@ def _build(registry: dict, module_config, field: str, dtype: Any) -> nn.Module:
 
 
 def get_model_class(name: str):
-  if name not in MODELS:
-    raise InputError(f'Unknown model {name!r} in config.model.name; choose one of '
-                     f'{sorted(MODELS)}.')
-  return MODELS[name]
+  return lookup(MODELS, name, 'config.model.name')
 
 
 def adversarial_generators() -> list[str]:

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.lookup import lookup
 from deblur_jax.models.layers import ConvTranspose2x, check_images, glorot_uniform, image_output
 
 # config.model.batch_norm values -> (level, conv) pairs of encoder convs without BatchNorm.
@@ -80,10 +80,7 @@ class UNet(nn.Module):
   @nn.compact
   def __call__(self, images, train: bool = False):
     check_images('UNet', images, self.size_multiple)
-    if self.batch_norm not in BATCH_NORM_PLACEMENTS:
-      raise InputError(f'Unknown config.model.batch_norm={self.batch_norm!r} for unet; choose '
-                       f'one of {sorted(BATCH_NORM_PLACEMENTS)}.')
-    unnormalized = BATCH_NORM_PLACEMENTS[self.batch_norm]
+    unnormalized = lookup(BATCH_NORM_PLACEMENTS, self.batch_norm, 'config.model.batch_norm')
     block = functools.partial(ConvBlock, dtype=self.dtype)
     x = images
     skips = []

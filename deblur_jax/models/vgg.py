@@ -14,13 +14,15 @@ VGG19), 'relu3_3' after it, 'pool3' after the block's max-pool.
     python -m deblur_jax.convert_vgg --input=vgg19-dcbb9e9d.pth --network=vgg19 \
         --output=vgg19.npz
 
-writes the file `deblur_jax.weights.vgg.load_vgg_params` reads.
+writes the file `deblur_jax.weights.vgg19_pytorch.load_vgg_params` reads.
 """
 
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from deblur_jax.core.lookup import lookup
 
 # Convs per block; every block ends with a 2x2 max-pool.
 BLOCKS = {
@@ -44,8 +46,7 @@ def layers(network: str) -> list[tuple[str, int, str, int]]:
   kind is 'conv', 'relu' or 'pool'; e.g. VGG19 starts ('conv1_1', 0, 'conv', 64),
   ('relu1_1', 1, 'relu', 64), ('conv1_2', 2, 'conv', 64), ... ('pool1', 4, 'pool', 64).
   """
-  if network not in BLOCKS:
-    raise ValueError(f'Unknown VGG network {network!r}; choose one of {sorted(BLOCKS)}.')
+  lookup(BLOCKS, network, 'VGG network')
   table = []
   for block, (convs, width) in enumerate(zip(BLOCKS[network], WIDTHS), start=1):
     for k in range(1, convs + 1):

@@ -14,7 +14,7 @@ from typing import Optional
 import jax
 from absl import logging
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
 
 _JAX_GRACE_S = 60  # JAX's own deadline is this much later than ours; see _initialize_within.
 

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
 
 DATA_AXIS = 'data'
 

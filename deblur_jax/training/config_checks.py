@@ -8,8 +8,8 @@ import os
 import jax.numpy as jnp
 
 from deblur_jax import models
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline
-from deblur_jax.errors import InputError
 from deblur_jax.evaluation import protocols
 from deblur_jax.parallel import sharding
 from deblur_jax.training import losses, optimizers, validation_monitor

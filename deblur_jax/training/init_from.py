@@ -20,9 +20,8 @@ from absl import logging
 from etils import epath
 from flax import traverse_util
 
-from deblur_jax.errors import InputError
-from deblur_jax.inference import deblur
-from deblur_jax.training import checkpoints
+from deblur_jax.core import checkpoints
+from deblur_jax.core.errors import InputError
 from deblur_jax.training.state import TrainState
 from deblur_jax.weights import state_dicts
 
@@ -51,9 +50,9 @@ def locate(path: str, step: int, field: str) -> tuple[str, Optional[int]]:
   work directory (its checkpoint at `step`, -1 = the latest) or one of its step folders
   WORKDIR/checkpoints/STEP (whose step wins over `step`)."""
   if os.path.isdir(checkpoints.checkpoint_dir(path)):
-    return deblur.checkpoint_location(path, None, None if step < 0 else step)
+    return checkpoints.checkpoint_location(path, None, None if step < 0 else step)
   try:
-    return deblur.checkpoint_location(None, path, None)
+    return checkpoints.checkpoint_location(None, path, None)
   except InputError:
     raise InputError(f'{field}={path!r} holds no checkpoints: give a work directory with a '
                      'checkpoints/ folder or one of its step folders '

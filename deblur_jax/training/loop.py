@@ -18,8 +18,8 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 
 from deblur_jax import models
+from deblur_jax.core.errors import InputError, TrainingError
 from deblur_jax.data import pipeline
-from deblur_jax.errors import InputError, TrainingError
 from deblur_jax.evaluation import evaluator
 from deblur_jax.parallel import distributed, sharding
 from deblur_jax.training import (

@@ -17,10 +17,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
+from deblur_jax.core.lookup import lookup
 from deblur_jax.evaluation import metrics
 from deblur_jax.models import image_ops, vgg
-from deblur_jax.weights import vgg as vgg_weights
+from deblur_jax.weights import vgg19_pytorch as vgg_weights
 
 # ----------------------------------------------------------------------------
 # Content losses at one scale.
@@ -139,17 +140,13 @@ def vgg_features_fn(params, network: str = 'vgg19', layer: str = 'conv3_3') -> C
 
 def _perceptual_from_config(cfg) -> Callable:
   network = cfg.get('perceptual_network', 'vgg19')
-  if network not in vgg.BLOCKS:
-    raise InputError(f'Unknown VGG {network!r} in config.loss.perceptual_network; choose one '
-                     f'of {sorted(vgg.BLOCKS)}.')
+  lookup(vgg.BLOCKS, network, 'config.loss.perceptual_network')
   layer = cfg.get('perceptual_layer', 'conv3_3')
   if layer not in vgg.layer_names(network):
     raise InputError(f'{network} has no layer {layer!r} (config.loss.perceptual_layer); '
                      f'choose one of {vgg.layer_names(network)}.')
   distance = cfg.get('perceptual_distance', 'mse')
-  if distance not in DISTANCES:
-    raise InputError(f'Unknown distance {distance!r} in config.loss.perceptual_distance; '
-                     f'choose one of {sorted(DISTANCES)}.')
+  lookup(DISTANCES, distance, 'config.loss.perceptual_distance')
   path = cfg.get('perceptual_weights', '')
   if not path:
     raise InputError(f'The perceptual loss needs ImageNet {network} weights: set '
@@ -179,9 +176,7 @@ LOSSES = {
 
 def loss_weights(loss_config) -> dict[str, float]:
   """Loss name -> weight: `config.loss.name` at 1 plus the nonzero `extra_weights`."""
-  if loss_config.name not in LOSSES:
-    raise InputError(f'Unknown loss {loss_config.name!r} in config.loss.name; choose one of '
-                     f'{sorted(LOSSES)}.')
+  lookup(LOSSES, loss_config.name, 'config.loss.name')
   extra = loss_config.get('extra_weights', None) or {}
   extra = dict(extra.items())
   unknown = sorted(set(extra) - set(LOSSES))
@@ -337,7 +332,4 @@ ADVERSARIAL = {
 
 def get_adversarial_losses(name: str) -> AdversarialLoss:
   """(discriminator_loss, generator_loss) of the GAN objective named by `config.gan.loss`."""
-  if name not in ADVERSARIAL:
-    raise InputError(f'Unknown adversarial loss {name!r} in config.gan.loss; choose one of '
-                     f'{sorted(ADVERSARIAL)}.')
-  return ADVERSARIAL[name]
+  return lookup(ADVERSARIAL, name, 'config.gan.loss')

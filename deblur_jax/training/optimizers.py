@@ -4,7 +4,8 @@ import math
 
 import optax
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
+from deblur_jax.core.lookup import lookup
 
 
 def build_schedule(opt_config, num_train_steps: int, steps_per_epoch: int) -> optax.Schedule:
@@ -40,12 +41,8 @@ SCHEDULES = ('constant', 'cosine', 'multistep')
 def check_optimizer_config(opt_config) -> None:
   """Raises an InputError naming the field of a bad `config.optimizer` (or
   config.gan.optimizer) value that needs no step count to judge."""
-  if opt_config.name not in OPTIMIZERS:
-    raise InputError(f'Unknown optimizer {opt_config.name!r} in config.optimizer.name; '
-                     f'choose one of {sorted(OPTIMIZERS)}.')
-  if opt_config.schedule not in SCHEDULES:
-    raise InputError(f'Unknown schedule {opt_config.schedule!r} in config.optimizer.schedule; '
-                     f'choose one of {list(SCHEDULES)}.')
+  lookup(OPTIMIZERS, opt_config.name, 'config.optimizer.name')
+  lookup(SCHEDULES, opt_config.schedule, 'config.optimizer.schedule')
   if opt_config.schedule == 'multistep' and not (
       opt_config.decay_every_steps > 0 or opt_config.decay_every_epochs > 0):
     raise InputError('config.optimizer.schedule="multistep" needs decay_every_steps > 0 or '

@@ -16,15 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
+from deblur_jax.core.lookup import lookup
 
 # Validation metrics the loop can monitor, and whether higher is better.
 MONITORS = {'psnr': True, 'ssim': True, 'mse': False}
 
 
 def check_monitor(name: str) -> str:
-  if name not in MONITORS:
-    raise InputError(f'Unknown config.train.monitor {name!r}; choose one of {sorted(MONITORS)}.')
+  lookup(MONITORS, name, 'config.train.monitor')
   return name
 
 

@@ -13,9 +13,10 @@ import os
 import jax
 from absl import logging
 
-from deblur_jax.errors import InputError
-from deblur_jax.training import checkpoints
-from deblur_jax.weights import mimo_unet, nafnet, pytorch_reader, state_dicts
+from deblur_jax.core import checkpoints
+from deblur_jax.core.errors import InputError
+from deblur_jax.core.lookup import lookup
+from deblur_jax.weights import mimo_unet_pytorch, nafnet_pytorch, pytorch_reader, state_dicts
 
 # --model -> (family, the config that trains and evaluates it).
 MODELS = {
@@ -24,7 +25,7 @@ MODELS = {
     'nafnet_width32': ('nafnet', 'configs/nafnet.py'),
     'nafnet_width64': ('nafnet', 'configs/nafnet.py:width64'),
 }
-FAMILIES = {'mimo_unet': mimo_unet, 'nafnet': nafnet}
+FAMILIES = {'mimo_unet': mimo_unet_pytorch, 'nafnet': nafnet_pytorch}
 
 
 def identify(state_dict: dict) -> str | None:
@@ -57,8 +58,8 @@ def convert_file(input_path: str, model_name: str | None, output_dir: str) -> tu
   Returns (the --model name the weights match, the saved config's model section).
   Never overwrites: `output_dir` must not hold checkpoints yet.
   """
-  if model_name is not None and model_name not in MODELS:
-    raise InputError(f'Unknown --model={model_name!r}; choose one of {sorted(MODELS)}.')
+  if model_name is not None:
+    lookup(MODELS, model_name, '--model')
   state_dicts.check_output_dir(output_dir)
   if not os.path.isfile(input_path):
     raise InputError(f'--input={input_path} is not a file.')

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Callable, Optional
 import ml_dtypes
 import numpy as np
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
 
 LEGACY_MAGIC_NUMBER = 0x1950a86a20f9469cfc6c
 LEGACY_PROTOCOL_VERSION = 1001

@@ -8,8 +8,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from deblur_jax.errors import InputError
-from deblur_jax.training import checkpoints
+from deblur_jax.core import checkpoints
+from deblur_jax.core.errors import InputError
 
 # Axes of the PyTorch weight that make the Flax kernel (kh, kw, in, out): Conv2d
 # weights are (out, in, kh, kw), ConvTranspose2d weights (in, out, kh, kw).

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
 from deblur_jax.training import loop
 from helpers import saved_item
 

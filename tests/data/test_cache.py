@@ -9,10 +9,10 @@ import tensorflow as tf
 from PIL import Image
 
 from configs import tiny
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import cache, pipeline, transforms
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.data.sources import folders
-from deblur_jax.errors import InputError
 from deblur_jax.profiling import benchmarks
 from helpers import make_pair_tree, smooth_image, train_batches
 

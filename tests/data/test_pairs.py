@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import pairs as pairs_lib
-from deblur_jax.errors import InputError
 from helpers import make_pair_tree, smooth_image, write_png
 
 

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from configs import tiny
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.data import pipeline
-from deblur_jax.errors import InputError
 from helpers import contains_window, make_pair_tree, train_batches
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline, sources, transforms
 from deblur_jax.data.sources import demo, folders, gopro_tfds, synthetic
-from deblur_jax.errors import InputError
 from helpers import make_pair_tree, smooth_image, write_png
 
 

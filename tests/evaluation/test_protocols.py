@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from configs import tiny
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
 from deblur_jax.evaluation import evaluator, metrics, protocols, results
 from deblur_jax.parallel import sharding
 from deblur_jax.training import config_checks

@@ -3,8 +3,10 @@ and the page in headless Chromium; one tiny training run serves them all."""
 
 import csv
 import html.parser
+import importlib.resources
 import json
 import os
+import re
 import shutil
 
 import jax
@@ -13,7 +15,7 @@ import pytest
 from PIL import Image
 
 from configs import tiny
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
 from deblur_jax.evaluation import report
 from deblur_jax.training import loop
 from helpers import make_pair_tree, run_tool, saved_item
@@ -171,6 +173,21 @@ def test_the_page_references_only_local_files(run):
     for path in paths.values():
       assert not os.path.isabs(path) and (workdir / 'eval' / path).is_file()
   assert 'mimo_unet' in page and '4 evaluated; comparisons saved for 4' in page
+
+
+def test_the_page_inlines_its_templates_found_as_package_resources(run):
+  """The skeleton, style and script beside report.py are package data (pyproject.toml ships
+  them in the wheel), found through importlib.resources wherever the package is installed."""
+  page = (run[0] / 'eval' / 'step_4.html').read_text()
+  folder = importlib.resources.files('deblur_jax.evaluation') / 'templates'
+  names = (report.PAGE_TEMPLATE, report.STYLE_TEMPLATE, report.SCRIPT_TEMPLATE)
+  assert sorted(path.name for path in folder.iterdir()) == sorted(names)
+  skeleton, style, script = (folder.joinpath(name).read_text(encoding='utf-8') for name in names)
+  assert style.count('{') > 50 and style in page
+  assert "'use strict';" in script and script in page
+  # The page is the skeleton with every $placeholder filled in.
+  fixed = [re.escape(part) for part in re.split(r'\$\w+', skeleton)]
+  assert len(fixed) > 10 and re.fullmatch('.*?'.join(fixed), page, re.DOTALL)
 
 
 def test_a_step_without_images_still_has_its_table(run, tmp_path):

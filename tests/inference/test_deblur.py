@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import image_files
-from deblur_jax.errors import InputError
 from deblur_jax.inference import deblur
 from deblur_jax.models import mimo_unet, nafnet
 
@@ -126,21 +126,6 @@ def test_images_are_padded_to_buckets_unless_the_model_sees_the_whole_image():
   assert deblur.size_bucket(mimo_unet.MIMOUNet(), 6) == 12  # a multiple of size_multiple 4
   assert deblur.size_bucket(nafnet.NAFNet()) == 1  # padding would change every pixel
   assert deblur.size_bucket(nafnet.NAFNet(), 16) == 16
-
-
-@pytest.mark.parametrize('workdir,checkpoint,message', [
-    ('runs/a', 'runs/a/checkpoints/3', 'exactly one of --workdir and --checkpoint'),
-    (None, None, 'exactly one of --workdir and --checkpoint'),
-    (None, 'runs/a/checkpoints', 'is not a checkpoint step directory'),
-    (None, 'runs/a/3', 'is not a checkpoint step directory'),
-])
-def test_checkpoint_flags_that_name_no_step_folder_are_errors(workdir, checkpoint, message):
-  with pytest.raises(InputError, match=message):
-    deblur.checkpoint_location(workdir, checkpoint, None)
-
-
-def test_a_step_folder_names_its_work_directory_and_step():
-  assert deblur.checkpoint_location(None, '/runs/a/checkpoints/1600/', None) == ('/runs/a', 1600)
 
 
 def test_a_work_directory_without_checkpoints_is_named(tmp_path):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image, ImageCms
 
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import image_files
-from deblur_jax.errors import InputError
 from deblur_jax.inference import photos
 from helpers import smooth_image
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from deblur_jax import models
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
 from deblur_jax.models import gan, layers
 
 # name -> knobs for a model small enough to run in a test, and an input (H, W).

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
 from deblur_jax.inference import deblur
 from deblur_jax.parallel import distributed
 from deblur_jax.training import loop

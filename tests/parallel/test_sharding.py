@@ -3,7 +3,7 @@
 import jax
 import pytest
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
 from deblur_jax.parallel import sharding
 
 

@@ -25,8 +25,8 @@ def test_command_line_writes_the_tree_and_reports_bad_input_in_one_line(tmp_path
   assert [e['name'] for e in manifest['images']] == ['a.png', 'sub_b.png']
 
   (tmp_path / 'file').write_text('x')
-  done = run_tool('deblur_jax.data.synthesize', f'--input={sharp_dir}',
-                  f'--output={tmp_path / "file"}')  # the documented name
+  done = run_tool('deblur_jax.synthesize', f'--input={sharp_dir}',
+                  f'--output={tmp_path / "file"}')
   assert done.returncode == 2
   assert done.stderr.strip().splitlines()[-1] == (
       f"Error: --output='{tmp_path / 'file'}' is a file; give a folder.")

@@ -13,8 +13,8 @@ from flax import traverse_util
 from configs import gan as gan_configs
 from configs import tiny
 from deblur_jax import models
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline
-from deblur_jax.errors import InputError
 from deblur_jax.parallel import sharding
 from deblur_jax.training import init_from, loop, losses, optimizers, train_step
 from deblur_jax.training.state import create_train_state

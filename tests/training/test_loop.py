@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from configs import tiny
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline
-from deblur_jax.errors import InputError
 from deblur_jax.evaluation import evaluator
 from deblur_jax.training import checkpoints, loop
 from helpers import make_pair_tree, saved_item, train_scalars

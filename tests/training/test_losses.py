@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
 from deblur_jax.evaluation import metrics
 from deblur_jax.training import losses
 

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
 from deblur_jax.training import train_step, validation_monitor
 from deblur_jax.training.state import TrainState
 

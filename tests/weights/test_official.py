@@ -2,7 +2,7 @@
 
 import pytest
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
 from deblur_jax.weights import official, pytorch_reader, state_dicts
 from helpers import FIXTURES
 

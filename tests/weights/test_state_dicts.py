@@ -4,7 +4,7 @@ report, the conv layouts and the converted checkpoint's output directory."""
 import numpy as np
 import pytest
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
 from deblur_jax.weights import state_dicts
 
 WEIGHT = np.zeros((2, 3), np.float32)

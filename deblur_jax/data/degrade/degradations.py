@@ -21,8 +21,8 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image
 
+from deblur_jax.core.errors import InputError
 from deblur_jax.data.degrade import kernels as kernels_lib
-from deblur_jax.errors import InputError
 
 
 def fast_fft_size(n: int) -> int:

@@ -169,8 +169,7 @@ def sample_kernel(rng: np.random.Generator, family: str,
   Gaussian asked for a larger size is zero-padded. Returns float32
   (size, size) summing to one, and a JSON-able dict of what was drawn.
   """
-  if family not in KERNEL_FAMILIES:
-    raise ValueError(f'Unknown kernel family {family!r}; choose from {list(KERNEL_FAMILIES)}.')
+  lookup(KERNEL_FAMILIES, family, 'kernel family')
   if family in GAUSSIAN_FAMILIES:
     own_size, sigma = GAUSSIAN_FAMILIES[family]
     size = size or own_size

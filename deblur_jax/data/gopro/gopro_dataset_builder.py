@@ -21,8 +21,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import pairs as pairs_lib
-from deblur_jax.errors import InputError
 
 SPLITS = ('train', 'test')
 FOLDER_NAME = 'GOPRO_Large'

@@ -10,7 +10,8 @@ import dataclasses
 import importlib
 from typing import Any, Callable, Sequence
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
+from deblur_jax.core.lookup import lookup
 
 # config.data.source -> the module defining its SOURCE (imported on use: TFDS is slow to import).
 MODULES = {
@@ -62,9 +63,8 @@ def source_name(data_config) -> str:
   name = data_config.source or AUTO
   if name == AUTO:
     name = 'folders' if data_config.dir else 'demo'
-  elif name not in MODULES:
-    raise InputError(f'Unknown config.data.source {data_config.source!r}; choose one of '
-                     f'{[AUTO, *MODULES]}.')
+  else:
+    lookup({AUTO: None, **MODULES}, name, 'config.data.source')
   cache = data_config.get('cache', 'none')
   if name != 'folders' and cache != 'none':
     raise InputError(f'config.data.cache={cache!r} applies to source=\'folders\'; '

@@ -17,11 +17,11 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from deblur_jax import files
+from deblur_jax.core import files
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import transforms
 from deblur_jax.data.degrade import kernels
 from deblur_jax.data.sources import Source, TrainExamples, folders
-from deblur_jax.errors import InputError
 
 HELD_OUT_PHOTOS = ('chelsea', 'coffee')
 # The photos config.data.demo.train_photos may name: scikit-image's bundled ones that

@@ -18,11 +18,11 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.data import transforms
 from deblur_jax.data.gopro import gopro_dataset_builder
 from deblur_jax.data.sources import Source, TrainExamples
-from deblur_jax.errors import InputError
 
 BLUR_FOLDERS = tuple(c.name for c in gopro_dataset_builder.GoPro.BUILDER_CONFIGS)
 

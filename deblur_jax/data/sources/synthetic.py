@@ -28,10 +28,10 @@ from typing import Optional
 import tensorflow as tf
 from absl import logging
 
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import image_files, pairs, transforms
-from deblur_jax.data.degrade import degradations, kernels, synthesize
+from deblur_jax.data.degrade import degradations, degrade_folder, kernels
 from deblur_jax.data.sources import Source, TrainExamples, folders
-from deblur_jax.errors import InputError
 
 _FIELD = 'config.data.synthetic'
 
@@ -121,7 +121,7 @@ def write_eval_set(data_config, workdir: str) -> str:
   output = os.path.join(root, 'test')
   if not os.path.exists(os.path.join(output, 'manifest.json')):  # written last
     logging.info('Writing the synthetic evaluation set of %s to %s.', source, output)
-    synthesize.synthesize(source, output, spec, eval_seed,
+    degrade_folder.synthesize(source, output, spec, eval_seed,
                           input_field=f'config.data.dir/{data_config.eval_split}')
   return root
 

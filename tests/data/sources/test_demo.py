@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from configs import tiny
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline
 from deblur_jax.data.sources import demo
-from deblur_jax.errors import InputError
 from helpers import train_batches
 
 

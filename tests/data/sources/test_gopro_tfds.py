@@ -11,11 +11,11 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.data import pipeline, transforms
 from deblur_jax.data.gopro import GoPro
 from deblur_jax.data.sources import folders, gopro_tfds
-from deblur_jax.errors import InputError
 from helpers import make_pair_tree, write_png
 
 SIZE = (16, 24)

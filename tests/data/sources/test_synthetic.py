@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from configs import tiny
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline
 from deblur_jax.data.sources import synthetic
-from deblur_jax.errors import InputError
 from deblur_jax.training import loop
 from helpers import contains_window, smooth_image, train_batches, write_png
 

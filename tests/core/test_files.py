@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from deblur_jax import files
+from deblur_jax.core import files
 
 
 def test_the_content_replaces_the_file_at_the_end_of_the_block(tmp_path):

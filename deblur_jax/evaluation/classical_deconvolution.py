@@ -1,7 +1,7 @@
 """Classical non-blind deconvolution with the known kernel: Wiener and Richardson-Lucy.
 
 The yardsticks a learned model should beat on synthetic blur (see
-`deblur_jax.data.degrade.synthesize`, which saves each image's kernel); the
+`deblur_jax.data.degrade.degrade_folder`, which saves each image's kernel); the
 command-line tool is `python -m deblur_jax.baselines`. Scores are PSNR and
 SSIM as deblur_jax.evaluation.metrics computes them (SSIM equal to
 scikit-image's Gaussian-window SSIM).
@@ -29,9 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from deblur_jax.core.errors import InputError
+from deblur_jax.core.lookup import lookup
 from deblur_jax.data import image_files
 from deblur_jax.data.degrade.degradations import fast_fft_size
-from deblur_jax.errors import InputError
 from deblur_jax.evaluation import metrics
 
 METHODS = ('wiener', 'richardson_lucy')
@@ -161,11 +162,10 @@ def richardson_lucy(blurred: np.ndarray, kernel: np.ndarray,
 def deconvolve(blurred: np.ndarray, kernel: np.ndarray, method: str,
                nsr: float = DEFAULT_NSR, num_iter: int = DEFAULT_NUM_ITER) -> np.ndarray:
   """`wiener_deconvolve` or `richardson_lucy`, by name (see METHODS)."""
+  lookup(METHODS, method, '--method')
   if method == 'wiener':
     return wiener_deconvolve(blurred, kernel, nsr)
-  if method == 'richardson_lucy':
-    return richardson_lucy(blurred, kernel, num_iter)
-  raise InputError(f'Unknown method {method!r}; choose from {list(METHODS)}.')
+  return richardson_lucy(blurred, kernel, num_iter)
 
 
 @jax.jit
@@ -188,13 +188,12 @@ def evaluate(data_dir: str, method: str, nsr: float = DEFAULT_NSR,
   input and restored PSNR/SSIM) and the (path, reason) of each image skipped
   for a missing or unreadable partner.
   """
-  if method not in METHODS:
-    raise InputError(f'--method={method!r}: choose from {list(METHODS)}.')
+  lookup(METHODS, method, '--method')
   folders = {k: os.path.join(data_dir, k) for k in ('blur', 'sharp', 'kernels')}
   missing = [f for f in folders.values() if not os.path.isdir(f)]
   if missing:
     raise InputError(f'--data={data_dir!r} has no {missing[0]} folder; expected the output '
-                     'of deblur_jax.data.synthesize (blur/, sharp/, kernels/).')
+                     'of deblur_jax.synthesize (blur/, sharp/, kernels/).')
   families = {}
   manifest_path = os.path.join(data_dir, 'manifest.json')
   if os.path.isfile(manifest_path):

@@ -14,7 +14,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
+from deblur_jax.core.lookup import lookup
 from deblur_jax.models import vgg as vgg_model
 from deblur_jax.weights import pytorch_reader, state_dicts
 
@@ -35,9 +36,7 @@ def convert_state_dict(state_dict: dict, network: str, source: str) -> dict[str,
   """Flat Flax parameters {'features_0/kernel': HWIO float32, ...} of a torchvision
   `network` state dict. Raises InputError naming missing and misshapen keys, and
   `features.*` keys the network does not have (another VGG variant)."""
-  if network not in vgg_model.BLOCKS:
-    raise InputError(f'Unknown --network={network!r}; choose one of '
-                     f'{sorted(vgg_model.BLOCKS)}.')
+  lookup(vgg_model.BLOCKS, network, '--network')
   shapes = vgg_model.param_shapes(network)
   expected = {torch_key(k): state_dicts.torch_shape(s, _torch_axes(k)) for k, s in shapes.items()}
   state_dicts.check_state_dict(
@@ -91,9 +90,7 @@ def load_vgg_params(path: str, network: str, layer: str | None = None) -> dict:
   is not taken for VGG16); only those `layer` needs are returned (all when
   None). Raises InputError naming the file and what is wrong with it.
   """
-  if network not in vgg_model.BLOCKS:
-    raise InputError(f'Unknown VGG network {network!r}; choose one of '
-                     f'{sorted(vgg_model.BLOCKS)}.')
+  lookup(vgg_model.BLOCKS, network, 'VGG network')
   if layer is not None and layer not in vgg_model.layer_names(network):
     raise InputError(f'{network} has no layer {layer!r}; choose one of '
                      f'{vgg_model.layer_names(network)}.')

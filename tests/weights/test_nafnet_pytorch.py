@@ -9,10 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
 from deblur_jax.inference import deblur
 from deblur_jax.models import nafnet
-from deblur_jax.weights import nafnet as nafnet_weights
+from deblur_jax.weights import nafnet_pytorch as nafnet_weights
 from deblur_jax.weights import official, pytorch_reader, state_dicts
 from helpers import FIXTURES
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deblur_jax.data.degrade import degradations, kernels, synthesize
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
+from deblur_jax.data.degrade import degradations, degrade_folder, kernels
 from helpers import smooth_image, write_png
 
 
@@ -102,7 +102,7 @@ def test_synthesize_writes_pairs_kernels_and_a_manifest(sharp_dir, tmp_path):
   (sharp_dir / 'broken.png').write_bytes(b'not an image')
   spec = degradations.SyntheticBlur(kernels=('gauss7', 'shake'), kernel_size=9)
   out = tmp_path / 'synth' / 'test'
-  summary = synthesize.synthesize(str(sharp_dir), str(out), spec, seed=3)
+  summary = degrade_folder.synthesize(str(sharp_dir), str(out), spec, seed=3)
 
   assert [e['name'] for e in summary.written] == ['a.png', 'sub_b.png']
   assert summary.skipped[0][0].endswith('broken.png')
@@ -118,7 +118,7 @@ def test_synthesize_writes_pairs_kernels_and_a_manifest(sharp_dir, tmp_path):
   entry = manifest['images'][1]
   assert entry['source'] == os.path.join('sub', 'b.png')
   assert entry['kernel'] in ('gauss7', 'shake') and entry['kernel_size'] == 9
-  assert entry['key'] == synthesize.name_key('sub_b.png')
+  assert entry['key'] == degrade_folder.name_key('sub_b.png')
   assert manifest['skipped'][0]['path'].endswith('broken.png')
 
   # The manifest's seed and key reproduce the blur (before 8-bit rounding).
@@ -130,10 +130,10 @@ def test_synthesize_writes_pairs_kernels_and_a_manifest(sharp_dir, tmp_path):
 
 def test_an_images_blur_depends_on_the_seed_and_its_name_only(sharp_dir, tmp_path):
   spec = degradations.SyntheticBlur(kernels=('shake',), kernel_size=9, noise_sigma=0.01)
-  synthesize.synthesize(str(sharp_dir), str(tmp_path / 'one'), spec, seed=0)
+  degrade_folder.synthesize(str(sharp_dir), str(tmp_path / 'one'), spec, seed=0)
   os.remove(sharp_dir / 'sub' / 'b.png')
-  synthesize.synthesize(str(sharp_dir), str(tmp_path / 'two'), spec, seed=0)
-  synthesize.synthesize(str(sharp_dir), str(tmp_path / 'three'), spec, seed=1)
+  degrade_folder.synthesize(str(sharp_dir), str(tmp_path / 'two'), spec, seed=0)
+  degrade_folder.synthesize(str(sharp_dir), str(tmp_path / 'three'), spec, seed=1)
   blur = {d: (tmp_path / d / 'blur' / 'a.png').read_bytes() for d in ('one', 'two', 'three')}
   assert blur['one'] == blur['two'] != blur['three']
 
@@ -143,10 +143,10 @@ def test_bad_folders_are_input_errors(sharp_dir, tmp_path):
   (tmp_path / 'file.txt').write_text('x')
   (tmp_path / 'empty').mkdir()
   with pytest.raises(InputError, match='is a file'):
-    synthesize.synthesize(str(sharp_dir), str(tmp_path / 'file.txt'), spec)
+    degrade_folder.synthesize(str(sharp_dir), str(tmp_path / 'file.txt'), spec)
   with pytest.raises(InputError, match='neither an image file nor a folder'):
-    synthesize.synthesize(str(tmp_path / 'missing'), str(tmp_path / 'out'), spec)
+    degrade_folder.synthesize(str(tmp_path / 'missing'), str(tmp_path / 'out'), spec)
   with pytest.raises(InputError, match='holds no'):
-    synthesize.synthesize(str(tmp_path / 'empty'), str(tmp_path / 'out'), spec)
+    degrade_folder.synthesize(str(tmp_path / 'empty'), str(tmp_path / 'out'), spec)
   with pytest.raises(InputError, match='inside --input'):
-    synthesize.synthesize(str(sharp_dir), str(sharp_dir / 'out'), spec)
+    degrade_folder.synthesize(str(sharp_dir), str(sharp_dir / 'out'), spec)

@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
-from deblur_jax import cli
+from deblur_jax.cli import command_line
 from helpers import REPO, run_tool
 
 
 def test_a_configs_path_that_is_not_here_names_the_shipped_config(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
-  argv = cli.locate_config_files(['prog', '--config=configs/mimo.py:plus', '--workdir=w'])
+  argv = command_line.locate_config_files(['prog', '--config=configs/mimo.py:plus', '--workdir=w'])
   config_file, variants = argv[1][len('--config='):].split(':')
   assert os.path.isfile(config_file) and os.path.isabs(config_file)
   assert os.path.samefile(config_file, REPO / 'configs' / 'mimo.py')  # editable install
@@ -23,7 +23,7 @@ def test_a_config_file_that_exists_is_kept(tmp_path, monkeypatch):
   (tmp_path / 'configs').mkdir()
   (tmp_path / 'configs' / 'mimo.py').write_text('')
   monkeypatch.chdir(tmp_path)
-  assert cli.locate_config_files(['prog', '--config=configs/mimo.py']) == [
+  assert command_line.locate_config_files(['prog', '--config=configs/mimo.py']) == [
       'prog', '--config=configs/mimo.py']
 
 

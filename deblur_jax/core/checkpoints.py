@@ -13,7 +13,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -200,3 +200,16 @@ def restore_model_variables(manager: ocp.CheckpointManager, variables_template: 
   restored = manager.restore(step, args=ocp.args.Composite(
       **{item: ocp.args.StandardRestore(_abstract(variables_template))}))
   return restored[item], step
+
+def checkpoint_location(workdir, checkpoint, step):
+  """(workdir whose checkpoints/ holds the checkpoint, step or None for the latest)."""
+  if bool(workdir) == bool(checkpoint):
+    raise InputError('Give exactly one of --workdir and --checkpoint.')
+  if workdir:
+    return workdir, step
+  path = os.path.abspath(checkpoint.rstrip('/'))
+  name = os.path.basename(path)
+  if not name.isdigit() or os.path.basename(os.path.dirname(path)) != 'checkpoints':
+    raise InputError(f'--checkpoint={checkpoint!r} is not a checkpoint step directory '
+                     '(WORKDIR/checkpoints/STEP).')
+  return os.path.dirname(os.path.dirname(path)), int(name)

@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deblur_jax.errors import InputError
+from deblur_jax.core import checkpoints
+from deblur_jax.core.errors import InputError
 from deblur_jax.models import mimo_unet
-from deblur_jax.training import checkpoints
-from deblur_jax.weights import mimo_unet as mimo_weights
+from deblur_jax.weights import mimo_unet_pytorch as mimo_weights
 from deblur_jax.weights import official, pytorch_reader, state_dicts
 from helpers import FIXTURES
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from deblur_jax.data.degrade import degradations, kernels, synthesize
-from deblur_jax.evaluation import baselines
+from deblur_jax.data.degrade import degradations, degrade_folder, kernels
+from deblur_jax.evaluation import classical_deconvolution
 from helpers import REPO, smooth_image, write_png, xla_flags
 
 
@@ -40,22 +40,22 @@ def _blur_8bit(image, kernel):
 ])
 def test_deconvolution_with_the_known_kernel_raises_psnr(photo, family, method, min_gain):
   blurred = _blur_8bit(photo, KERNELS[family])
-  restored = baselines.deconvolve(blurred, KERNELS[family], method, nsr=1e-3, num_iter=30)
+  restored = classical_deconvolution.deconvolve(blurred, KERNELS[family], method, nsr=1e-3, num_iter=30)
   assert restored.shape == photo.shape and restored.dtype == np.float32
   assert 0 <= restored.min() and restored.max() <= 1
   assert _psnr(restored, photo) > _psnr(blurred, photo) + min_gain
 
 
-@pytest.mark.parametrize('method', baselines.METHODS)
+@pytest.mark.parametrize('method', classical_deconvolution.METHODS)
 def test_a_delta_kernel_leaves_the_image_unchanged(photo, method):
   delta = kernels.defocus_kernel(0, 5)
-  restored = baselines.deconvolve(photo, delta, method, nsr=1e-6, num_iter=5)
+  restored = classical_deconvolution.deconvolve(photo, delta, method, nsr=1e-6, num_iter=5)
   np.testing.assert_allclose(restored, photo, atol=1e-3)
 
 
 def test_unknown_method_is_an_input_error(photo):
   with pytest.raises(ValueError, match='Unknown method'):
-    baselines.deconvolve(photo, KERNELS['gauss7'], 'tv')
+    classical_deconvolution.deconvolve(photo, KERNELS['gauss7'], 'tv')
 
 
 def test_command_line_scores_a_synthesized_folder(tmp_path):
@@ -63,7 +63,7 @@ def test_command_line_scores_a_synthesized_folder(tmp_path):
   for name in ('a', 'b'):
     write_png(tmp_path / 'photos' / f'{name}.png', smooth_image(rng, 32, 40))
   data = tmp_path / 'synth'
-  synthesize.synthesize(str(tmp_path / 'photos'), str(data),
+  degrade_folder.synthesize(str(tmp_path / 'photos'), str(data),
                         degradations.SyntheticBlur(kernels=('gauss7',)), seed=0)
   csv_path = tmp_path / 'scores.csv'
   env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=xla_flags(1))

@@ -7,11 +7,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from deblur_jax.errors import InputError
+from deblur_jax.core.errors import InputError
 from deblur_jax.models import vgg
 from deblur_jax.training import losses
 from deblur_jax.weights import pytorch_reader
-from deblur_jax.weights import vgg as vgg_weights
+from deblur_jax.weights import vgg19_pytorch as vgg_weights
 
 
 def torchvision_state_dict(network, seed=0, random_up_to=14):

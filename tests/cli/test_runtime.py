@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from deblur_jax import runtime
+from deblur_jax.cli import runtime
 from helpers import REPO
 
 # Every library module: all sub-packages, and the shared top-level modules. The
@@ -19,11 +19,11 @@ import importlib, json, os, pkgutil
 import clu.metric_writers, flax, jax, optax, orbax.checkpoint, tensorflow, tensorflow_datasets
 before = dict(os.environ)
 import deblur_jax
-names = ['deblur_jax.cli', 'deblur_jax.errors', 'deblur_jax.files', 'deblur_jax.runtime']
-for package in ('models', 'data', 'training', 'evaluation', 'inference', 'weights', 'parallel'):
+names = []
+for package in ('core', 'cli', 'configs', 'models', 'data', 'training', 'evaluation', 'inference',
+                'weights', 'parallel', 'profiling'):
   module = importlib.import_module(f'deblur_jax.{package}')
-  names += [m.name for m in pkgutil.walk_packages(module.__path__, f'deblur_jax.{package}.')
-            if m.name != 'deblur_jax.data.synthesize']  # the tool's old name
+  names += [m.name for m in pkgutil.walk_packages(module.__path__, f'deblur_jax.{package}.')]
 for name in names:
   importlib.import_module(name)
 changed = {k: (before.get(k), os.environ.get(k))

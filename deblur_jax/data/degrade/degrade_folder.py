@@ -24,10 +24,10 @@ import os
 import numpy as np
 from absl import logging
 
-from deblur_jax import files
+from deblur_jax.core import files
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import image_files
 from deblur_jax.data.degrade import degradations
-from deblur_jax.errors import InputError
 
 
 def output_name(relative_path: str) -> str:

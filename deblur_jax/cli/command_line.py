@@ -10,8 +10,8 @@ from typing import Callable, Optional
 
 from absl import app, flags, logging
 
-from deblur_jax import runtime
-from deblur_jax.errors import REPORTED_ERRORS
+from deblur_jax.cli import runtime
+from deblur_jax.core.errors import REPORTED_ERRORS
 
 
 def _installed_configs_dir() -> str | None:
@@ -84,7 +84,7 @@ def parse_flags(argv):
 
 def define_checkpoint_flags(use: str) -> None:
   """--workdir, --checkpoint and --step: which checkpoint a tool `use`s ('load',
-  'export'); resolve them with inference.checkpoint_location."""
+  'export'); resolve them with core.checkpoints.checkpoint_location."""
   flags.DEFINE_string('workdir', None, f'Training directory: {use}s its latest checkpoint '
                       '(or --step).')
   flags.DEFINE_string('checkpoint', None,

@@ -1,0 +1,1 @@
+"""The command-line tools' shared plumbing: flags, errors as exit status, process set-up."""

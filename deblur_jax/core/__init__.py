@@ -1,0 +1,1 @@
+"""What every role shares: errors, atomic files, checkpoints, name lookups."""
