@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from deblur_jax.core.lookup import lookup
+
 # Gaussian kernel families: (side, sigma). The 2023 Keras UNet report blurred each
 # training image with one of these, at random.
 GAUSSIAN_FAMILIES = {'gauss3': (3, 0.3), 'gauss7': (7, 1.0), 'gauss11': (11, 1.6)}
