@@ -93,8 +93,9 @@ def write_tiny_checkpoint(workdir, step=1, **model_overrides):
 
   from configs import tiny  # pylint: disable=g-import-not-at-top
   from deblur_jax import models
+  from deblur_jax.core import checkpoints
   from deblur_jax.parallel import sharding
-  from deblur_jax.training import checkpoints, optimizers
+  from deblur_jax.training import optimizers
   from deblur_jax.training import state as state_lib
   config = tiny.get_config()
   config.model.update(model_overrides)
@@ -112,7 +113,7 @@ def saved_item(workdir, step, item='model'):
   """The item ('model', 'train', 'ema', ...) of workdir's checkpoint at `step`, as saved."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
-  from deblur_jax.training import checkpoints  # pylint: disable=g-import-not-at-top
+  from deblur_jax.core import checkpoints  # pylint: disable=g-import-not-at-top
   manager = checkpoints.create_manager(str(workdir), keep=1, read_only=True)
   restored = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore()}))
   manager.close()
@@ -129,7 +130,7 @@ FAST_COMPILE_XLA_FLAGS = ('--xla_backend_optimization_level=0 '
 
 def xla_flags(num_devices: int, extra: str = '') -> str:
   """XLA_FLAGS for a test process with `num_devices` CPU devices."""
-  from deblur_jax import runtime  # pylint: disable=g-import-not-at-top
+  from deblur_jax.cli import runtime  # pylint: disable=g-import-not-at-top
   return runtime.xla_flags_for(
       f'{FAST_COMPILE_XLA_FLAGS} --xla_force_host_platform_device_count={num_devices} '
       f'{extra}'.strip(), 'train')

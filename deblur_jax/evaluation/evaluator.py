@@ -15,11 +15,12 @@ import numpy as np
 from absl import logging
 
 from deblur_jax import models
+from deblur_jax.core import checkpoints
+from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline, sources
 from deblur_jax.evaluation import eval_step, protocols, report, results
 from deblur_jax.evaluation.eval_step import PER_IMAGE_METRICS
 from deblur_jax.parallel import distributed, sharding
-from deblur_jax.training import checkpoints, config_checks
 
 
 @dataclasses.dataclass
@@ -36,11 +37,26 @@ class Evaluator:
   page_images: int = report.DEFAULT_PAGE_IMAGES  # Images each results page compares.
 
 
+def check_eval_section(eval_config, mesh) -> None:
+  """The fields of config.eval that the evaluator reads besides the protocol's."""
+  if eval_config.batch_size_per_device <= 0:
+    raise InputError(f'config.eval.batch_size_per_device={eval_config.batch_size_per_device} '
+                     'must be positive.')
+  if eval_config.page_images < 0:
+    raise InputError(f'config.eval.page_images={eval_config.page_images} must be >= 0 '
+                     '(0 = a results page without image comparisons).')
+  sharding.check_batch_divisible(eval_config.batch_size_per_device * mesh.devices.size, mesh,
+                                 'config.eval.batch_size_per_device x devices')
+
+
 def build_evaluator(config, workdir: str, mesh, model) -> Evaluator:
   """Finds the evaluation pairs of config.data and compiles the eval step for `model`,
-  scoring under config.eval's protocol."""
-  eval_global = config.eval.batch_size_per_device * mesh.devices.size
+  scoring under config.eval's protocol. config.eval and config.data are checked
+  before the pairs are looked for."""
+  check_eval_section(config.eval, mesh)
   protocol = protocols.from_config(config.eval)
+  pipeline.check_config(config.data)
+  eval_global = config.eval.batch_size_per_device * mesh.devices.size
   pairs, read_pairs = pipeline.find_eval_pairs(config.data, workdir, min_size=protocol.min_size)
   eval_fn = eval_step.jit_eval_step(mesh, apply_fn=model.apply, size_multiple=model.size_multiple,
                                     protocol=protocol)
@@ -155,8 +171,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   """
   mesh = sharding.create_mesh()
   distributed.log_topology(mesh)
-  config_checks.check_evaluation_config(config, mesh)
-  model = models.build_model(config.model, config_checks.compute_dtype(config.train))
+  model = models.build_model(config.model, models.compute_dtype(config.train.compute_dtype))
   evaluator = build_evaluator(config, workdir, mesh, model)
   manager = checkpoints.create_manager(workdir, keep=1, read_only=True)
   try:

@@ -24,6 +24,15 @@ MODELS = {
 }
 
 
+# config.train.compute_dtype -> the dtype models compute in (parameters stay float32).
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def compute_dtype(name: str):
+  """The dtype named by config.train.compute_dtype."""
+  return lookup(COMPUTE_DTYPES, name, 'config.train.compute_dtype')
+
+
 # name -> discriminator class, for adversarial training (config.gan.discriminator).
 DISCRIMINATORS = gan.DISCRIMINATORS
 

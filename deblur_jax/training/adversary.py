@@ -3,8 +3,12 @@
 import dataclasses
 from typing import Callable, Optional
 
+import flax.linen as nn
+
 from deblur_jax import models
-from deblur_jax.training import config_checks, gan_step, init_from, optimizers, state
+from deblur_jax.core.errors import InputError
+from deblur_jax.core.lookup import lookup
+from deblur_jax.training import gan_step, init_from, losses, optimizers, state
 
 # Where a GAN run's checkpoint keeps the discriminator's variables: the 'train' item's
 # 'discriminator' (loop.LoopState.checkpoint_item), its 'variables'
@@ -14,30 +18,55 @@ DISCRIMINATOR = init_from.Location('train', ('discriminator', 'variables'),
 
 
 @dataclasses.dataclass
+class AdversaryPlan:
+  """What config.gan builds before any data is read: the discriminator, its optimizer
+  (waiting for the step counts) and the GAN step's settings."""
+  discriminator: nn.Module
+  make_optimizer: Callable[[int, int], tuple]
+  step_kwargs: dict
+
+
+@dataclasses.dataclass
 class Adversary:
   """The discriminator's initial state and the GAN step's settings."""
   state: state.TrainState
   step_kwargs: dict
 
 
-def build_adversary(config, mesh, total_steps: int, steps_per_epoch: int, rng,
-                    load_init_from: bool = False) -> Optional[Adversary]:
-  """The discriminator and its optimizer for config.gan, or None without one
-  (config_checks has checked the fields). With `load_init_from` (a run that does not
-  resume), the discriminator starts from config.gan.init_from when it is set."""
-  if not config.gan.discriminator.name:
+def plan_adversary(config) -> Optional[AdversaryPlan]:
+  """Checks and builds config.gan, or None without a discriminator."""
+  gan = config.gan
+  if not gan.discriminator.name:
     return None
-  discriminator = models.build_discriminator(config.gan.discriminator,
-                                             config_checks.compute_dtype(config.train))
-  tx, _ = optimizers.build_optimizer(config.gan.optimizer, total_steps, steps_per_epoch)
-  disc = state.create_train_state(rng, discriminator, tx, config.data.crop_size, mesh)
+  if not getattr(models.get_model_class(config.model.name), 'supports_adversarial', False):
+    raise InputError(f'config.gan.discriminator.name={gan.discriminator.name!r} is set, '
+                     f'but config.model.name={config.model.name!r} is not a GAN generator; '
+                     f'adversarial training takes one of {models.adversarial_generators()}. '
+                     "Set --config.gan.discriminator.name='' to train without a discriminator.")
+  if config.train.fsdp:
+    raise InputError('config.train.fsdp=True is not supported with a discriminator '
+                     '(config.gan.discriminator.name); GAN models are small enough to replicate.')
+  if gan.critic_steps < 1:
+    raise InputError(f'config.gan.critic_steps={gan.critic_steps} must be at least 1.')
+  lookup(losses.ADVERSARIAL, gan.loss, 'config.gan.loss')
+  discriminator = models.build_discriminator(gan.discriminator,
+                                             models.compute_dtype(config.train.compute_dtype))
+  return AdversaryPlan(discriminator, optimizers.optimizer_factory(gan.optimizer),
+                       dict(adversarial_loss=gan.loss, adversarial_weight=gan.weight,
+                            critic_steps=gan.critic_steps,
+                            gradient_penalty_weight=gan.gradient_penalty_weight))
+
+
+def build_adversary(plan: AdversaryPlan, config, mesh, total_steps: int, steps_per_epoch: int,
+                    rng, load_init_from: bool = False) -> Adversary:
+  """The discriminator's state for `plan`. With `load_init_from` (a run that does not
+  resume), the discriminator starts from config.gan.init_from when it is set."""
+  tx, _ = plan.make_optimizer(total_steps, steps_per_epoch)
+  disc = state.create_train_state(rng, plan.discriminator, tx, config.data.crop_size, mesh)
   if load_init_from:
     disc = init_from.init_state(disc, config.gan.init_from, config.train,
                                 field='config.gan.init_from', location=DISCRIMINATOR)
-  return Adversary(disc, dict(adversarial_loss=config.gan.loss,
-                              adversarial_weight=config.gan.weight,
-                              critic_steps=config.gan.critic_steps,
-                              gradient_penalty_weight=config.gan.gradient_penalty_weight))
+  return Adversary(disc, plan.step_kwargs)
 
 
 def jit_step(adversary: Adversary, mesh, **step_kwargs) -> Callable:

@@ -178,6 +178,22 @@ def init_state(state: TrainState, path: str, train_config, *,
   return state
 
 
+def check_init_from_fields(config) -> None:
+  """config.train.init_from(_step) and config.gan.init_from, before any data is read;
+  what the checkpoints hold is checked when they are read."""
+  for field, path in (('config.train.init_from', config.train.init_from),
+                      ('config.gan.init_from', config.gan.init_from)):
+    if path and not os.path.isdir(path):
+      raise InputError(f'{field}={path!r} is not a directory: give a work directory or '
+                       'one of its checkpoint step folders (WORKDIR/checkpoints/STEP).')
+  if config.train.init_from_step < -1:
+    raise InputError(f'config.train.init_from_step={config.train.init_from_step} must be a '
+                     'step (>= 0) or -1 for the latest.')
+  if config.gan.init_from and not config.gan.discriminator.name:
+    raise InputError(f'config.gan.init_from={config.gan.init_from!r} is set, but there is no '
+                     "discriminator (config.gan.discriminator.name is ''); leave it empty.")
+
+
 def ignored_note(config) -> str:
   """What a resumed run says of its init_from fields: '' when none is set."""
   fields = [f'config.{name}.init_from={config[name].init_from!r}' for name in ('train', 'gan')

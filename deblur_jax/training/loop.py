@@ -18,14 +18,13 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 
 from deblur_jax import models
+from deblur_jax.core import checkpoints
 from deblur_jax.core.errors import InputError, TrainingError
 from deblur_jax.data import pipeline
 from deblur_jax.evaluation import evaluator
 from deblur_jax.parallel import distributed, sharding
 from deblur_jax.training import (
   adversary,
-  checkpoints,
-  config_checks,
   gan_step,
   init_from,
   losses,
@@ -78,12 +77,54 @@ class LoopState:
 
 @dataclasses.dataclass
 class _Setup:
-  """What is built from the config before any training data is read."""
+  """What is built from the config before any training data is read: each builder
+  checks its own config section, so a bad field fails in seconds."""
   mesh: jax.sharding.Mesh
   model: object
   loss_fn: Callable
+  make_optimizer: Callable[[int, int], tuple]  # (total steps, steps per epoch) -> (tx, lr)
   plateau: object  # optax reduce_on_plateau, or None.
+  early_stopping: validation_monitor.EarlyStopping
+  adversary: Optional[adversary.AdversaryPlan]
   evaluator: evaluator.Evaluator
+
+
+# config.train fields that must be positive.
+_POSITIVE_TRAIN_FIELDS = ('batch_size', 'log_every_steps', 'eval_every_steps',
+                          'checkpoint_every_steps', 'keep_checkpoints', 'max_nonfinite_steps')
+
+
+def check_train_section(train_config, mesh) -> None:
+  """The fields of config.train that the loop itself reads."""
+  for name in _POSITIVE_TRAIN_FIELDS:
+    if train_config[name] <= 0:
+      raise InputError(f'config.train.{name}={train_config[name]} must be positive.')
+  if train_config.num_train_steps <= 0 and train_config.num_epochs <= 0:
+    raise InputError('Set config.train.num_train_steps or config.train.num_epochs to a '
+                     'positive value.')
+  sharding.check_batch_divisible(train_config.batch_size, mesh, 'config.train.batch_size')
+  if not 0 <= train_config.ema_decay < 1:
+    raise InputError(f'config.train.ema_decay={train_config.ema_decay} must lie in [0, 1) '
+                     '(0 = no EMA).')
+
+
+def _set_up(config, workdir: str, mesh) -> _Setup:
+  """Builds everything but the data and the states; the evaluator, which lists the
+  test pairs, comes last."""
+  check_train_section(config.train, mesh)
+  model = models.build_model(config.model, models.compute_dtype(config.train.compute_dtype))
+  if config.data.crop_size % model.size_multiple:
+    raise InputError(f'config.data.crop_size={config.data.crop_size} must be a multiple of '
+                     f'{model.size_multiple} for model {config.model.name!r}.')
+  loss_fn = losses.build_loss_fn(config.loss)
+  make_optimizer = optimizers.optimizer_factory(config.optimizer)
+  early_stopping = validation_monitor.build_early_stopping(config.train)
+  plateau = validation_monitor.build_plateau(config.train)
+  gan = adversary.plan_adversary(config)
+  init_from.check_init_from_fields(config)
+  os.makedirs(workdir, exist_ok=True)
+  eval_setup = evaluator.build_evaluator(config, workdir, mesh, model)
+  return _Setup(mesh, model, loss_fn, make_optimizer, plateau, early_stopping, gan, eval_setup)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -93,14 +134,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   mesh = sharding.create_mesh()
   distributed.log_topology(mesh)
-  config_checks.check_training_config(config, mesh)
-  model = models.build_model(config.model, config_checks.compute_dtype(config.train))
-  config_checks.check_crop_size(config, model)
-  loss_fn = losses.build_loss_fn(config.loss)
-  plateau = validation_monitor.build_plateau(config.train)
-  os.makedirs(workdir, exist_ok=True)
-  setup = _Setup(mesh, model, loss_fn, plateau,
-                 evaluator.build_evaluator(config, workdir, mesh, model))
+  setup = _set_up(config, workdir, mesh)
   monitor = config.train.monitor
   manager = checkpoints.create_manager(workdir, config.train.keep_checkpoints, monitor=monitor,
                                        higher_is_better=validation_monitor.MONITORS[monitor])
@@ -118,7 +152,7 @@ def _plain_step(jitted, state, disc, batch):
 def _build_states(config, setup: _Setup, manager, total_steps: int, steps_per_epoch: int):
   """(train state, loop state, step function, start step): initial (from init_from, if
   set) or restored (the run's own checkpoints take precedence)."""
-  tx, schedule = optimizers.build_optimizer(config.optimizer, total_steps, steps_per_epoch)
+  tx, schedule = setup.make_optimizer(total_steps, steps_per_epoch)
   init_rng, dropout_rng, disc_rng = jax.random.split(jax.random.key(config.seed), 3)
   ema_decay = config.train.ema_decay
   state = create_train_state(init_rng, setup.model, tx, config.data.crop_size,
@@ -128,11 +162,10 @@ def _build_states(config, setup: _Setup, manager, total_steps: int, steps_per_ep
   fresh = manager.latest_step() is None
   if fresh:
     state = init_from.init_state(state, config.train.init_from, config.train)
-  gan = adversary.build_adversary(config, setup.mesh, total_steps, steps_per_epoch, disc_rng,
-                                  load_init_from=fresh)
-  template = LoopState(validation_monitor.EarlyStopping(config.train.early_stop_patience,
-                                                        config.train.early_stop_min_delta),
-                       gan.state if gan else None)
+  gan = setup.adversary and adversary.build_adversary(
+      setup.adversary, config, setup.mesh, total_steps, steps_per_epoch, disc_rng,
+      load_init_from=fresh)
+  template = LoopState(setup.early_stopping, gan.state if gan else None)
   state, restored_step, item = checkpoints.restore_train_state(
       manager, state, config.model.to_dict(), config.optimizer.to_dict(),
       template.checkpoint_item())

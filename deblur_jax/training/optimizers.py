@@ -1,6 +1,8 @@
 """The Optax chain and learning-rate schedule built from `config.optimizer`."""
 
+import functools
 import math
+from typing import Callable
 
 import optax
 
@@ -16,7 +18,6 @@ def build_schedule(opt_config, num_train_steps: int, steps_per_epoch: int) -> op
   halves every 500 epochs); 'cosine' warms up linearly for `warmup_steps`,
   then decays to `end_learning_rate` at `num_train_steps`.
   """
-  check_optimizer_config(opt_config)
   lr = opt_config.learning_rate
   name = opt_config.schedule
   if name == 'constant':
@@ -75,7 +76,20 @@ def _sgd(cfg, lr):
 OPTIMIZERS = {'adam': _adam, 'adamw': _adamw, 'rmsprop': _rmsprop, 'sgd': _sgd}
 
 
+def optimizer_factory(opt_config) -> Callable[[int, int], tuple]:
+  """Checks `config.optimizer` (or config.gan.optimizer) now, before any data is read,
+  and returns `make(num_train_steps, steps_per_epoch)` -> `build_optimizer`'s pair, for
+  when the data has told the step counts."""
+  check_optimizer_config(opt_config)
+  return functools.partial(_build_optimizer, opt_config)
+
+
 def build_optimizer(opt_config, num_train_steps: int, steps_per_epoch: int):
+  """`optimizer_factory(opt_config)(num_train_steps, steps_per_epoch)`."""
+  return optimizer_factory(opt_config)(num_train_steps, steps_per_epoch)
+
+
+def _build_optimizer(opt_config, num_train_steps: int, steps_per_epoch: int):
   """Returns (optax transformation, learning-rate schedule) for `config.optimizer`.
 
   The chain: optional global-norm clipping, optional L2 penalty on the

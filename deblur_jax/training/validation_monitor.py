@@ -74,6 +74,14 @@ def _jitted_plateau_update(plateau: optax.GradientTransformationExtraArgs):
   return jax.jit(lambda state, value: plateau.update({}, state, value=value)[1])
 
 
+def build_early_stopping(train_config) -> 'EarlyStopping':
+  """Fresh early stopping for config.train.monitor and early_stop_* (patience 0 = off)."""
+  check_monitor(train_config.monitor)
+  if train_config.early_stop_patience < 0 or train_config.early_stop_min_delta < 0:
+    raise InputError('config.train.early_stop_patience and early_stop_min_delta must be >= 0.')
+  return EarlyStopping(train_config.early_stop_patience, train_config.early_stop_min_delta)
+
+
 @dataclasses.dataclass
 class EarlyStopping:
   """Stops after `patience` evaluations without an improvement of more than

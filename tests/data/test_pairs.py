@@ -174,5 +174,5 @@ def test_the_pipeline_reads_pairs_files_for_training_and_evaluation(realblur_lik
                      'file'):
     pipeline.find_eval_pairs(config, str(tmp_path / 'work'), min_size=16)
   config.pairs_file_order = 'gt_first'
-  with pytest.raises(InputError, match=r"pairs_file_order='gt_first'"):
+  with pytest.raises(InputError, match=r"pairs_file_order 'gt_first'"):
     pipeline.find_eval_pairs(config, str(tmp_path / 'work'), min_size=16)

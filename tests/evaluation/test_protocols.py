@@ -20,9 +20,8 @@ from PIL import Image
 
 from configs import tiny
 from deblur_jax.core.errors import InputError
+from deblur_jax.data import pipeline
 from deblur_jax.evaluation import evaluator, metrics, protocols, results
-from deblur_jax.parallel import sharding
-from deblur_jax.training import config_checks
 from helpers import FIXTURES, make_pair_tree, write_tiny_checkpoint
 
 PSNR_TOL = 1e-4  # dB
@@ -116,10 +115,14 @@ def test_bad_protocol_fields_are_one_line_input_errors(tiny_config, fields, matc
   assert '\n' not in str(error.value)
 
 
-def test_config_checks_reject_a_bad_protocol_before_any_data(tiny_config):
+def test_the_evaluator_rejects_a_bad_protocol_before_any_data(tiny_config, tmp_path,
+                                                              monkeypatch):
+  def no_data(*args, **kwargs):
+    raise AssertionError('data was read before the config was checked')
+  monkeypatch.setattr(pipeline, 'find_eval_pairs', no_data)
   tiny_config.eval.protocol = 'skimage'
   with pytest.raises(InputError, match=r'config\.eval\.protocol'):
-    config_checks.check_evaluation_config(tiny_config, sharding.create_mesh())
+    evaluator.evaluate_checkpoint(tiny_config, str(tmp_path))
 
 
 def test_a_crop_border_that_leaves_no_ssim_window_is_an_input_error(reference):

@@ -191,7 +191,7 @@ def test_rejects_sizes_not_divisible_by_4():
 
 def test_registry_rejects_unknown_model_name(tiny_config):
   tiny_config.model.name = 'mimo_unet_xl'
-  with pytest.raises(ValueError, match="Unknown model 'mimo_unet_xl'.*mimo_unet"):
+  with pytest.raises(ValueError, match="Unknown config.model.name 'mimo_unet_xl'.*mimo_unet"):
     models.build_model(tiny_config.model)
 
 

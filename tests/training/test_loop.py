@@ -14,10 +14,11 @@ import pytest
 from PIL import Image
 
 from configs import tiny
+from deblur_jax.core import checkpoints
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline
 from deblur_jax.evaluation import evaluator
-from deblur_jax.training import checkpoints, loop
+from deblur_jax.training import loop
 from helpers import make_pair_tree, saved_item, train_scalars
 
 
@@ -207,7 +208,7 @@ def test_keeps_the_latest_checkpoints_and_the_best_by_psnr_across_restarts(tmp_p
                                  r'devices \(4\)'),
     (('train', 'compute_dtype'), 'float16', r"compute_dtype 'float16'"),
     (('train', 'eval_every_steps'), 0, r'eval_every_steps=0 must be positive'),
-    (('model', 'name'), 'mimo_unet_xl', r"Unknown model 'mimo_unet_xl' in config\.model\.name"),
+    (('model', 'name'), 'mimo_unet_xl', r"Unknown config\.model\.name 'mimo_unet_xl'"),
     (('data', 'dir'), '/nonexistent/GOPRO_Large',
      r"config\.data\.dir='/nonexistent/GOPRO_Large' is not a directory"),
 ])
@@ -223,7 +224,7 @@ def test_bad_config_values_are_errors_naming_the_field(config, tmp_path, field, 
     (('train', 'plateau_factor'), 1.5, r'plateau_factor=1\.5'),
     (('train', 'early_stop_patience'), -1, r'early_stop_patience'),
     (('train', 'keep_checkpoints'), 0, r'keep_checkpoints=0 must be positive'),
-    (('optimizer', 'name'), 'adagrad', r"Unknown optimizer 'adagrad'"),
+    (('optimizer', 'name'), 'adagrad', r"Unknown config\.optimizer\.name 'adagrad'"),
     (('gan', 'critic_steps'), 0, r'config\.gan\.discriminator\.name=.* is set'),
     (('data', 'source'), 'demo', r'config\.data\.dir'),
     (('data', 'cache'), 'disk', r'config\.data\.cache'),

@@ -115,8 +115,8 @@ def test_gradient_clipping_bounds_the_global_norm(opt_config):
 
 
 @pytest.mark.parametrize('field,value,message', [
-    ('name', 'adagrad', r"Unknown optimizer 'adagrad' in config\.optimizer\.name"),
-    ('schedule', 'linear', r"Unknown schedule 'linear' in config\.optimizer\.schedule"),
+    ('name', 'adagrad', r"Unknown config\.optimizer\.name 'adagrad'"),
+    ('schedule', 'linear', r"Unknown config\.optimizer\.schedule 'linear'"),
     ('warmup_steps', 20, r'warmup_steps=20 must lie in \[0, num_train_steps=10\)'),
 ])
 def test_bad_values_are_errors_naming_the_field(opt_config, field, value, message):

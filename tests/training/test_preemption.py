@@ -12,8 +12,9 @@ import jax
 import numpy as np
 import pytest
 
+from deblur_jax.core import checkpoints
 from deblur_jax.evaluation import evaluator
-from deblur_jax.training import checkpoints, loop
+from deblur_jax.training import loop
 from helpers import FAST_COMPILE_XLA_FLAGS, REPO, finish, saved_item, start, xla_flags
 
 TIMEOUT_S = 300

@@ -24,7 +24,7 @@ def test_random_kernel_is_the_kernel_that_sample_kernel_draws():
 
 
 def test_unknown_family_and_too_small_size_are_errors():
-  with pytest.raises(ValueError, match='Unknown kernel family'):
+  with pytest.raises(ValueError, match="Unknown kernel family 'box'"):
     kernels.random_kernel(np.random.default_rng(0), 'box')
   with pytest.raises(ValueError, match='at least 11'):
     kernels.random_kernel(np.random.default_rng(0), 'gauss11', 9)
