@@ -5,7 +5,7 @@
 # PYTHON picks the interpreter (default python3).
 # Usage: launch/local.sh [--dry-run] CONFIG WORKDIR [--config.FIELD=VALUE ...]
 #   launch/local.sh configs/mimo.py /runs/mimo --config.data.dir=/data/GOPRO_Large
-#   launch/local.sh configs/demo.py /tmp/deblur_demo
+#   launch/local.sh configs/mimo.py:demo /tmp/deblur_demo
 # Every device takes part: the global batch (config.train.batch_size) is split
 # across them and must be a multiple of their number. Re-run the same command
 # to resume from the latest checkpoint in WORKDIR. --dry-run prints the command.

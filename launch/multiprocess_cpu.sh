@@ -5,7 +5,7 @@
 # Needs: bash 5.1+, deblur_jax installed (pip install -e .); PYTHON picks the
 # interpreter (default python3), COORDINATOR_PORT the port (default: a free one).
 # Usage: launch/multiprocess_cpu.sh [--dry-run] N M CONFIG WORKDIR [--config.FIELD=VALUE ...]
-#   launch/multiprocess_cpu.sh 2 2 configs/tiny.py /tmp/deblur_2x2
+#   launch/multiprocess_cpu.sh 2 2 configs/mimo.py:tiny /tmp/deblur_2x2
 # The global batch (config.train.batch_size) is split over all N x M devices.
 # Process 0 logs to the console, process i > 0 to WORKDIR/logs/process_i.log.
 # If one process fails the others are stopped and its exit status is returned.

@@ -19,14 +19,9 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(
 # the small evaluation and metric programs recur in many tests.
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
-import sys  # noqa: E402
-
 import pytest  # noqa: E402
 
-from helpers import REPO, make_pair_tree  # noqa: E402
-
-if str(REPO) not in sys.path:
-  sys.path.insert(0, str(REPO))  # `from configs import ...` in config files.
+from helpers import make_pair_tree  # noqa: E402
 
 
 @pytest.fixture
@@ -36,8 +31,8 @@ def pair_tree(tmp_path):
 
 @pytest.fixture
 def tiny_config():
-  from configs import tiny  # pylint: disable=g-import-not-at-top
-  return tiny.get_config()
+  from deblur_jax.configs import mimo  # pylint: disable=g-import-not-at-top
+  return mimo.get_config('tiny')
 
 
 # The files that take longest (each over a minute of CPU on 2 cores, mostly

@@ -88,16 +88,16 @@ def make_pair_tree(root, layout='native', splits=('train', 'test'), num_sequence
 
 
 def write_tiny_checkpoint(workdir, step=1, **model_overrides):
-  """Saves an untrained tiny MIMO-UNet (configs/tiny.py) as workdir's checkpoint."""
+  """Saves an untrained tiny MIMO-UNet (configs/mimo.py:tiny) as workdir's checkpoint."""
   import jax  # pylint: disable=g-import-not-at-top
 
-  from configs import tiny  # pylint: disable=g-import-not-at-top
   from deblur_jax import models
+  from deblur_jax.configs import mimo  # pylint: disable=g-import-not-at-top
   from deblur_jax.core import checkpoints
   from deblur_jax.parallel import sharding
   from deblur_jax.training import optimizers
   from deblur_jax.training import state as state_lib
-  config = tiny.get_config()
+  config = mimo.get_config('tiny')
   config.model.update(model_overrides)
   model = models.build_model(config.model)
   tx, _ = optimizers.build_optimizer(config.optimizer, 10, 1)

@@ -1,10 +1,9 @@
 """What every command-line tool shares: flag parsing with one-line errors, and
 running `main` so that bad input ends with 'Error: ...' and exit status 2."""
 
-import importlib
-import importlib.util
 import logging as py_logging
 import os
+import pathlib
 import sys
 from typing import Callable, Optional
 
@@ -13,51 +12,38 @@ from absl import app, flags, logging
 from deblur_jax.cli import runtime
 from deblur_jax.core.errors import REPORTED_ERRORS
 
+SHIPPED_CONFIGS = 'configs'  # `--config=configs/NAME.py` names a file of deblur_jax/configs.
 
-def _installed_configs_dir() -> str | None:
-  """Where `pip install` put the shipped configs/ folder (as deblur_jax.configs)."""
-  spec = importlib.util.find_spec('deblur_jax.configs')
-  return list(spec.submodule_search_locations)[0] if spec else None
+
+def shipped_configs_dir() -> str:
+  """The folder of the configs that ship inside the package."""
+  return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
+
+
+def shipped_config_files() -> list[str]:
+  """`configs/NAME.py` of every shipped config (the modules with a `get_config`)."""
+  return [f'{SHIPPED_CONFIGS}/{path.name}'
+          for path in sorted(pathlib.Path(shipped_configs_dir()).glob('*.py'))
+          if 'def get_config(' in path.read_text()]
 
 
 def locate_config_files(argv: list[str]) -> list[str]:
-  """`argv` with `--config=configs/NAME.py[:variants]` pointed at the shipped config
-  when no such file exists here, so the documented commands work from any folder
-  once the package is installed; and the config's siblings made importable.
-
-  Config files import their siblings as `configs.NAME` (as the Flax examples do):
-  the folder above configs/ goes on the path, or, for the installed copy, the name
-  `configs` is bound to the package deblur_jax.configs.
-  """
+  """`argv` with `--config=configs/NAME.py[:ARG]` pointed at the shipped config
+  deblur_jax/configs/NAME.py, so the documented commands work from any folder; a
+  file of that path in the current folder, or any other path, is taken as it is."""
   located = []
   for arg in argv:
     if arg.startswith('--config='):
       config_file, colon, variants = arg[len('--config='):].partition(':')
-      installed = _installed_configs_dir()
-      if (not os.path.exists(config_file) and installed
-          and os.path.dirname(os.path.normpath(config_file)) == 'configs'):
-        candidate = os.path.join(installed, os.path.basename(config_file))
-        if os.path.isfile(candidate):
-          config_file = candidate
-          arg = f'--config={config_file}{colon}{variants}'
+      if (not os.path.exists(config_file)
+          and os.path.dirname(os.path.normpath(config_file)) == SHIPPED_CONFIGS):
+        config_file = os.path.join(shipped_configs_dir(), os.path.basename(config_file))
+        arg = f'--config={config_file}{colon}{variants}'
       if not os.path.isfile(config_file):
-        shipped = f' nor among the shipped configs in {installed}' if installed else ''
-        raise FileNotFoundError(f'--config: there is no file {config_file} in {os.getcwd()}'
-                                f'{shipped}.')
-      _make_siblings_importable(config_file, installed)
+        raise FileNotFoundError(f'--config: there is no file {config_file} in {os.getcwd()}; '
+                                f'the shipped configs are {shipped_config_files()}.')
     located.append(arg)
   return located
-
-
-def _make_siblings_importable(config_file: str, installed_dir: str | None) -> None:
-  config_dir = os.path.dirname(os.path.abspath(config_file))
-  if installed_dir and os.path.isdir(config_dir) and os.path.samefile(config_dir,
-                                                                    installed_dir):
-    sys.modules.setdefault('configs', importlib.import_module('deblur_jax.configs'))
-    return
-  root = os.path.dirname(config_dir)
-  if root not in sys.path:
-    sys.path.insert(0, root)
 
 
 def parse_flags(argv):

@@ -15,7 +15,7 @@ def test_a_configs_path_that_is_not_here_names_the_shipped_config(tmp_path, monk
   argv = command_line.locate_config_files(['prog', '--config=configs/mimo.py:plus', '--workdir=w'])
   config_file, variants = argv[1][len('--config='):].split(':')
   assert os.path.isfile(config_file) and os.path.isabs(config_file)
-  assert os.path.samefile(config_file, REPO / 'configs' / 'mimo.py')  # editable install
+  assert os.path.samefile(config_file, REPO / 'deblur_jax' / 'configs' / 'mimo.py')
   assert variants == 'plus' and argv[2] == '--workdir=w'
 
 
@@ -32,6 +32,7 @@ def test_an_unknown_config_name_stays_an_error_naming_it(tmp_path):
                   f'--workdir={tmp_path}', cwd=tmp_path)
   assert proc.returncode != 0
   assert 'configs/nonexistent.py' in proc.stderr and 'Traceback' not in proc.stderr
+  assert "the shipped configs are ['configs/autoencoder.py', 'configs/gan.py'," in proc.stderr
 
 
 @pytest.fixture(scope='module')
@@ -48,15 +49,19 @@ def installed_package(tmp_path_factory):
 
 def test_pip_install_ships_the_configs(installed_package):
   shipped = sorted(p.name for p in (installed_package / 'deblur_jax' / 'configs').glob('*.py'))
-  assert shipped == sorted(p.name for p in (REPO / 'configs').glob('*.py'))
+  assert shipped == sorted(p.name for p in (REPO / 'deblur_jax' / 'configs').glob('*.py'))
+  templates = installed_package / 'deblur_jax' / 'evaluation' / 'templates'
+  assert sorted(p.name for p in templates.iterdir()) == sorted(
+      p.name for p in (REPO / 'deblur_jax' / 'evaluation' / 'templates').iterdir())
 
 
 def test_the_installed_main_runs_a_shipped_config_from_another_folder(installed_package,
                                                                     tmp_path):
-  """tiny.py imports its sibling configs.mimo: that works from the installed copy too."""
-  proc = run_tool('deblur_jax.main', '--config=configs/tiny.py', f'--workdir={tmp_path / "w"}',
+  """Config files import deblur_jax.configs.common: that works from the installed copy,
+  with nothing added to sys.path."""
+  proc = run_tool('deblur_jax.main', '--config=configs/mimo.py:tiny', f'--workdir={tmp_path / "w"}',
                   '--mode=eval', cwd=tmp_path, pythonpath=installed_package)
   assert proc.returncode == 2, proc.stderr[-2000:]
   # The config loaded; there is nothing to evaluate.
   assert 'No checkpoint in' in proc.stderr and 'train first' in proc.stderr
-  assert str(installed_package / 'deblur_jax' / 'configs' / 'tiny.py') in proc.stderr
+  assert str(installed_package / 'deblur_jax' / 'configs' / 'mimo.py') in proc.stderr

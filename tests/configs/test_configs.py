@@ -1,5 +1,5 @@
-"""Every config file and variant the README documents: locked data with the documented
-values, one variant syntax for all, typos rejected; the demo config trains."""
+"""Every shipped config and variant the docs name: locked data with the documented values,
+one variant syntax for all, typos rejected; README command 1's config trains."""
 
 import importlib
 
@@ -7,7 +7,7 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from configs import default, demo
+from deblur_jax.configs import common, mimo
 from deblur_jax.training import loop
 from helpers import REPO
 
@@ -15,18 +15,17 @@ SECTIONS = {'seed', 'model', 'data', 'loss', 'optimizer', 'train', 'eval', 'gan'
 
 # (config file[:variant], documented values: {'section.field': value}).
 DOCUMENTED = [
-    ('default.py', {'model.name': 'mimo_unet', 'model.num_res': 8, 'train.batch_size': 4,
-                    'data.crop_size': 256, 'optimizer.learning_rate': 1e-4,
-                    'train.num_epochs': 3000.0, 'data.source': 'auto', 'data.dir': ''}),
     ('mimo.py', {'model.name': 'mimo_unet', 'model.num_res': 8, 'model.dropout_rate': 0.0,
-                 'optimizer.schedule': 'multistep', 'loss.name': 'mimo'}),
+                 'optimizer.schedule': 'multistep', 'loss.name': 'mimo', 'train.batch_size': 4,
+                 'data.crop_size': 256, 'optimizer.learning_rate': 1e-4,
+                 'train.num_epochs': 3000.0, 'data.source': 'auto', 'data.dir': ''}),
     ('mimo.py:plus', {'model.num_res': 20, 'model.dropout_rate': 0.1, 'train.batch_size': 4}),
-    ('demo.py', {'model.base_width': 16, 'model.num_res': 1, 'train.num_train_steps': 1600,
+    ('mimo.py:demo', {'model.base_width': 16, 'model.num_res': 1, 'train.num_train_steps': 1600,
                  'optimizer.learning_rate': 2e-3, 'optimizer.schedule': 'cosine',
                  'optimizer.warmup_steps': 100, 'data.crop_size': 64, 'train.batch_size': 16,
                  'data.demo.motion_fraction': 0.2, 'train.eval_every_steps': 800,
                  'train.checkpoint_every_steps': 400, 'data.source': 'auto'}),
-    ('tiny.py', {'model.base_width': 8, 'model.num_res': 1, 'train.num_train_steps': 3,
+    ('mimo.py:tiny', {'model.base_width': 8, 'model.num_res': 1, 'train.num_train_steps': 3,
                  'train.batch_size': 4, 'data.crop_size': 32, 'train.checkpoint_every_steps': 2,
                  'optimizer.learning_rate': 1e-3, 'data.max_eval_images': 2}),
     ('unet.py', {'model.name': 'unet', 'loss.name': 'mse', 'optimizer.learning_rate': 1e-3,
@@ -45,7 +44,7 @@ DOCUMENTED = [
                              'train.num_train_steps': 600}),
     ('autoencoder.py:attention', {'model.name': 'attention_autoencoder', 'data.crop_size': 224,
                                   'model.base_features': 64}),
-    ('autoencoder.py:attention_demo', {'model.name': 'attention_autoencoder',
+    ('autoencoder.py:attention,demo', {'model.name': 'attention_autoencoder',
                                        'model.base_features': 32, 'data.crop_size': 64,
                                        'train.num_train_steps': 600}),
     ('gan.py', {'model.name': 'gan_generator', 'gan.discriminator.name': 'patchgan',
@@ -73,7 +72,7 @@ DOCUMENTED = [
 
 def load(spec, *overrides):
   """The config of `--config=configs/SPEC OVERRIDES...`, parsed as the tools parse it."""
-  argv = ['prog', f'--config={REPO / "configs" / spec}', *overrides]
+  argv = ['prog', f'--config={REPO / "deblur_jax" / "configs" / spec}', *overrides]
   flag_values = flags.FlagValues()
   config_flags.DEFINE_config_file('config', None, '', flag_values=flag_values,
                                   lock_config=True, sys_argv=argv)
@@ -99,14 +98,11 @@ def test_documented_configs_have_the_documented_values_and_reject_typos(spec, va
     config.train.batch_sizes = 8  # locked: no new fields in code either
 
 
-def test_variants_combine_with_commas_or_underscores_and_short_ones_share_one_recipe():
-  assert load('autoencoder.py:attention,demo') == load('autoencoder.py:attention_demo')
-  assert load('mimo.py:plus,tiny').model.num_res == 1  # the short variant shrinks last
-  assert load('mimo.py:tiny') == load('tiny.py')
-  demo_variant, demo_file = load('mimo.py:demo'), load('demo.py')
-  assert demo_variant.model == demo_file.model
-  assert demo_variant.train.num_train_steps == 600 and demo_file.train.num_train_steps == 1600
-  for spec in ('unet.py:tiny', 'resunet.py:tiny', 'autoencoder.py:attention_tiny', 'gan.py:tiny'):
+def test_variants_combine_with_commas_and_short_ones_share_one_recipe():
+  assert load('mimo.py:plus,tiny').model.num_res == 1  # the short run shrinks last
+  assert load('mimo.py:plus,tiny').model.dropout_rate == 0.1
+  assert load('unet.py:demo').train.num_train_steps == 600  # the shared demo length
+  for spec in ('unet.py:tiny', 'resunet.py:tiny', 'autoencoder.py:attention,tiny', 'gan.py:tiny'):
     config = load(spec)
     assert (config.data.crop_size, config.train.batch_size, config.train.num_train_steps,
             config.data.dir, config.data.source) == (32, 4, 3, '', 'auto')
@@ -119,16 +115,17 @@ def test_variants_combine_with_commas_or_underscores_and_short_ones_share_one_re
                      r"'tiny'\]"),
     ('autoencoder.py:demo,tiny', r"at most one of \['demo', 'tiny'\]"),
     ('gan.py:demo,demo', r"Unknown variant 'demo,demo'"),
+    ('autoencoder.py:attention_demo', r"Unknown variant 'attention_demo'"),
 ])
 def test_unknown_or_conflicting_variants_are_errors_naming_the_file(spec, message):
   with pytest.raises(ValueError, match=message):
     name, arg = spec.split(':')
-    importlib.import_module(f'configs.{name[:-3]}').get_config(arg)
-  assert default.parse_variants(None, 'configs/x.py') == ()
+    importlib.import_module(f'deblur_jax.configs.{name[:-3]}').get_config(arg)
+  assert common.parse_arg(None, 'configs/x.py') == ()
 
 
 def test_demo_config_trains_two_steps_on_the_embedded_photos(tmp_path):
-  config = demo.get_config()
+  config = mimo.get_config('demo')
   config.train.num_train_steps = 2
   config.optimizer.warmup_steps = 1
   config.train.batch_size = 4

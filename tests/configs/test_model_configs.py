@@ -13,12 +13,12 @@ from helpers import saved_item
 
 
 def tiny(config_name, variant='tiny'):
-  return importlib.import_module(f'configs.{config_name}').get_config(variant)
+  return importlib.import_module(f'deblur_jax.configs.{config_name}').get_config(variant)
 
 
 @pytest.mark.parametrize('config_name,variant', [
     ('unet', 'tiny'), ('resunet', 'tiny'), ('autoencoder', 'tiny'),
-    ('autoencoder', 'attention_tiny'), ('nafnet', 'tiny')])
+    ('autoencoder', 'attention,tiny'), ('nafnet', 'tiny')])
 def test_each_seed_config_trains_two_steps(config_name, variant, tmp_path):
   config = tiny(config_name, variant)
   config.train.num_train_steps = 2

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from configs import tiny
+from deblur_jax.configs import mimo
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import cache, pipeline, transforms
 from deblur_jax.data import pairs as pairs_lib
@@ -18,7 +18,7 @@ from helpers import make_pair_tree, smooth_image, train_batches
 
 
 def train_config(root, mode='none', cache_dir=''):
-  config = tiny.get_config().data
+  config = mimo.get_config('tiny').data
   config.dir = str(root)
   config.cache = mode
   config.cache_dir = str(cache_dir)

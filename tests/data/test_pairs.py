@@ -154,12 +154,12 @@ def test_malformed_pairs_files_name_the_file_and_line(realblur_like, tmp_path, t
 
 
 def test_the_pipeline_reads_pairs_files_for_training_and_evaluation(realblur_like, tmp_path):
-  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from deblur_jax.configs import mimo  # pylint: disable=g-import-not-at-top
   from deblur_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   (tmp_path / 'train.txt').write_text('scene001/blur/blur_1.png scene001/gt/gt_1.png\n'
                                       'scene001/blur/blur_2.png scene001/gt/gt_2.png\n')
   (tmp_path / 'test.txt').write_text('scene002/blur/blur_1.png scene002/gt/gt_1.png\n')
-  config = tiny.get_config().data
+  config = mimo.get_config('tiny').data
   config.dir = str(realblur_like)  # has no train/ or test/ folder: the lists are used
   config.train_pairs_file = str(tmp_path / 'train.txt')
   config.eval_pairs_file = str(tmp_path / 'test.txt')

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import tiny
+from deblur_jax.configs import mimo
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.data import pipeline
@@ -16,7 +16,7 @@ from helpers import contains_window, make_pair_tree, train_batches
 
 @pytest.fixture
 def data_config(pair_tree):
-  config = tiny.get_config().data
+  config = mimo.get_config('tiny').data
   config.dir = str(pair_tree)
   return config
 

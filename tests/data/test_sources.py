@@ -4,7 +4,7 @@ for every source, and a clear error for every inconsistent source/dir/cache."""
 import numpy as np
 import pytest
 
-from configs import tiny
+from deblur_jax.configs import mimo
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline, sources, transforms
 from deblur_jax.data.sources import demo, folders, gopro_tfds, synthetic
@@ -14,7 +14,7 @@ from helpers import make_pair_tree, smooth_image, write_png
 def config_for(name, tmp_path):
   """(config.data reading source `name` from small files under tmp_path, its
   number of training images, its number of evaluation pairs)."""
-  config = tiny.get_config().data
+  config = mimo.get_config('tiny').data
   config.source = name
   config.crop_size = 16
   if name == 'folders':
@@ -63,7 +63,7 @@ def test_every_source_gives_seeded_crops_and_readable_eval_pairs(name, tmp_path)
     ('demo', '', demo.SOURCE), ('folders', '/d', folders.SOURCE),
     ('synthetic', '/d', synthetic.SOURCE), ('tfds', '', gopro_tfds.SOURCE)])
 def test_one_dispatch_picks_the_source(source, data_dir, expected):
-  config = tiny.get_config().data
+  config = mimo.get_config('tiny').data
   config.source, config.dir = source, data_dir
   assert sources.resolve(config) is expected
   assert sources.source_name(config) in sources.MODULES
@@ -84,7 +84,7 @@ def test_one_dispatch_picks_the_source(source, data_dir, expected):
 ])
 def test_inconsistent_source_dir_and_cache_are_errors_naming_the_fields(source, data_dir, cache,
                                                                         message, tmp_path):
-  config = tiny.get_config().data
+  config = mimo.get_config('tiny').data
   config.source, config.dir, config.cache = source, data_dir, cache
   for check in (pipeline.check_config,
                 lambda c: pipeline.find_eval_pairs(c, str(tmp_path), min_size=16),
@@ -100,7 +100,7 @@ def test_inconsistent_source_dir_and_cache_are_errors_naming_the_fields(source, 
     ('cache', 'ram', r"Unknown config\.data\.cache 'ram'"),
 ])
 def test_bad_data_fields_are_errors_before_any_data_is_read(field, value, message):
-  config = tiny.get_config().data
+  config = mimo.get_config('tiny').data
   config.dir = '/nowhere'  # never looked at
   config[field] = value
   with pytest.raises(InputError, match=message):

@@ -3,15 +3,15 @@
 import jax
 import numpy as np
 
-from configs import tiny
 from deblur_jax import models
+from deblur_jax.configs import mimo
 from deblur_jax.evaluation import eval_step
 from deblur_jax.parallel import sharding
 
 
 def test_eval_step_scores_any_image_size():
   mesh = sharding.create_mesh(jax.devices()[:4])
-  model = models.build_model(tiny.get_config().model)
+  model = models.build_model(mimo.get_config('tiny').model)
   variables = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32), train=False)
   eval_fn = eval_step.jit_eval_step(mesh, apply_fn=model.apply, size_multiple=4)
   rng = np.random.default_rng(0)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import tiny
+from deblur_jax.configs import mimo
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline
 from deblur_jax.evaluation import evaluator, metrics, protocols, results
@@ -169,7 +169,7 @@ def test_evaluate_checkpoint_scores_and_records_the_configs_protocol(tmp_path):
   data = make_pair_tree(tmp_path / 'data', splits=('test',), num_sequences=1, per_sequence=2,
                         size=(24, 32))
   write_tiny_checkpoint(tmp_path / 'work', step=1)
-  config = tiny.get_config()
+  config = mimo.get_config('tiny')
   config.data.dir = str(data)
   config.eval.update(protocol='basicsr', crop_border=2, y_channel=True)
   summary = evaluator.evaluate_checkpoint(config, str(tmp_path / 'work'))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import tiny
+from deblur_jax.configs import mimo
 from deblur_jax.core.errors import InputError
 from deblur_jax.evaluation import report
 from deblur_jax.training import loop
@@ -25,9 +25,9 @@ GROUPS = {'GOPR0000_00_00': 3, 'GOPR0001_00_00': 1}  # the 4 evaluated images' s
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
-  """A workdir of configs/tiny.py trained 4 steps, evaluated at steps 2 and 4 on the first 4
+  """A workdir of configs/mimo.py:tiny trained 4 steps, evaluated at steps 2 and 4 on the first 4
   test pairs (two sequences); the summary of its last evaluation."""
-  config = tiny.get_config()
+  config = mimo.get_config('tiny')
   config.data.dir = str(make_pair_tree(tmp_path_factory.mktemp('pairs') / 'data'))
   config.data.max_eval_images = 4
   config.train.num_train_steps = 4

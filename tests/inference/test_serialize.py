@@ -5,14 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import tiny
 from deblur_jax import models
+from deblur_jax.configs import mimo
 from deblur_jax.inference import deblur, export
 
 
 @pytest.fixture(scope='module')
 def tiny_model():
-  model = models.build_model(tiny.get_config().model)
+  model = models.build_model(mimo.get_config('tiny').model)
   init = jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False))
   return model, init()
 

@@ -81,10 +81,10 @@ def test_scripts_find_common_sh_from_another_working_directory(tmp_path, name, a
 
 
 def test_local_dry_run_prints_the_training_command():
-  proc = run_script('local.sh', '--dry-run', 'configs/tiny.py', '/tmp/w d', '--config.seed=7',
+  proc = run_script('local.sh', '--dry-run', 'configs/mimo.py:tiny', '/tmp/w d', '--config.seed=7',
                     env={'PYTHON': 'py'})
   assert proc.returncode == 0, proc.stderr
-  assert commands(proc.stdout) == [['py', '-m', 'deblur_jax.main', '--config=configs/tiny.py',
+  assert commands(proc.stdout) == [['py', '-m', 'deblur_jax.main', '--config=configs/mimo.py:tiny',
                                     '--workdir=/tmp/w d', '--config.seed=7']]
 
 
@@ -107,13 +107,13 @@ def test_slurm_copy_reads_common_sh_from_the_submit_dir_or_deblur_launch_dir(tmp
 
 @pytest.mark.parametrize('name', SCRIPTS)
 def test_missing_arguments_print_usage_and_fail(name):
-  proc = run_script(name, 'configs/tiny.py')
+  proc = run_script(name, 'configs/mimo.py:tiny')
   assert proc.returncode == 2
   assert 'Usage:' in proc.stderr
 
 
 def test_multiprocess_cpu_dry_run_prints_one_command_per_process():
-  proc = run_script('multiprocess_cpu.sh', '--dry-run', '3', '2', 'configs/tiny.py', '/tmp/w d',
+  proc = run_script('multiprocess_cpu.sh', '--dry-run', '3', '2', 'configs/mimo.py:tiny', '/tmp/w d',
                     '--config.seed=7', env={'XLA_FLAGS': '--xla_cpu_enable_fast_math=false',
                                             'COORDINATOR_PORT': '12345', 'PYTHON': 'py'})
   assert proc.returncode == 0, proc.stderr
@@ -127,7 +127,7 @@ def test_multiprocess_cpu_dry_run_prints_one_command_per_process():
                         'JAX_ENABLE_COMPILATION_CACHE=false', 'py']
     args = line[5:]
     assert args[:2] == ['-m', 'deblur_jax.main']
-    assert {'--config=configs/tiny.py', '--workdir=/tmp/w d', '--distributed',
+    assert {'--config=configs/mimo.py:tiny', '--workdir=/tmp/w d', '--distributed',
             '--coordinator_address=127.0.0.1:12345', '--num_processes=3',
             f'--process_id={i}', '--config.seed=7'} <= set(args)
     log = ['>', f'/tmp/w d/logs/process_{i}.log', '2>&1'] if i else []
@@ -144,7 +144,7 @@ def test_multiprocess_cpu_picks_a_free_port():
 
 @pytest.mark.parametrize('n,m', [('0', '2'), ('2', 'x')])
 def test_multiprocess_cpu_rejects_bad_counts(n, m):
-  proc = run_script('multiprocess_cpu.sh', n, m, 'configs/tiny.py', '/tmp/w')
+  proc = run_script('multiprocess_cpu.sh', n, m, 'configs/mimo.py:tiny', '/tmp/w')
   assert proc.returncode == 2
   assert 'must be positive integers' in proc.stderr
 

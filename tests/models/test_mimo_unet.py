@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import mimo
 from deblur_jax import models
+from deblur_jax.configs import mimo
 from deblur_jax.models import image_ops, layers, mimo_unet
 
 

@@ -34,18 +34,18 @@ def final_params(workdir, step):
 def runs(tmp_path_factory):
   """Workdirs of the tiny config trained as 2 processes x 2 devices by
   launch/multiprocess_cpu.sh and, at the same time, as 1 process x 4 devices here."""
-  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from deblur_jax.configs import mimo  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('runs')
   data_dir = make_pair_tree(root / 'data')
   single, multi = root / 'one_process', root / 'two_processes'
   launched = start(['timeout', str(TIMEOUT_S), 'launch/multiprocess_cpu.sh', '2', '2',
-                    'configs/tiny.py', str(multi), f'--config.data.dir={data_dir}'],
+                    'configs/mimo.py:tiny', str(multi), f'--config.data.dir={data_dir}'],
                    # The launcher appends its device count to these flags: the same
                    # compiled programs as this process's reference run.
                    {'XLA_FLAGS': FAST_COMPILE_XLA_FLAGS, 'PYTHON': sys.executable},
                    root / 'two_processes.log')
   try:
-    config = tiny.get_config()
+    config = mimo.get_config('tiny')
     config.data.dir = str(data_dir)
     loop.train_and_evaluate(config, str(single))
   finally:
@@ -100,7 +100,7 @@ def test_missing_processes_are_a_clear_error_not_a_hang(tmp_path, process_id):
   """Process 0 alone waits for a process that never comes; process 1 alone finds
   no coordinator. Both give up after --coordinator_timeout_s with advice."""
   start_time = time.monotonic()
-  proc = start([sys.executable, '-m', 'deblur_jax.main', '--config=configs/tiny.py',
+  proc = start([sys.executable, '-m', 'deblur_jax.main', '--config=configs/mimo.py:tiny',
                 f'--workdir={tmp_path}', '--distributed',
                 f'--coordinator_address=127.0.0.1:{free_port()}', '--num_processes=2',
                 f'--process_id={process_id}', '--coordinator_timeout_s=3'],

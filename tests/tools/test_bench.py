@@ -6,12 +6,12 @@ from helpers import run_tool
 
 
 def test_bench_command_prints_one_json_line_with_the_flags_defaults():
-  proc = run_tool('deblur_jax.bench', '--config=configs/tiny.py', '--what=infer', '--steps=1',
+  proc = run_tool('deblur_jax.bench', '--config=configs/mimo.py:tiny', '--what=infer', '--steps=1',
                   '--warmup=0')
   assert proc.returncode == 0, proc.stderr[-2000:]
   [line] = proc.stdout.strip().splitlines()
   record = json.loads(line)
-  assert next(iter(record)) == 'config' and record['config'] == 'configs/tiny.py'
+  assert next(iter(record)) == 'config' and record['config'] == 'configs/mimo.py:tiny'
   assert record['what'] == 'infer' and record['num_devices'] == 1
   assert record['batch'] == 1  # --what=infer: one image per device
   assert record['height'] == record['width'] == 32  # config.data.crop_size

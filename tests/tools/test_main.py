@@ -13,7 +13,7 @@ from helpers import run_tool, saved_item
 
 
 def run_main(workdir, *overrides, devices=1, mode='train'):
-  return run_tool('deblur_jax.main', '--config=configs/tiny.py', f'--workdir={workdir}',
+  return run_tool('deblur_jax.main', '--config=configs/mimo.py:tiny', f'--workdir={workdir}',
                   f'--mode={mode}', *overrides, num_devices=devices)
 
 

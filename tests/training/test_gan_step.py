@@ -6,8 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from configs import gan
 from deblur_jax import models
+from deblur_jax.configs import gan
 from deblur_jax.parallel import sharding
 from deblur_jax.training import gan_step, losses, optimizers
 from deblur_jax.training.state import create_train_state

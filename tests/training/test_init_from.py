@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from configs import gan as gan_configs
-from configs import tiny
 from deblur_jax import models
+from deblur_jax.configs import gan as gan_configs
+from deblur_jax.configs import mimo
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline
 from deblur_jax.parallel import sharding
@@ -42,8 +42,8 @@ def converted(tmp_path_factory):
 
 
 def official_config(data_dir, converted):
-  """configs/tiny.py at the official fixture's sizes, fine-tuning from it."""
-  config = tiny.get_config()
+  """configs/mimo.py:tiny at the official fixture's sizes, fine-tuning from it."""
+  config = mimo.get_config('tiny')
   config.model.update(base_width=4, num_res=2)
   config.data.dir = data_dir
   config.optimizer.learning_rate = 3e-3

@@ -13,7 +13,7 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from configs import tiny
+from deblur_jax.configs import mimo
 from deblur_jax.core import checkpoints
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline
@@ -45,16 +45,16 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture
 def config(data_dir):
-  config = tiny.get_config()
+  config = mimo.get_config('tiny')
   config.data.dir = data_dir
   return config
 
 
 @pytest.fixture(scope='module')
 def trained(data_dir, tmp_path_factory):
-  """A workdir of configs/tiny.py trained 3 steps (checkpoints 2, 3; logs every step),
+  """A workdir of configs/mimo.py:tiny trained 3 steps (checkpoints 2, 3; logs every step),
   and the summary train_and_evaluate returned."""
-  config = tiny.get_config()
+  config = mimo.get_config('tiny')
   config.data.dir = data_dir
   workdir = tmp_path_factory.mktemp('trained')
   return workdir, loop.train_and_evaluate(config, str(workdir))

@@ -6,13 +6,13 @@ import numpy as np
 import optax
 import pytest
 
-from configs import default
+from deblur_jax.configs import common
 from deblur_jax.training import optimizers
 
 
 @pytest.fixture
 def opt_config():
-  return default.get_config().optimizer
+  return common.base_config().optimizer
 
 
 def build(opt_config, **fields):

@@ -27,7 +27,7 @@ def saved_steps(workdir):
   return steps
 
 
-def main_command(workdir, *overrides, config='configs/tiny.py'):
+def main_command(workdir, *overrides, config='configs/mimo.py:tiny'):
   return [sys.executable, '-m', 'deblur_jax.main', f'--config={config}', f'--workdir={workdir}',
           *overrides]
 
@@ -127,7 +127,7 @@ def test_a_run_moves_to_two_processes_where_sigterm_to_one_stops_both_then_back(
   loop.train_and_evaluate(config, str(moved))
   log_0, log_1 = tmp_path / 'process_0.log', moved / 'logs' / 'process_1.log'
   launched = start(['timeout', str(TIMEOUT_S), 'launch/multiprocess_cpu.sh', '2', '1',
-                    'configs/tiny.py', str(moved), f'--config.data.dir={config.data.dir}',
+                    'configs/mimo.py:tiny', str(moved), f'--config.data.dir={config.data.dir}',
                     '--config.train.num_train_steps=400',
                     '--config.train.checkpoint_every_steps=2',
                     '--config.train.eval_every_steps=1000'],

@@ -7,15 +7,15 @@ import numpy as np
 import optax
 import pytest
 
-from configs import tiny
 from deblur_jax import models
+from deblur_jax.configs import mimo
 from deblur_jax.parallel import sharding
 from deblur_jax.training import losses, optimizers, train_step
 from deblur_jax.training.state import TrainState, create_train_state
 
 
 def setup(num_devices, loss='mimo', **model_overrides):
-  config = tiny.get_config()
+  config = mimo.get_config('tiny')
   config.model.update(model_overrides)
   config.loss.name = loss
   mesh = sharding.create_mesh(jax.devices()[:num_devices])
@@ -78,7 +78,7 @@ def test_state_is_donated_and_batches_are_split_over_devices():
 
 def test_fsdp_shards_the_state_and_computes_the_same_step():
   """Parameters and Adam moments split over 4 devices give the replicated step's numbers."""
-  config = tiny.get_config()
+  config = mimo.get_config('tiny')
   mesh = sharding.create_mesh(jax.devices()[:4])
   model = models.build_model(config.model)
   tx, schedule = optimizers.build_optimizer(config.optimizer, 10, 1)
@@ -103,7 +103,7 @@ def test_fsdp_shards_the_state_and_computes_the_same_step():
 
 
 def test_remat_keeps_the_parameters_and_the_gradients():
-  config = tiny.get_config()
+  config = mimo.get_config('tiny')
   batch = random_batch()
   grads = []
   for remat in (False, True):
@@ -119,7 +119,7 @@ def test_remat_keeps_the_parameters_and_the_gradients():
 def test_bfloat16_compute_matches_float32_within_bfloat16_rounding():
   """bfloat16 keeps 8 bits of mantissa (relative rounding 2^-8 = 0.4%): one step's loss
   and gradient norm agree with float32 to 2%, and the parameters stay float32."""
-  config = tiny.get_config()
+  config = mimo.get_config('tiny')
   mesh = sharding.create_mesh()
   tx, schedule = optimizers.build_optimizer(config.optimizer, 10, 1)
   results = []

@@ -250,10 +250,10 @@ def test_a_pickle_cannot_change_the_allowed_globals(tmp_path):
 
 
 def test_training_on_converted_weights_is_a_clear_error(tmp_path, pair_tree):
-  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from deblur_jax.configs import mimo  # pylint: disable=g-import-not-at-top
   from deblur_jax.training import loop  # pylint: disable=g-import-not-at-top
   _, model_config = official.convert_file(tiny_checkpoint('zip'), 'mimo_unet', str(tmp_path))
-  config = tiny.get_config()
+  config = mimo.get_config('tiny')
   config.model.update(model_config)
   config.data.dir = str(pair_tree)
   with pytest.raises(InputError, match='holds model weights only'):

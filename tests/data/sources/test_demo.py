@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import tiny
+from deblur_jax.configs import mimo
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline
 from deblur_jax.data.sources import demo
@@ -14,7 +14,7 @@ from helpers import train_batches
 
 
 def test_demo_batches_are_blurred_crops_of_the_photos():
-  config = tiny.get_config().data
+  config = mimo.get_config('tiny').data
   (batch,), num_images = train_batches(config, 1)
   assert num_images == len(config.demo.train_photos.split(','))
   assert batch['blur'].shape == (4, 32, 32, 3)
@@ -22,7 +22,7 @@ def test_demo_batches_are_blurred_crops_of_the_photos():
   np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)  # stored as 8-bit
 
 def test_demo_eval_pairs_are_written_once_per_blur(tmp_path):
-  config = tiny.get_config().data
+  config = mimo.get_config('tiny').data
   config.demo.eval_blurs = 'gauss7,motion'
   config.max_eval_images = 0
   found, _ = pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
@@ -37,14 +37,14 @@ def test_demo_eval_pairs_are_written_once_per_blur(tmp_path):
   assert all(os.path.getmtime(p.blur) == written[p.blur] for p in again)
 
 def test_unknown_demo_blur_is_an_error(tmp_path):
-  config = tiny.get_config().data
+  config = mimo.get_config('tiny').data
   config.demo.eval_blurs = 'gauss7,defocus'
   with pytest.raises(ValueError, match=r"eval_blurs names \['defocus'\]"):
     pipeline.find_eval_pairs(config, str(tmp_path), min_size=11)
 
 
 def test_grey_photos_train_as_three_equal_channels():
-  config = tiny.get_config().data
+  config = mimo.get_config('tiny').data
   config.demo.train_photos = 'camera, grass'
   (batch,), num_images = train_batches(config, 1)
   assert num_images == 2
@@ -71,7 +71,7 @@ def test_the_motion_bank_holds_the_configured_number_of_kernels():
     ('train_photos', ' , ', r"config\.data\.demo\.train_photos names no photo"),
 ])
 def test_bad_demo_settings_name_the_field(field, value, message):
-  config = tiny.get_config().data
+  config = mimo.get_config('tiny').data
   if field == 'crop_size':
     config.crop_size = value
   else:
@@ -81,7 +81,7 @@ def test_bad_demo_settings_name_the_field(field, value, message):
 
 
 def test_the_demo_is_chosen_explicitly_or_by_an_empty_dir_and_reads_no_dir(tmp_path):
-  config = tiny.get_config().data
+  config = mimo.get_config('tiny').data
   config.source = 'demo'
   (batch,), num_images = train_batches(config, 1)
   assert num_images == len(config.demo.train_photos.split(',')) and batch['blur'].shape == (4, 32, 32, 3)

@@ -236,9 +236,9 @@ def test_other_folder_names_are_config_errors(tmp_path, field, value):
 def test_training_reads_gopro_from_tfds_when_the_config_says_so(prepared, manual_dir, tmp_path):
   """The train loop end to end with data.source='tfds': crops from the prepared
   dataset, evaluation over its test split."""
-  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from deblur_jax.configs import mimo  # pylint: disable=g-import-not-at-top
   from deblur_jax.training import loop  # pylint: disable=g-import-not-at-top
-  config = tiny.get_config()
+  config = mimo.get_config('tiny')
   config.data.source = 'tfds'
   config.data.tfds_data_dir = str(prepared)
   config.data.crop_size = 16

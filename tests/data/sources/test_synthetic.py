@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import tiny
+from deblur_jax.configs import mimo
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline
 from deblur_jax.data.sources import synthetic
@@ -29,7 +29,7 @@ def photos(tmp_path):
 
 @pytest.fixture
 def data_config(photos):
-  config = tiny.get_config().data
+  config = mimo.get_config('tiny').data
   config.source = 'synthetic'
   config.dir = str(photos)
   config.synthetic.kernels = 'gauss11'
@@ -120,7 +120,7 @@ def test_missing_folders_and_a_cache_are_errors(data_config, tmp_path):
 
 
 def test_training_runs_on_synthetic_blur_end_to_end(photos, tmp_path):
-  config = tiny.get_config()
+  config = mimo.get_config('tiny')
   config.data.source = 'synthetic'
   config.data.dir = str(photos)
   config.train.num_train_steps = 2

@@ -9,17 +9,17 @@ from typing import Optional
 
 import ml_collections
 
-from configs import default as default_lib
+from deblur_jax.configs import common
 
 
 def get_config(arg: Optional[str] = None):
-  variants = default_lib.parse_variants(arg, 'configs/resunet.py')
-  config = default_lib.get_config()
+  variants = common.parse_arg(arg, 'configs/resunet.py')
+  config = common.base_config()
   config.model = ml_collections.ConfigDict(dict(
-      name='resunet',
+      name='resunet',  # The registry name (deblur_jax.models.MODELS).
       base_features=16,  # The stem's channels (the report's 3->16 conv).
       num_blocks=2,  # Residual blocks at the bottleneck.
-      sigmoid_output=True,
+      sigmoid_output=True,  # A sigmoid on the output, as the report's head.
       global_residual=False,  # Not the report's: input + tanh correction, no sigmoid.
   ))
   config.loss.name = 'l1'
@@ -32,7 +32,7 @@ def get_config(arg: Optional[str] = None):
   config.train.num_epochs = 50.0
   config.train.eval_every_steps = 1000
   config.data.crop_size = 256
-  default_lib.apply_short_variant(config, variants)
+  common.apply_short_run(config, variants)
   if 'tiny' in variants:
     config.model.base_features = 4
   return config

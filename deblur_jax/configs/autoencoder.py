@@ -3,24 +3,26 @@
 batch 32, 100 epochs, and the one with a dilated bottleneck, residual
 connections and attention (`configs/autoencoder.py:attention`), trained at
 224x224. Add `demo` or `tiny` for the short variants, e.g.
-`configs/autoencoder.py:attention,demo` (or `:attention_demo`).
+`configs/autoencoder.py:attention,demo`.
 """
 
 from typing import Optional
 
 import ml_collections
 
-from configs import default as default_lib
+from deblur_jax.configs import common
 
 VARIANTS = ('attention',)
 
 
 def get_config(arg: Optional[str] = None):
-  variants = default_lib.parse_variants(arg, 'configs/autoencoder.py', VARIANTS)
+  variants = common.parse_arg(arg, 'configs/autoencoder.py', VARIANTS)
   attention = 'attention' in variants
-  config = default_lib.get_config()
+  config = common.base_config()
   config.model = ml_collections.ConfigDict(dict(
-      name='attention_autoencoder' if attention else 'autoencoder', base_features=64,
+      # The registry name (deblur_jax.models.MODELS): report 004's or report 002's.
+      name='attention_autoencoder' if attention else 'autoencoder',
+      base_features=64,  # The first conv's channels.
       global_residual=False))  # Not the reports': input + tanh correction, no sigmoid.
   config.loss.name = 'mse'
   config.optimizer.learning_rate = 1e-3
@@ -32,7 +34,7 @@ def get_config(arg: Optional[str] = None):
   config.train.plateau_patience = 5
   config.train.eval_every_steps = 1000
   config.data.crop_size = 224 if attention else 256
-  default_lib.apply_short_variant(config, variants)
+  common.apply_short_run(config, variants)
   if 'demo' in variants:
     config.model.base_features = 32
   if 'tiny' in variants:

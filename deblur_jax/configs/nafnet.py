@@ -20,17 +20,17 @@ from typing import Optional
 
 import ml_collections
 
-from configs import default as default_lib
+from deblur_jax.configs import common
 
 VARIANTS = ('width64',)
 
 
 def get_config(arg: Optional[str] = None):
-  variants = default_lib.parse_variants(arg, 'configs/nafnet.py', VARIANTS)
-  config = default_lib.get_config()
+  variants = common.parse_arg(arg, 'configs/nafnet.py', VARIANTS)
+  config = common.base_config()
   width64 = 'width64' in variants
   config.model = ml_collections.ConfigDict(dict(
-      name='nafnet',
+      name='nafnet',  # The registry name (deblur_jax.models.MODELS).
       width=64 if width64 else 32,  # Channels at full resolution, doubled per level.
       enc_blk_nums=(1, 1, 1, 28),  # NAFBlocks per encoder level, top first.
       middle_blk_num=1,  # NAFBlocks at the bottom.
@@ -57,7 +57,7 @@ def get_config(arg: Optional[str] = None):
   config.train.eval_every_steps = 5_000
   config.train.checkpoint_every_steps = 5_000
   config.eval.protocol = 'nafnet'
-  default_lib.apply_short_variant(config, variants)
+  common.apply_short_run(config, variants)
   if 'demo' in variants:
     config.model.width = 16
     config.model.enc_blk_nums = (1, 1, 1, 2)

@@ -11,14 +11,14 @@ from typing import Optional
 
 import ml_collections
 
-from configs import default as default_lib
+from deblur_jax.configs import common
 
 
 def get_config(arg: Optional[str] = None):
-  variants = default_lib.parse_variants(arg, 'configs/unet.py')
-  config = default_lib.get_config()
+  variants = common.parse_arg(arg, 'configs/unet.py')
+  config = common.base_config()
   config.model = ml_collections.ConfigDict(dict(
-      name='unet',
+      name='unet',  # The registry name (deblur_jax.models.MODELS).
       base_features=32,  # 32-64-128-256 channels, 512 at the bottleneck.
       batch_norm='report',  # BatchNorm placement giving the report's 1,664 statistics.
       global_residual=False,  # Not the report's: input + tanh correction, no sigmoid.
@@ -34,7 +34,7 @@ def get_config(arg: Optional[str] = None):
   config.train.early_stop_patience = 5
   config.train.eval_every_steps = 1000
   config.data.crop_size = 256
-  default_lib.apply_short_variant(config, variants)
+  common.apply_short_run(config, variants)
   if 'tiny' in variants:
     config.model.base_features = 4
   return config

@@ -16,14 +16,19 @@ from typing import Optional
 
 import ml_collections
 
-from configs import default as default_lib
+from deblur_jax.configs import common
 
 
 def get_config(arg: Optional[str] = None):
-  variants = default_lib.parse_variants(arg, 'configs/gan.py')
-  config = default_lib.get_config()
+  variants = common.parse_arg(arg, 'configs/gan.py')
+  config = common.base_config()
   config.model = ml_collections.ConfigDict(dict(
-      name='gan_generator', base_features=64, num_blocks=6, up_kernel_size=4, dropout_rate=0.0))
+      name='gan_generator',  # The registry name (deblur_jax.models.MODELS).
+      base_features=64,  # The stem's channels, doubled by each of two downsamplings.
+      num_blocks=6,  # Residual blocks at 1/4 resolution.
+      up_kernel_size=4,  # Kernel side of the two transposed convolutions.
+      dropout_rate=0.0,  # Dropout inside the residual blocks.
+  ))
   config.gan.discriminator = ml_collections.ConfigDict(dict(
       name='patchgan', base_features=64, num_layers=3))
   config.gan.loss = 'lsgan'
@@ -36,7 +41,7 @@ def get_config(arg: Optional[str] = None):
   config.train.num_epochs = 100.0
   config.train.eval_every_steps = 1000
   config.data.crop_size = 256
-  default_lib.apply_short_variant(config, variants)
+  common.apply_short_run(config, variants)
   if 'demo' in variants:
     # A tenth of DeblurGAN's steps need a larger step for the generator: at 1e-4 it is
     # still 0.18 dB below its input after 600 steps, at 1e-3 0.33 dB above (README).

@@ -1,13 +1,15 @@
-"""Default configuration: MIMO-UNet with the paper's GoPro training recipe.
+"""What every shipped config shares: the sections besides `model`, each knob with its
+unit, the one variant parser, and the short runs every config takes.
 
-Every knob a user may turn lives here with its unit. The other config files
-import this one and override a few fields. Variants are chosen after a colon,
-as in big_vision: `--config=configs/unet.py:demo`, several comma-separated
-(`configs/autoencoder.py:attention,demo`; 'attention_demo' reads the same).
-Every file takes the short variants of `SHORT_VARIANTS` (`apply_short_variant`)
-besides its own; `parse_variants` reads the text after the colon for all of
-them. Override any field from the command line:
-`--config.optimizer.learning_rate=2e-4`.
+A config file's `get_config(arg)` reads the text after the colon of
+`--config=configs/NAME.py:ARG` with `parse_arg`: comma-separated variant names, its own
+(`configs/mimo.py:plus`) and the short runs `demo` (a few CPU minutes on the embedded
+photos) and `tiny` (seconds, for tests), e.g. `configs/autoencoder.py:attention,demo`.
+It builds on `base_config()`, sets its own `config.model` section, applies
+`apply_short_run` and then shrinks its model for the short run. Any field can be
+overridden on the command line: `--config.optimizer.learning_rate=2e-4`.
+docs/configuration.md is generated from the comments here and in the model configs
+(`python -m deblur_jax.configs.reference`).
 """
 
 from typing import Optional, Sequence
@@ -36,35 +38,21 @@ def optimizer_config(learning_rate: float, b1: float) -> ml_collections.ConfigDi
   optimizer.schedule = 'multistep'
   optimizer.decay_every_epochs = 500.0  # Paper: halve every 500 epochs.
   optimizer.decay_every_steps = 0  # Used instead of epochs when > 0.
-  optimizer.decay_factor = 0.5
+  optimizer.decay_factor = 0.5  # 'multistep': the learning rate's multiplier per decay.
   optimizer.warmup_steps = 0  # Linear warm-up steps ('cosine' only).
   optimizer.end_learning_rate = 0.0  # Final learning rate ('cosine' only).
   return optimizer
 
 
-def get_config(arg: Optional[str] = None):
-  """The paper's recipe; `arg`: 'demo' or 'tiny' (see apply_short_variant)."""
-  variants = parse_variants(arg, 'configs/default.py')
-  config = base_config()
-  return apply_short_variant(config, variants)
-
-
 def base_config():
-  """MIMO-UNet and the paper's GoPro recipe, every field at its default."""
+  """Every section but `model`, each field at its default (MIMO-UNet's GoPro recipe)."""
   config = ml_collections.ConfigDict()
   config.seed = 0  # Seeds parameter init, data order, crops, flips and dropout.
 
-  # The model: `name` picks it from the registry (deblur_jax.models.MODELS);
-  # every other field is passed to the module as an attribute.
+  # The model: `name` picks it from the registry (deblur_jax.models.MODELS); every
+  # other field is passed to the module as an attribute. Each model's config file sets
+  # this section (its fields are listed under that file).
   config.model = ml_collections.ConfigDict()
-  config.model.name = 'mimo_unet'
-  config.model.base_width = 32  # Channels at full resolution (2x, 4x at 1/2, 1/4).
-  config.model.num_res = 8  # ResBlocks per encoder/decoder level (20 for MIMO-UNet+).
-  config.model.dropout_rate = 0.0  # Channel dropout on the AFF outputs (0.1 for MIMO-UNet+).
-  # BatchNorm after every conv (the first, BatchNorm, variant of the MIMO-UNet reproduction).
-  config.model.batch_norm = False
-  # Recompute ResBlock activations in the backward pass: less memory, ~1/3 more compute.
-  config.model.remat = False
 
   config.data = ml_collections.ConfigDict()
   # Root of a paired dataset: GOPRO_Large ({split}/SEQ/{blur,sharp}/*.png) or a
@@ -83,7 +71,7 @@ def base_config():
   config.data.train_split = 'train'  # Sub-folder of `dir` used for training.
   config.data.eval_split = 'test'  # Sub-folder of `dir` used for evaluation.
   config.data.blur_folder = 'blur'  # 'blur' (MIMO-UNet, NAFNet, ...) or 'blur_gamma'.
-  config.data.sharp_folder = 'sharp'
+  config.data.sharp_folder = 'sharp'  # The sharp images' folder beside blur_folder.
   # Text files listing the training / evaluation pairs instead of the split folders
   # (RealBlur, HIDE, any layout): one pair per line, two paths relative to `dir` (or
   # absolute), in pairs_file_order; '#' starts a comment. '' = scan the split folder.
@@ -142,7 +130,7 @@ def base_config():
   config.loss.extra_weights = ml_collections.ConfigDict({
       name: 0.0 for name in ('l1', 'mse', 'charbonnier', 'psnr', 'ssim', 'sobel', 'fft',
                              'fft_amplitude', 'perceptual')})
-  config.loss.charbonnier_eps = 1e-3
+  config.loss.charbonnier_eps = 1e-3  # Charbonnier's epsilon: sqrt(d^2 + eps^2).
   # Perceptual loss: distance between VGG features of output and target, with
   # ImageNet weights converted once by `python -m deblur_jax.convert_vgg`.
   config.loss.perceptual_network = 'vgg19'  # 'vgg16' or 'vgg19'.
@@ -163,9 +151,9 @@ def base_config():
   config.train.fsdp = False
   # With fsdp: arrays of fewer elements stay replicated (their all-gathers cost more).
   config.train.fsdp_min_size = 65536
-  config.train.log_every_steps = 100
+  config.train.log_every_steps = 100  # Training metrics: means over this many steps.
   config.train.eval_every_steps = 50_000  # Paper: every 100 epochs (52,600 steps).
-  config.train.checkpoint_every_steps = 5_000
+  config.train.checkpoint_every_steps = 5_000  # Also after every evaluation.
   config.train.keep_checkpoints = 3  # Latest checkpoints kept, besides the best by PSNR.
   config.train.num_image_summaries = 3  # Eval images written as blurred|restored|sharp.
   # The validation metric that picks the best checkpoint and drives the plateau
@@ -234,38 +222,36 @@ def base_config():
   return config
 
 
-SHORT_VARIANTS = ('demo', 'tiny')
+SHORT_RUNS = ('demo', 'tiny')
 
 
-def parse_variants(arg: Optional[str], config_file: str,
-                   own: Sequence[str] = ()) -> tuple[str, ...]:
+def parse_arg(arg: Optional[str], config_file: str, own: Sequence[str] = ()) -> tuple[str, ...]:
   """The variants named by `arg`, the text after the colon of --config=FILE:ARG.
 
-  Comma- or underscore-separated ('attention,demo' or 'attention_demo'); None or
-  '' names none. Each must be one of the file's `own` variants or SHORT_VARIANTS,
-  with at most one short variant; otherwise a ValueError naming `config_file`.
+  Comma-separated ('attention,demo'); None or '' names none. Each must be one of the
+  file's `own` variants or SHORT_RUNS, at most one short run and none twice;
+  otherwise a ValueError naming `config_file` and the choices.
   """
-  names = tuple(n for n in (arg or '').replace('_', ',').split(',') if n.strip())
-  names = tuple(n.strip() for n in names)
-  allowed = (*own, *SHORT_VARIANTS)
+  names = tuple(n.strip() for n in (arg or '').split(',') if n.strip())
+  allowed = (*own, *SHORT_RUNS)
   unknown = [n for n in names if n not in allowed]
-  if unknown or len(set(names) & set(SHORT_VARIANTS)) > 1 or len(set(names)) < len(names):
+  if unknown or len(set(names) & set(SHORT_RUNS)) > 1 or len(set(names)) < len(names):
     raise ValueError(f'Unknown variant {arg!r} for {config_file}; choose from {list(allowed)}, '
-                     f"comma-separated, at most one of {list(SHORT_VARIANTS)} (e.g. "
-                     f"'{config_file}:{(own or SHORT_VARIANTS)[0]}').")
+                     f"comma-separated, at most one of {list(SHORT_RUNS)} (e.g. "
+                     f"'{config_file}:{(own or SHORT_RUNS)[0]}').")
   return names
 
 
-def apply_short_variant(config: ml_collections.ConfigDict, variants: Sequence[str],
-                        demo_steps: int = 600) -> ml_collections.ConfigDict:
-  """The short variants shared by every config, when `variants` names one.
+def apply_short_run(config: ml_collections.ConfigDict, variants: Sequence[str],
+                    demo_steps: int = 600) -> ml_collections.ConfigDict:
+  """The short run shared by every config, when `variants` names one.
 
   'demo': a few CPU minutes on the embedded demo photos (64x64 crops, batch 16,
   cosine schedule over `demo_steps`, evaluation at the end); 'tiny': 3 steps of
   batch 4 at 32x32 for tests, checkpoints at steps 2 and 3. Otherwise the
   config's recipe is left as it is. Model sizes are the caller's to shrink.
   """
-  if not set(variants) & set(SHORT_VARIANTS):
+  if not set(variants) & set(SHORT_RUNS):
     return config
   config.data.dir = ''
   config.data.source = 'auto'

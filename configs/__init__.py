@@ -1,1 +1,0 @@
-"""Experiment configurations: `python -m deblur_jax.main --config=configs/NAME.py`."""
