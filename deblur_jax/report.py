@@ -6,13 +6,13 @@ builds DIR/eval/step_N.html (default: the latest evaluated step) from
 step_N.csv, step_N.json, the comparison images saved beside them and the run's
 TensorBoard event files, and prints its path. Every evaluation writes its page;
 this writes it again, e.g. with the training curves up to now. The page is made
-in deblur_jax.evaluation.report.
+in deblur_jax.evaluation.results_page.
 """
 
 from absl import flags
 
 from deblur_jax.cli import command_line
-from deblur_jax.evaluation import report
+from deblur_jax.evaluation import results_page
 
 FLAGS = flags.FLAGS
 
@@ -26,7 +26,7 @@ def _define_flags() -> None:
 
 
 def main(_):
-  print(report.write_page(FLAGS.workdir, FLAGS.step))
+  print(results_page.write_page(FLAGS.workdir, FLAGS.step))
 
 
 def run() -> None:

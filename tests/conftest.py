@@ -44,7 +44,7 @@ def tiny_config():
 SLOW_FIRST = ('parallel/test_distributed.py', 'configs/test_model_configs.py',
               'training/test_loop.py', 'training/test_train_step.py',
               'training/test_preemption.py', 'training/test_init_from.py', 'tools/test_main.py',
-              'evaluation/test_report.py', 'configs/test_configs.py')
+              'evaluation/test_results_page.py', 'configs/test_configs.py')
 
 
 def pytest_collection_modifyitems(config, items):

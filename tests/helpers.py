@@ -147,8 +147,8 @@ def run_tool(module, *args, num_devices=1, cwd=REPO, pythonpath=REPO):
 
 def train_scalars(workdir):
   """{tag: {step: value}} of the scalars in workdir's TensorBoard event files."""
-  from deblur_jax.evaluation import report  # pylint: disable=g-import-not-at-top
-  return report.read_scalars(str(workdir))
+  from deblur_jax.evaluation import results_page  # pylint: disable=g-import-not-at-top
+  return results_page.read_scalars(str(workdir))
 
 
 def start(cmd, env, log_path):

@@ -4,7 +4,7 @@
 `Evaluator` once and calls `evaluate_and_log`. Every evaluation writes the same
 files into WORKDIR/eval (process 0 only): step_N.csv (one row per image),
 step_N.json (the means, overall and per group, the protocol and the run) and
-the results page step_N.html with the comparison images beside it (report.py).
+the results page step_N.html with the comparison images beside it (results_page.py).
 """
 
 import dataclasses
@@ -18,7 +18,7 @@ from deblur_jax import models
 from deblur_jax.core import checkpoints
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline, sources
-from deblur_jax.evaluation import eval_step, protocols, report, results
+from deblur_jax.evaluation import eval_step, protocols, results, results_page
 from deblur_jax.evaluation.eval_step import PER_IMAGE_METRICS
 from deblur_jax.parallel import distributed, sharding
 
@@ -34,7 +34,7 @@ class Evaluator:
   protocol: protocols.Protocol  # How PSNR and SSIM are computed (config.eval.protocol).
   workdir: str = ''  # The results files go to workdir/eval.
   run_info: dict = dataclasses.field(default_factory=dict)  # The run, for the results page.
-  page_images: int = report.DEFAULT_PAGE_IMAGES  # Images each results page compares.
+  page_images: int = results_page.DEFAULT_PAGE_IMAGES  # Images each results page compares.
 
 
 def check_eval_section(eval_config, mesh) -> None:
@@ -108,7 +108,7 @@ def _page_images(evaluator: Evaluator, step: int) -> results.PageImages | None:
   """What saves the results page's images: on process 0, which writes the files."""
   if jax.process_index() > 0:
     return None
-  return results.PageImages(report.eval_dir(evaluator.workdir), step, evaluator.page_images)
+  return results.PageImages(results_page.eval_dir(evaluator.workdir), step, evaluator.page_images)
 
 
 def _write_results(evaluator: Evaluator, step: int, result: results.EvalResult, summary: dict,
@@ -119,9 +119,9 @@ def _write_results(evaluator: Evaluator, step: int, result: results.EvalResult, 
               'num_params': int(sum(x.size for x in jax.tree.leaves(variables['params'])))}
   record = {'step': step, **summary, **extra, 'run': run_info,
             'page_images': page_images.record()}
-  base = results.write_files(report.eval_dir(evaluator.workdir), step, result, record)
+  base = results.write_files(results_page.eval_dir(evaluator.workdir), step, result, record)
   try:
-    report.write_page(evaluator.workdir, step)
+    results_page.write_page(evaluator.workdir, step)
   except Exception:  # pylint: disable=broad-except  (a page must not stop a training)
     logging.exception('Could not write the results page %s.html; retry with python -m '
                       'deblur_jax.report --workdir=%s --step=%d', base, evaluator.workdir, step)

@@ -1,6 +1,6 @@
 """The results page of one evaluation: WORKDIR/eval/step_N.html, beside its files.
 
-  path = report.write_page(workdir, step)
+  path = results_page.write_page(workdir, step)
 
 `load_page_data` gathers what the page shows from the evaluation's files
 (step_N.csv, step_N.json and the comparison images results.PageImages saved)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from deblur_jax.configs import mimo
 from deblur_jax.core.errors import InputError
-from deblur_jax.evaluation import report
+from deblur_jax.evaluation import results_page
 from deblur_jax.training import loop
 from helpers import make_pair_tree, run_tool, saved_item
 
@@ -46,7 +46,7 @@ def saved_files(workdir, step):
 
 def test_every_evaluation_writes_csv_json_page_and_images(run):
   workdir, summary = run
-  assert report.evaluated_steps(str(workdir)) == [2, 4]
+  assert results_page.evaluated_steps(str(workdir)) == [2, 4]
   for step in (2, 4):
     assert (workdir / 'eval' / f'step_{step}.html').is_file()
     assert len(list((workdir / 'eval' / f'step_{step}_images').glob('*.png'))) == 4
@@ -61,13 +61,13 @@ def test_every_evaluation_writes_csv_json_page_and_images(run):
   assert record['run'] == {'model': 'mimo_unet', 'num_params': num_params, 'weights': 'trained',
                            'data_source': 'folders', 'eval_split': 'test'}
   assert set(record['page_images']['files']) == {r['name'] for r in rows}
-  assert record['page_images']['limit'] == report.DEFAULT_PAGE_IMAGES
+  assert record['page_images']['limit'] == results_page.DEFAULT_PAGE_IMAGES
 
 
 def test_page_data_means_and_gains_against_the_blurred_input(run):
   workdir, _ = run
   record, rows = saved_files(workdir, 4)
-  data = report.load_page_data(str(workdir), 4)
+  data = results_page.load_page_data(str(workdir), 4)
   overall = data['overall']
   assert overall['count'] == 4
   assert overall['psnr'] == pytest.approx(record['psnr'])
@@ -84,7 +84,7 @@ def test_page_data_means_and_gains_against_the_blurred_input(run):
 def test_page_data_groups_are_the_means_of_their_images(run):
   workdir, _ = run
   _, rows = saved_files(workdir, 4)
-  groups = report.load_page_data(str(workdir), 4)['groups']
+  groups = results_page.load_page_data(str(workdir), 4)['groups']
   assert {name: g['count'] for name, g in groups.items()} == GROUPS
   for name, means in groups.items():
     mine = [r for r in rows if r['name'].startswith(name + '/')]
@@ -99,7 +99,7 @@ def test_rows_come_worst_gain_first():
                           ('d.png', 27.0, 26.0))]
   record = {'step': 1, 'num_images': 4, 'psnr': 26.75, 'ssim': 0.9, 'input_psnr': 25.25,
             'input_ssim': 0.8}
-  data = report.page_data(record, rows, {})
+  data = results_page.page_data(record, rows, {})
   assert [r['name'] for r in data['rows']] == ['c.png', 'b.png', 'd.png', 'a.png']
   assert [r['gain'] for r in data['rows']] == [-1.0, 1.0, 1.0, 5.0]
   assert data['groups'] == {} and data['ema'] is None
@@ -110,15 +110,15 @@ def test_the_moving_averages_means_are_shown_beside_the_trained_weights():
   means = {'psnr': 27.0, 'ssim': 0.9, 'input_psnr': 25.0, 'input_ssim': 0.8}
   record = {'step': 1, 'num_images': 1, **means, 'ema': {**means, 'psnr': 28.0, 'mse': 0.01}}
   rows = [{'name': 'a.png', **means}]
-  data = report.page_data(record, rows, {})
+  data = results_page.page_data(record, rows, {})
   assert data['ema']['psnr_gain'] == pytest.approx(3.0)
-  assert 'Moving average of the weights' in report.render_html(data)
+  assert 'Moving average of the weights' in results_page.render_html(data)
 
 
 def test_curves_come_from_the_runs_event_files(run):
   workdir, _ = run
   curves = {c['title']: {s['tag']: s['points'] for s in c['series']}
-            for c in report.load_page_data(str(workdir), 4)['curves']}
+            for c in results_page.load_page_data(str(workdir), 4)['curves']}
   loss = curves['Training loss']['train/loss']
   assert [s for s, _ in loss] == [1, 2, 3, 4] and all(v > 0 for _, v in loss)
   assert curves['Learning rate']['train/learning_rate'] == [[s, pytest.approx(1e-3)]
@@ -129,22 +129,22 @@ def test_curves_come_from_the_runs_event_files(run):
 
 
 def test_long_curves_are_drawn_as_means_of_consecutive_values():
-  points = report._thin([(s, float(s)) for s in range(1, 1001)], max_points=100)
+  points = results_page._thin([(s, float(s)) for s in range(1, 1001)], max_points=100)
   assert len(points) == 100
   assert points[0] == [10, pytest.approx(5.5)] and points[-1] == [1000, pytest.approx(995.5)]
 
 
 def test_the_latest_evaluation_by_default(run):
-  assert report.load_page_data(str(run[0]))['step'] == 4
+  assert results_page.load_page_data(str(run[0]))['step'] == 4
 
 
 def test_a_page_for_a_step_never_evaluated_is_an_input_error(run, tmp_path):
   with pytest.raises(InputError, match=r'No evaluation at step 3 in .*eval; the evaluated '
                                        r'steps are \[2, 4\]\.$') as error:
-    report.write_page(str(run[0]), 3)
+    results_page.write_page(str(run[0]), 3)
   assert '\n' not in str(error.value)
   with pytest.raises(InputError, match=r'No evaluation results .* in .*--mode=eval'):
-    report.write_page(str(tmp_path))
+    results_page.write_page(str(tmp_path))
 
 
 class References(html.parser.HTMLParser):
@@ -176,11 +176,11 @@ def test_the_page_references_only_local_files(run):
 
 
 def test_the_page_inlines_its_templates_found_as_package_resources(run):
-  """The skeleton, style and script beside report.py are package data (pyproject.toml ships
+  """The skeleton, style and script beside results_page.py are package data (pyproject.toml ships
   them in the wheel), found through importlib.resources wherever the package is installed."""
   page = (run[0] / 'eval' / 'step_4.html').read_text()
   folder = importlib.resources.files('deblur_jax.evaluation') / 'templates'
-  names = (report.PAGE_TEMPLATE, report.STYLE_TEMPLATE, report.SCRIPT_TEMPLATE)
+  names = (results_page.PAGE_TEMPLATE, results_page.STYLE_TEMPLATE, results_page.SCRIPT_TEMPLATE)
   assert sorted(path.name for path in folder.iterdir()) == sorted(names)
   skeleton, style, script = (folder.joinpath(name).read_text(encoding='utf-8') for name in names)
   assert style.count('{') > 50 and style in page
@@ -194,7 +194,7 @@ def test_a_step_without_images_still_has_its_table(run, tmp_path):
   """The files of an evaluation copied without its images, and without the event files."""
   shutil.copytree(run[0] / 'eval', tmp_path / 'eval',
                   ignore=shutil.ignore_patterns('*_images', 'images'))
-  page = open(report.write_page(str(tmp_path), 2)).read()
+  page = open(results_page.write_page(str(tmp_path), 2)).read()
   assert 'Images were not saved for this evaluation' in page
   assert 'id="viewer"' not in page and page.count('<tr data-name=') == 4
   assert page.count("Not in this run's TensorBoard event files") == 3
