@@ -54,7 +54,8 @@ def main(_):
   record = benchmarks.run_benchmark(config, FLAGS.what, FLAGS.batch or default_batch, height,
                                     width, FLAGS.dtype or config.train.compute_dtype, FLAGS.steps,
                                     FLAGS.warmup)
-  record = {'config': config_flags.get_config_filename(FLAGS['config']), **record,
+  record = {'config': command_line.config_label(config_flags.get_config_filename(FLAGS['config'])),
+            **record,
             'xla_flags': os.environ.get('XLA_FLAGS', ''), 'cpu': runtime.cpu_description()}
   print(json.dumps(record), flush=True)
 

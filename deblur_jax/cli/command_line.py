@@ -46,6 +46,14 @@ def locate_config_files(argv: list[str]) -> list[str]:
   return located
 
 
+def config_label(config_file: str) -> str:
+  """`--config`'s file (and :ARG) as the user names it: `configs/NAME.py` for a shipped one."""
+  path, colon, arg = config_file.partition(':')
+  if os.path.dirname(os.path.abspath(path)) == shipped_configs_dir():
+    path = f'{SHIPPED_CONFIGS}/{os.path.basename(path)}'
+  return f'{path}{colon}{arg}'
+
+
 def parse_flags(argv):
   """absl's parsing, with a one-line error for a bad flag or --config override."""
   try:

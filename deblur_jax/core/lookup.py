@@ -11,8 +11,8 @@ T = TypeVar('T')
 def lookup(table: Union[Mapping[str, T], Sequence[str]], name: str, field: str):
   """`table[name]` for a mapping, `name` for a sequence of names; otherwise an
   InputError such as "Unknown config.loss.name 'l3'; choose one of ['l1', 'mse']."
-  (for a flag: "Unknown --model='x'; ..."). The choices keep the table's order."""
+  (for a flag: "Unknown --model='x'; ...")."""
   if name in table:
     return table[name] if isinstance(table, Mapping) else name
   value = f'={name!r}' if field.startswith('--') else f' {name!r}'
-  raise InputError(f'Unknown {field}{value}; choose one of {list(table)}.')
+  raise InputError(f'Unknown {field}{value}; choose one of {sorted(table)}.')

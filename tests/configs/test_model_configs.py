@@ -63,10 +63,10 @@ def test_gan_steps_change_both_networks_and_resume_exactly(tmp_path):
 
 
 @pytest.mark.parametrize('change,message', [
-    (lambda c: setattr(c.model, 'name', 'unet3d'), r"Unknown model 'unet3d' in config\.model"),
-    (lambda c: setattr(c.gan, 'loss', 'hinge'), r"'hinge'.*config\.gan\.loss"),
+    (lambda c: setattr(c.model, 'name', 'unet3d'), r"Unknown config\.model\.name 'unet3d'"),
+    (lambda c: setattr(c.gan, 'loss', 'hinge'), r"config\.gan\.loss 'hinge'"),
     (lambda c: setattr(c.gan.discriminator, 'name', 'stylegan'),
-     r"Unknown model 'stylegan' in config\.gan\.discriminator\.name"),
+     r"Unknown config\.gan\.discriminator\.name 'stylegan'"),
     (lambda c: setattr(c.data, 'crop_size', 36), r'crop_size=36 must be a multiple of 8'),
 ])
 def test_bad_model_and_adversarial_settings_name_the_field(tmp_path, change, message):

@@ -77,7 +77,7 @@ def test_one_dispatch_picks_the_source(source, data_dir, expected):
     ('demo', '/d', 'none', r"config\.data\.source='demo' does not read config\.data\.dir='/d'"),
     ('tfds', '/d', 'none', r"config\.data\.source='tfds' does not read config\.data\.dir='/d'"),
     ('lmdb', '/d', 'none', r"Unknown config\.data\.source 'lmdb'; choose one of \['auto', "
-                           r"'folders', 'tfds', 'synthetic', 'demo'\]"),
+                           r"'demo', 'folders', 'synthetic', 'tfds'\]"),
     ('auto', '', 'memory', r"config\.data\.cache='memory' applies to source='folders'; set "
                            r"it to 'none' for source='demo'"),
     ('synthetic', '/d', 'file', r"config\.data\.cache='file' applies to source='folders'"),

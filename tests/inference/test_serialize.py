@@ -7,7 +7,7 @@ import pytest
 
 from deblur_jax import models
 from deblur_jax.configs import mimo
-from deblur_jax.inference import deblur, export
+from deblur_jax.inference import deblur, serialize
 
 
 @pytest.fixture(scope='module')
@@ -23,7 +23,7 @@ def images(*shape):
 
 def test_jax_export_round_trip_for_any_batch_and_size(tiny_model):
   model, variables = tiny_model
-  deblurred = jax.export.deserialize(export.export(model, variables).serialize())
+  deblurred = jax.export.deserialize(serialize.export(model, variables).serialize())
   reference = deblur.make_deblur_fn(model, variables)
   for shape in ((2, 20, 28, 3), (1, 21, 30, 3), (1, 5, 7, 3)):
     x = images(*shape)
@@ -35,7 +35,7 @@ def test_jax_export_round_trip_for_any_batch_and_size(tiny_model):
 def test_tensorflow_saved_model_round_trip(tiny_model, tmp_path):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   model, variables = tiny_model
-  export.write_saved_model(model, variables, str(tmp_path / 'saved'))
+  serialize.write_saved_model(model, variables, str(tmp_path / 'saved'))
   serve = tf.saved_model.load(str(tmp_path / 'saved')).signatures['serving_default']
   x = images(1, 19, 26, 3)
   (out,) = serve(images=tf.constant(x)).values()

@@ -238,8 +238,9 @@ def test_perceptual_without_weights_says_how_to_get_them():
 def test_bad_perceptual_options_name_the_field_and_the_choices(field, value, allowed):
   config = loss_config('perceptual', perceptual_network='vgg16', perceptual_weights='x.npz')
   config[field] = value
-  with pytest.raises(InputError, match=rf'{value}.*config\.loss\.{field}.*{allowed}'):
+  with pytest.raises(InputError, match=rf'config\.loss\.{field}') as error:
     losses.build_loss_fn(config)
+  assert repr(value) in str(error.value) and allowed in str(error.value)
 
 
 def test_output_sizes_must_be_the_target_over_1_2_or_4():
