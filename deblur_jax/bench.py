@@ -20,6 +20,7 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
+from deblur_jax import models
 from deblur_jax.cli import command_line, runtime
 from deblur_jax.profiling import benchmarks
 
@@ -34,7 +35,7 @@ flags.DEFINE_integer('batch', None, 'Global batch (default: config.train.batch_s
 flags.DEFINE_integer('size', None, 'Square height and width (default: config.data.crop_size).')
 flags.DEFINE_integer('height', None, 'Image height; overrides --size.')
 flags.DEFINE_integer('width', None, 'Image width; overrides --size.')
-flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
+flags.DEFINE_enum('dtype', None, list(models.COMPUTE_DTYPES),
                   'Compute dtype (default: config.train.compute_dtype).')
 flags.DEFINE_integer('steps', 10, 'Timed runs (at least 1).')
 flags.DEFINE_integer('warmup', 2, 'Untimed runs after compilation.')

@@ -17,9 +17,9 @@ The library part: deblur_jax.inference.serialize.
 
 import os
 
-import jax.numpy as jnp
 from absl import flags, logging
 
+from deblur_jax import models
 from deblur_jax.cli import command_line
 from deblur_jax.core import checkpoints, files
 from deblur_jax.core.errors import InputError
@@ -29,7 +29,7 @@ FLAGS = flags.FLAGS
 command_line.define_checkpoint_flags('export')
 flags.DEFINE_string('output', None, 'The .jaxexport file to write.')
 flags.DEFINE_string('saved_model', None, 'Also write a TensorFlow SavedModel to this folder.')
-flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
+flags.DEFINE_enum('dtype', 'float32', list(models.COMPUTE_DTYPES), 'Compute dtype.')
 flags.DEFINE_list('platforms', None, "Platforms to lower for, e.g. 'cpu,cuda' (default: this "
                   "machine's).")
 flags.mark_flags_as_required(['output'])
@@ -39,7 +39,7 @@ def main(_):
   if os.path.isdir(FLAGS.output):
     raise InputError(f'--output={FLAGS.output!r} is a folder; give a file name.')
   workdir, step = checkpoints.checkpoint_location(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
-  model, variables, step = deblur.load_model(workdir, step, jnp.dtype(FLAGS.dtype))
+  model, variables, step = deblur.load_model(workdir, step, models.compute_dtype(FLAGS.dtype))
   exported = serialize.export(model, variables, FLAGS.platforms)
   with files.atomic_write(FLAGS.output) as f:
     f.write(exported.serialize())

@@ -16,9 +16,9 @@ then 1. Imports no TensorFlow.
 
 import functools
 
-import jax.numpy as jnp
 from absl import flags, logging
 
+from deblur_jax import models
 from deblur_jax.cli import command_line
 from deblur_jax.core import checkpoints
 from deblur_jax.data import image_files
@@ -43,7 +43,7 @@ flags.DEFINE_integer('bucket', None, 'Image sides are padded up to multiples of 
                      'whose output padding would change.')
 flags.DEFINE_boolean('ensemble', False, 'Average over the four 90-degree rotations (4x slower).')
 flags.DEFINE_boolean('compare', False, 'Also write NAME_compare.png: input | deblurred.')
-flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
+flags.DEFINE_enum('dtype', 'float32', list(models.COMPUTE_DTYPES), 'Compute dtype.')
 flags.mark_flags_as_required(['input', 'output'])
 
 
@@ -52,7 +52,7 @@ def main(_):
                        tile=FLAGS.tile, tile_overlap=FLAGS.tile_overlap, bucket=FLAGS.bucket)
   files = image_files.list_images(FLAGS.input, extensions=image_files.PHOTO_EXTENSIONS)
   workdir, step = checkpoints.checkpoint_location(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
-  model, variables, step = deblur.load_model(workdir, step, jnp.dtype(FLAGS.dtype))
+  model, variables, step = deblur.load_model(workdir, step, models.compute_dtype(FLAGS.dtype))
   logging.info('Deblurring %d images with %s from the checkpoint at step %d.', len(files),
                type(model).__name__, step)
   deblur_fn = functools.partial(

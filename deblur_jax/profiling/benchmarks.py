@@ -101,7 +101,7 @@ def bench_train(config, mesh, batch: int, height: int, width: int, dtype: str, s
                 warmup: int) -> dict:
   """One optimisation step on a random batch: {'compile_s', 'times' (seconds per step),
   'compiled', 'params'}."""
-  model = models.build_model(config.model, jnp.dtype(dtype))
+  model = models.build_model(config.model, models.compute_dtype(dtype))
   tx, schedule = optimizers.build_optimizer(config.optimizer, num_train_steps=10**6,
                                             steps_per_epoch=1)
   state = state_lib.create_train_state(jax.random.key(0), model, tx, min(height, width), mesh,
@@ -126,7 +126,7 @@ def bench_train(config, mesh, batch: int, height: int, width: int, dtype: str, s
 def bench_infer(config, mesh, batch: int, height: int, width: int, dtype: str, steps: int,
                 warmup: int) -> dict:
   """Deblurring a random batch at full resolution (untrained weights): as bench_train."""
-  model = models.build_model(config.model, jnp.dtype(dtype))
+  model = models.build_model(config.model, models.compute_dtype(dtype))
   variables = jax.jit(
       lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False),
       out_shardings=sharding.replicated(mesh))()
