@@ -11,11 +11,14 @@
   computed as a matmul (faster on XLA's CPU backend).
 - `ConcatConv1x1`: TorchConv's 1x1 conv of a channel concatenation of
   nearest-upsampled maps, computed part by part without building it.
-- `DepthwiseConv3x3`: a depthwise 3x3 conv computed as nine shifted multiply-adds
-  (its gradient 3-4x faster on XLA's CPU backend than the grouped convolution's).
-- `bias_add`: y + bias whose bias gradient is a matmul (XLA's CPU backend runs the
-  same sum several times slower as a reduction loop); TorchConv,
+- `DepthwiseConv3x3`: a depthwise 3x3 conv, on CPUs computed as nine shifted
+  multiply-adds (its gradient 3-4x faster on XLA's CPU backend than the grouped
+  convolution's), elsewhere as the grouped convolution.
+- `bias_add`: y + bias whose bias gradient is, on CPUs, a matmul (XLA's CPU
+  backend runs the same sum several times slower as a reduction loop); TorchConv,
   ConvTranspose2x and DepthwiseConv3x3 use it.
+The CPU-tuned forms are picked per backend when a program is lowered
+(`jax.lax.platform_dependent`): GPUs and TPUs get plain JAX ops.
 """
 
 import functools
@@ -211,8 +214,8 @@ def _sum_over_pixels(x):
 
 
 @jax.custom_vjp
-def bias_add(y, bias):
-  """y + bias (broadcast over the last axis), its bias gradient a matmul."""
+def bias_add_matmul_grad(y, bias):
+  """y + bias, its bias gradient a matrix-vector product (`bias_add`'s CPU form)."""
   return y + bias
 
 
@@ -224,7 +227,14 @@ def _bias_add_bwd(_, grad):
   return grad, _sum_over_pixels(grad)
 
 
-bias_add.defvjp(_bias_add_fwd, _bias_add_bwd)
+bias_add_matmul_grad.defvjp(_bias_add_fwd, _bias_add_bwd)
+
+
+def bias_add(y, bias):
+  """y + bias (broadcast over the last axis). On CPUs its bias gradient is a
+  matmul (`_sum_over_pixels`); elsewhere JAX's own reduction, which GPUs and TPUs
+  fuse with the producer of the gradient. Chosen when the program is lowered."""
+  return jax.lax.platform_dependent(y, bias, cpu=bias_add_matmul_grad, default=jnp.add)
 
 
 def _shifted_taps(padded, height: int, width: int):
@@ -240,9 +250,9 @@ def _depthwise3x3(x, kernel):
 
 
 @jax.custom_vjp
-def depthwise_conv3x3(x, kernel):
-  """The depthwise 'same' 3x3 conv of (N, H, W, C) by kernel (3, 3, 1, C), as nine
-  shifted multiply-adds; its kernel gradient as matrix-vector products."""
+def depthwise_conv3x3_shifted_taps(x, kernel):
+  """`depthwise_conv3x3`'s CPU form: nine shifted multiply-adds, the kernel
+  gradient as matrix-vector products."""
   return _depthwise3x3(x, kernel)
 
 
@@ -259,7 +269,27 @@ def _depthwise_bwd(residuals, grad):
   return grad_x, grad_kernel.reshape(kernel.shape).astype(kernel.dtype)
 
 
-depthwise_conv3x3.defvjp(_depthwise_fwd, _depthwise_bwd)
+depthwise_conv3x3_shifted_taps.defvjp(_depthwise_fwd, _depthwise_bwd)
+
+
+def depthwise_conv3x3_grouped(x, kernel):
+  """`depthwise_conv3x3`'s form for GPUs and TPUs: the grouped convolution."""
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                      feature_group_count=x.shape[-1])
+
+
+def depthwise_conv3x3(x, kernel):
+  """The depthwise 'same' 3x3 conv of (N, H, W, C) by kernel (3, 3, 1, C).
+
+  On CPUs as nine shifted multiply-adds with the kernel gradient as
+  matrix-vector products (3-4x faster gradients on XLA's CPU backend than the
+  grouped convolution's); elsewhere the grouped convolution, which GPU and TPU
+  compilers have kernels for. Chosen when the program is lowered; the same
+  numbers up to float rounding.
+  """
+  return jax.lax.platform_dependent(x, kernel, cpu=depthwise_conv3x3_shifted_taps,
+                                    default=depthwise_conv3x3_grouped)
 
 
 class DepthwiseConv3x3(nn.Module):

@@ -38,6 +38,7 @@ def gan_train_step(gen: TrainState, disc: TrainState, batch: dict, *, content_lo
   disc_loss_fn, gen_adv_loss_fn = losses.get_adversarial_losses(adversarial_loss)
   step_rng = jax.random.fold_in(rng, gen.step)
   gen_rng, *critic_rngs = jax.random.split(step_rng, 1 + 2 * critic_steps)
+  batch = train_step.unit_float_batch(batch)
   blur, sharp = batch['blur'], batch['sharp']
 
   # One generator forward serves both networks: the critic reads its outputs

@@ -30,10 +30,13 @@ def apply_update(state: TrainState, grads, loss, *, ema_decay: float = 0.0, **up
   scaled by the plateau scale when there is one; the EMA follows the new params.
   Returns (new state, 1.0 if the update was skipped else 0.0).
 
-  The choice is one `lax.cond`, not a `jnp.where` per leaf: the same arithmetic,
-  which XLA's CPU compiler builds 7x faster for MIMO-UNet's step (9.5 s against
-  67.5 s; BENCHMARKS.md). Its fusions may round an update differently in the last
-  bit (at most 1.7e-7 relative after four demo steps).
+  The choice is made per backend when the step is lowered (lax.platform_dependent):
+  on CPUs one `lax.cond`, which XLA's CPU compiler builds 7x faster for MIMO-UNet's
+  step than a select per leaf (9.5 s against 67.5 s; BENCHMARKS.md); on GPUs and
+  TPUs a select per leaf (as optax.apply_if_finite does), since XLA:GPU runs a
+  conditional by copying its predicate to the host and waiting for it mid-step.
+  Both compute the same update; their fusions may round it differently in the
+  last bit (at most 1.7e-7 relative after four demo steps).
   """
   def update(state):
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
@@ -47,8 +50,38 @@ def apply_update(state: TrainState, grads, loss, *, ema_decay: float = 0.0, **up
     return new_state
 
   finite = jnp.logical_and(jnp.isfinite(loss), all_finite(grads))
-  new_state = jax.lax.cond(finite, update, lambda state: state, state)
+  new_state = jax.lax.platform_dependent(
+      finite, state, cpu=functools.partial(update_by_cond, update),
+      default=functools.partial(update_by_select, update))
   return new_state.replace(step=state.step + 1), 1.0 - finite.astype(jnp.float32)
+
+
+def update_by_cond(update: Callable, finite, state):
+  """update(state) if `finite` else `state`, as one conditional (for XLA:CPU)."""
+  return jax.lax.cond(finite, update, lambda state: state, state)
+
+
+def update_by_select(update: Callable, finite, state):
+  """update(state) if `finite` else `state`, as a select per leaf: no conditional,
+  so the device never waits for the host (for GPUs and TPUs)."""
+  return jax.tree.map(functools.partial(jnp.where, finite), update(state), state)
+
+
+def unit_float_images(images) -> jax.Array:
+  """Training images as float32 in [0, 1], converted on the device: uint8 or uint16
+  levels (data/pipeline.py sends them so, a quarter or half the bytes of float32)
+  as TensorFlow decodes a PNG, the 8-bit levels widened to 16 bits (level x 257,
+  exact) and times float32(1 / 65535); float32 images unchanged."""
+  if images.dtype == jnp.uint8:
+    images = images.astype(jnp.uint16) * jnp.uint16(257)
+  if images.dtype == jnp.uint16:
+    return images.astype(jnp.float32) * jnp.float32(1 / 65535)
+  return images
+
+
+def unit_float_batch(batch: dict) -> dict:
+  """`batch` {'blur', 'sharp'} with `unit_float_images` applied to each."""
+  return {key: unit_float_images(images) for key, images in batch.items()}
 
 
 def learning_rate(state: TrainState, learning_rate_fn: optax.Schedule):
@@ -89,7 +122,8 @@ def step_metrics(state: TrainState, *, loss, predictions, blur, sharp, grads, sk
 def train_step(state: TrainState, batch: dict, *, loss_fn: Callable,
                learning_rate_fn: optax.Schedule, rng,
                ema_decay: float = 0.0) -> tuple[TrainState, dict]:
-  """One optimisation step on a global batch {'blur', 'sharp'}: (N, H, W, 3) in [0, 1].
+  """One optimisation step on a global batch {'blur', 'sharp'}: (N, H, W, 3), float32
+  in [0, 1] or levels (`unit_float_images`).
 
   Losses are means over the global batch, so the result does not depend on how
   the batch is split across devices; BatchNorm statistics are global too.
@@ -98,6 +132,7 @@ def train_step(state: TrainState, batch: dict, *, loss_fn: Callable,
   but the step count, and reports 'skipped' = 1. Returns the new state and
   scalar metrics (`step_metrics`).
   """
+  batch = unit_float_batch(batch)
   dropout_rng = jax.random.fold_in(rng, state.step)
 
   def compute_loss(params):
