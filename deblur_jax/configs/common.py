@@ -178,6 +178,10 @@ def base_config():
   # A step whose loss or gradients are NaN or Inf is skipped; this many in a row
   # stop training with an error, keeping the last good checkpoint.
   config.train.max_nonfinite_steps = 10
+  # JAX's transfer guard for device-to-host copies between log steps, where the loop
+  # copies nothing so the devices never wait for the host: 'allow'; 'log' or
+  # 'disallow' (and '_explicit' forms) to find a copy that code added there makes.
+  config.train.transfer_guard = 'allow'
   # Fine-tuning: start from the model parameters (and BatchNorm statistics) of another
   # run: a work directory (its latest checkpoint, or init_from_step) or a checkpoint
   # step folder, own or converted (deblur_jax.convert). Training starts at step 0 with

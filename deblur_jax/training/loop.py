@@ -6,9 +6,11 @@ workdir), evaluates every `eval_every_steps` and checkpoints. Evaluation lives
 in deblur_jax.evaluation.
 """
 
+import collections
 import dataclasses
 import functools
 import os
+import time
 from typing import Callable, Optional
 
 import jax
@@ -20,6 +22,7 @@ from clu import metric_writers, periodic_actions
 from deblur_jax import models
 from deblur_jax.core import checkpoints
 from deblur_jax.core.errors import InputError, TrainingError
+from deblur_jax.core.lookup import lookup
 from deblur_jax.data import pipeline
 from deblur_jax.evaluation import evaluator
 from deblur_jax.parallel import distributed, sharding
@@ -89,6 +92,9 @@ class _Setup:
   evaluator: evaluator.Evaluator
 
 
+# config.train.transfer_guard: the levels of jax.transfer_guard_device_to_host.
+TRANSFER_GUARDS = ('allow', 'log', 'disallow', 'log_explicit', 'disallow_explicit')
+
 # config.train fields that must be positive.
 _POSITIVE_TRAIN_FIELDS = ('batch_size', 'log_every_steps', 'eval_every_steps',
                           'checkpoint_every_steps', 'keep_checkpoints', 'max_nonfinite_steps')
@@ -103,6 +109,7 @@ def check_train_section(train_config, mesh) -> None:
     raise InputError('Set config.train.num_train_steps or config.train.num_epochs to a '
                      'positive value.')
   sharding.check_batch_divisible(train_config.batch_size, mesh, 'config.train.batch_size')
+  lookup(TRANSFER_GUARDS, train_config.transfer_guard, 'config.train.transfer_guard')
   if not 0 <= train_config.ema_decay < 1:
     raise InputError(f'config.train.ema_decay={train_config.ema_decay} must lie in [0, 1) '
                      '(0 = no EMA).')
@@ -230,28 +237,75 @@ class _Run:
 
 
 class NonFiniteGuard:
-  """Counts skipped (non-finite) steps in a row, reading each step's flag one step
-  late so the host never waits for the device; raises TrainingDiverged at the limit."""
+  """Counts skipped (non-finite) steps in a row from the 'skipped' flags the steps
+  leave on the device, read in one transfer at each log step (`check`), so the
+  host never waits for the devices in between; raises TrainingDiverged at the
+  limit. A skipped step changes nothing but the step count, so a divergence
+  noticed a few steps late loses nothing."""
 
   def __init__(self, max_in_a_row: int):
     self.max_in_a_row = max_in_a_row
     self.in_a_row = 0
-    self._previous = None  # (step, its 'skipped' flag, still on the device)
 
-  def observe(self, step: int, skipped, last_saved: int, workdir: str) -> None:
-    previous, self._previous = self._previous, (step, skipped)
-    if previous is None or not float(previous[1]):
-      self.in_a_row = 0
-      return
-    self.in_a_row += 1
-    logging.warning('Step %d: loss or gradients not finite; update skipped (%d in a row).',
-                    previous[0], self.in_a_row)
-    if self.in_a_row >= self.max_in_a_row:
-      raise TrainingDiverged(
-          f'Training stopped at step {previous[0]}: the loss or gradients were not finite '
-          f'for {self.in_a_row} steps in a row (config.train.max_nonfinite_steps). '
-          f'The last good checkpoint (step {last_saved}) is kept in {workdir}. Lower '
-          'config.optimizer.learning_rate or set config.optimizer.grad_clip_norm.')
+  def check(self, flags: list[tuple[int, float]], last_saved: int, workdir: str) -> None:
+    """Takes the (step, skipped) flags of the steps since the last check, in order."""
+    for step, skipped in flags:
+      if not skipped:
+        self.in_a_row = 0
+        continue
+      self.in_a_row += 1
+      logging.warning('Step %d: loss or gradients not finite; update skipped (%d in a row).',
+                      step, self.in_a_row)
+      if self.in_a_row >= self.max_in_a_row:
+        raise TrainingDiverged(
+            f'Training stopped at step {step}: the loss or gradients were not finite '
+            f'for {self.in_a_row} steps in a row (config.train.max_nonfinite_steps). '
+            f'The last good checkpoint (step {last_saved}) is kept in {workdir}. Lower '
+            'config.optimizer.learning_rate or set config.optimizer.grad_clip_norm.')
+
+
+class StepPacer:
+  """Lets the host run ahead of the devices by up to `depth` steps, and measures it.
+
+  Dispatching a step returns at once; the host then prepares the next batch
+  while the devices compute. Before dispatching a step beyond `depth` queued,
+  `pace` waits for the oldest to finish (without copying anything), so that
+  batches on the devices do not pile up. Per log window it reports the host's
+  own work per step (the input pipeline, the batch transfer and the dispatch),
+  the time it waited for the devices, and how many steps were still running when
+  it dispatched one (`depth` when the devices are the bottleneck).
+  """
+
+  def __init__(self, depth: int = 2):
+    self.depth = depth
+    self._running = collections.deque()  # a result array of each dispatched step
+    self._window = {'host_s': 0.0, 'wait_s': 0.0, 'in_flight': 0, 'steps': 0}
+    self._mark = time.perf_counter()
+
+  def pace(self, step_output) -> None:
+    """Call right after dispatching a step, with one array it returns."""
+    dispatched = time.perf_counter()
+    self._window['host_s'] += dispatched - self._mark
+    self._window['in_flight'] += sum(not x.is_ready() for x in self._running)
+    self._window['steps'] += 1
+    self._running.append(step_output)
+    while len(self._running) > self.depth:
+      jax.block_until_ready(self._running.popleft())
+    self._mark = time.perf_counter()
+    self._window['wait_s'] += self._mark - dispatched
+
+  def resume(self) -> None:
+    """Call after work outside the steps (logging, evaluation, checkpoints), so that
+    it is not counted as the host's work per step."""
+    self._mark = time.perf_counter()
+
+  def window_scalars(self) -> dict:
+    """The means of the window since the last call, for train/ scalars."""
+    window, steps = self._window, max(self._window['steps'], 1)
+    self._window = {'host_s': 0.0, 'wait_s': 0.0, 'in_flight': 0, 'steps': 0}
+    return {'host_ms_per_step': 1e3 * window['host_s'] / steps,
+            'wait_ms_per_step': 1e3 * window['wait_s'] / steps,
+            'steps_in_flight': window['in_flight'] / steps}
 
 
 def mean_metrics(step_metrics: list[dict]) -> dict:
@@ -261,31 +315,48 @@ def mean_metrics(step_metrics: list[dict]) -> dict:
 
 
 def _run_steps(run: _Run, state, loop_state: LoopState, batches, steps: range, watch) -> dict:
-  """Trains `steps`; logs, evaluates and checkpoints on schedule. Returns the last summary."""
+  """Trains `steps`; logs, evaluates and checkpoints on schedule. Returns the last summary.
+
+  Between log steps nothing is copied from the devices: steps are dispatched
+  ahead (StepPacer) under config.train.transfer_guard; the host reads the
+  metrics and the non-finite flags at log steps, and syncs for evaluations and
+  checkpoints.
+  """
   train_config = run.config.train
   guard = NonFiniteGuard(train_config.max_nonfinite_steps)
-  summary, window, last_saved = {}, [], steps.start - 1
+  pacer = StepPacer()
+  summary, window, unchecked, last_saved = {}, [], [], steps.start - 1
   for step in steps:
-    batch = sharding.make_global_batch(next(batches), run.setup.mesh)
-    state, loop_state.discriminator, metrics_now = run.step_fn(state, loop_state.discriminator,
-                                                               batch)
-    guard.observe(step, metrics_now['skipped'], last_saved, run.workdir)
-    window.append(metrics_now)
-    run.report_progress(step)
     is_last = step == steps.stop - 1
-    if step % train_config.log_every_steps == 0 or is_last:
-      run.writer.write_scalars(step, {f'train/{k}': v for k, v in mean_metrics(window).items()})
+    with jax.transfer_guard_device_to_host(train_config.transfer_guard):
+      batch = sharding.make_global_batch(next(batches), run.setup.mesh)
+      state, loop_state.discriminator, metrics_now = run.step_fn(
+          state, loop_state.discriminator, batch)
+      pacer.pace(metrics_now['loss'])
+      window.append(metrics_now)
+      unchecked.append((step, metrics_now['skipped']))
+      run.report_progress(step)
+      preempted = watch.reached(step)
+    should_log = step % train_config.log_every_steps == 0 or is_last
+    should_eval = step % train_config.eval_every_steps == 0 or is_last
+    should_save = step % train_config.checkpoint_every_steps == 0 or should_eval or preempted
+    if should_log or should_save:  # a diverged run must not evaluate or save
+      guard.check(jax.device_get(unchecked), last_saved, run.workdir)
+      unchecked = []
+    if should_log:
+      scalars = {**mean_metrics(window), **pacer.window_scalars()}
+      run.writer.write_scalars(step, {f'train/{k}': v for k, v in scalars.items()})
       window = []
     eval_metrics = None
-    if step % train_config.eval_every_steps == 0 or is_last:
+    if should_eval:
       with run.report_progress.timed('eval'):
         state, summary, eval_metrics = _evaluate(run, step, state, loop_state, is_last)
-    preempted = watch.reached(step)
-    if step % train_config.checkpoint_every_steps == 0 or eval_metrics or preempted:
+    if should_save:
       with run.report_progress.timed('checkpoint'):
         checkpoints.save(run.manager, step, state, run.config.to_dict(), eval_metrics,
                          loop_state.checkpoint_item())
       last_saved = step
+    pacer.resume()
     if loop_state.stopped_early:
       _log_early_stop(train_config, step, loop_state.early_stopping)
       break

@@ -93,6 +93,66 @@ def test_a_log_window_averages_its_steps(trained, config, tmp_path):
     assert windowed[tag][3] == pytest.approx(np.mean(list(per_step[tag].values())), rel=1e-5)
 
 
+@pytest.fixture
+def reads_as_device_copies(monkeypatch):
+  """Every read of a jax.Array's value made a device-to-host copy, as on a GPU or TPU.
+
+  On the CPU an array is host memory, so reading it copies nothing and JAX's
+  transfer guard never fires; here each read checks the guard as a copy from an
+  accelerator would: under 'disallow' (or 'disallow_explicit') it is an error.
+  """
+  array_type = type(jnp.zeros(()))
+  value, copy_to_host = array_type._value, array_type.copy_to_host_async
+
+  def check_guard():
+    level = jax.config.jax_transfer_guard_device_to_host
+    if level and level.startswith('disallow'):
+      raise AssertionError(f'an array was read from the device (transfer guard {level!r})')
+
+  def guarded_value(self):
+    check_guard()
+    return value.fget(self)
+
+  def guarded_copy(self, *args, **kwargs):
+    check_guard()
+    return copy_to_host(self, *args, **kwargs)
+
+  monkeypatch.setattr(array_type, '_value', property(guarded_value))
+  monkeypatch.setattr(array_type, 'copy_to_host_async', guarded_copy)
+
+
+def test_nothing_is_read_from_the_devices_between_log_steps(config, tmp_path,
+                                                            reads_as_device_copies):
+  """Six steps logged every third under the strictest transfer guard: the loop reads
+  metrics and non-finite flags only at log, evaluation and checkpoint steps, and
+  logs how far the host ran ahead of the devices."""
+  del reads_as_device_copies
+  config.train.num_train_steps = 6
+  config.train.log_every_steps = 3
+  config.train.checkpoint_every_steps = 3
+  config.train.eval_every_steps = 6
+  config.train.transfer_guard = 'disallow_explicit'
+  loop.train_and_evaluate(config, str(tmp_path))
+  logged = train_scalars(str(tmp_path))
+  assert sorted(logged['train/loss']) == [3, 6]
+  for step in (3, 6):
+    assert 0 <= logged['train/steps_in_flight'][step] <= loop.StepPacer().depth
+    assert logged['train/host_ms_per_step'][step] > 0
+    assert logged['train/wait_ms_per_step'][step] >= 0
+
+
+def test_a_read_between_log_steps_fails_under_the_guard(config, tmp_path, monkeypatch,
+                                                        reads_as_device_copies):
+  """The guard of the test above catches a loop that reads a flag every step."""
+  del reads_as_device_copies
+  config.train.log_every_steps = 3
+  config.train.transfer_guard = 'disallow'
+  pace = loop.StepPacer.pace
+  monkeypatch.setattr(loop.StepPacer, 'pace', lambda self, x: (float(x), pace(self, x)))
+  with pytest.raises(AssertionError, match='read from the device'):
+    loop.train_and_evaluate(config, str(tmp_path))
+
+
 def test_num_epochs_sets_the_number_of_steps():
   train = ml_collections.ConfigDict(dict(num_train_steps=-1, num_epochs=2.5))
   assert loop.num_train_steps(train, steps_per_epoch=4) == 10
