@@ -5,9 +5,9 @@
       --saved_model=mimo_savedmodel          # also a TensorFlow SavedModel (jax2tf)
 
 The .jaxexport file is a serialised `jax.export.Exported` with the weights
-inside: float32 NHWC images (any batch, any height and width >= 4) in [0, 1]
-in, the deblurred images (clamped to [0, 1], same shape) out. Running it needs
-jax alone, not this library:
+inside: float32 NHWC images in [0, 1] (any batch, any height and width from 4
+up; 5 for the GAN generator) in, the deblurred images (clamped to [0, 1], same
+shape) out, for every model. Running it needs jax alone, not this library:
 
   exported = jax.export.deserialize(open('mimo.jaxexport', 'rb').read())
   deblurred = exported.call(images)
@@ -23,6 +23,7 @@ from deblur_jax import models
 from deblur_jax.cli import command_line
 from deblur_jax.core import checkpoints, files
 from deblur_jax.core.errors import InputError
+from deblur_jax.core.lookup import lookup
 from deblur_jax.inference import deblur, serialize
 
 FLAGS = flags.FLAGS
@@ -31,20 +32,23 @@ flags.DEFINE_string('output', None, 'The .jaxexport file to write.')
 flags.DEFINE_string('saved_model', None, 'Also write a TensorFlow SavedModel to this folder.')
 flags.DEFINE_enum('dtype', 'float32', list(models.COMPUTE_DTYPES), 'Compute dtype.')
 flags.DEFINE_list('platforms', None, "Platforms to lower for, e.g. 'cpu,cuda' (default: this "
-                  "machine's).")
+                  f"machine's); any of {', '.join(serialize.PLATFORMS)}.")
 flags.mark_flags_as_required(['output'])
 
 
 def main(_):
   if os.path.isdir(FLAGS.output):
     raise InputError(f'--output={FLAGS.output!r} is a folder; give a file name.')
+  for platform in FLAGS.platforms or ():
+    lookup(serialize.PLATFORMS, platform, '--platforms')
   workdir, step = checkpoints.checkpoint_location(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
   model, variables, step = deblur.load_model(workdir, step, models.compute_dtype(FLAGS.dtype))
   exported = serialize.export(model, variables, FLAGS.platforms)
   with files.atomic_write(FLAGS.output) as f:
     f.write(exported.serialize())
-  logging.info('Wrote %s: the checkpoint at step %d for %s, %d bytes.', FLAGS.output, step,
-               exported.platforms, os.path.getsize(FLAGS.output))
+  logging.info('Wrote %s: the checkpoint at step %d for %s, images from %dx%d up, %d bytes.',
+               FLAGS.output, step, exported.platforms, serialize.min_side(model),
+               serialize.min_side(model), os.path.getsize(FLAGS.output))
   if FLAGS.saved_model:
     serialize.write_saved_model(model, variables, FLAGS.saved_model)
     logging.info('Wrote the SavedModel %s.', FLAGS.saved_model)

@@ -8,7 +8,6 @@ and self-ensemble.
 """
 
 import functools
-import math
 import os
 from typing import Callable
 
@@ -21,6 +20,7 @@ from deblur_jax import models
 from deblur_jax.core import checkpoints
 from deblur_jax.core.errors import InputError
 from deblur_jax.evaluation import eval_step
+from deblur_jax.models import image_ops
 
 
 def load_model(workdir: str, step=None, dtype=jnp.float32):
@@ -70,7 +70,7 @@ def size_bucket(model, requested: int | None = None) -> int:
 def deblur_whole(deblur_fn: Callable, image: np.ndarray, bucket: int) -> np.ndarray:
   """The deblurred (H, W, 3) image, run at H and W padded up to multiples of `bucket`."""
   height, width = image.shape[:2]
-  padded = _pad_to(image, _round_up(height, bucket), _round_up(width, bucket))
+  padded = _pad_to(image, image_ops.round_up(height, bucket), image_ops.round_up(width, bucket))
   return np.asarray(deblur_fn(padded[None]))[0, :height, :width]
 
 
@@ -95,10 +95,6 @@ def _ramp(tile: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
   return weights
 
 
-def _round_up(length: int, multiple: int) -> int:
-  return math.ceil(length / multiple) * multiple
-
-
 def deblur_tiled(deblur_fn: Callable, image: np.ndarray, tile: int, overlap: int,
                   multiple: int, batch: int = 4) -> np.ndarray:
   """The deblurred (H, W, 3) image from overlapping tile x tile crops, blended
@@ -109,8 +105,8 @@ def deblur_tiled(deblur_fn: Callable, image: np.ndarray, tile: int, overlap: int
     raise ValueError(f'Tile overlap {overlap} must lie in [0, tile={tile}), and the tile must '
                      f'be a multiple of {multiple}.')
   height, width = image.shape[:2]
-  padded = _pad_to(image, _round_up(max(height, tile), multiple),
-                   _round_up(max(width, tile), multiple))
+  padded = _pad_to(image, image_ops.round_up(max(height, tile), multiple),
+                   image_ops.round_up(max(width, tile), multiple))
   ys = _tile_starts(padded.shape[0], tile, overlap)
   xs = _tile_starts(padded.shape[1], tile, overlap)
   boxes = [(y, x) for y in ys for x in xs]

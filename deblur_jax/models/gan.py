@@ -90,6 +90,10 @@ class ResnetGenerator(nn.Module):
   dtype: Any = jnp.float32
 
   size_multiple: ClassVar[int] = 4  # Input height and width must divide by this.
+  # The smallest image side before padding to size_multiple: its features at a quarter
+  # of the padded size are reflection-padded by one pixel, which needs two pixels there
+  # (PyTorch's ReflectionPad2d refuses one); 5 pads to 8.
+  min_side: ClassVar[int] = 5
   supports_adversarial: ClassVar[bool] = True  # Trains with a discriminator.
 
   @nn.compact

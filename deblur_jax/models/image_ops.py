@@ -8,8 +8,8 @@ PyTorch exactly and compile to cheap XLA ops (jax's linear resize is a dense
 matmul).
 """
 
+import jax
 import jax.numpy as jnp
-from jax import lax
 
 
 def _check_divisible(x, factor: int, what: str):
@@ -55,23 +55,27 @@ def bilinear_downsample_4x(x):
   return blocks.mean(axis=(2, 4))
 
 
+def round_up(size, multiple: int):
+  """`size` rounded up to a multiple of `multiple`. Written as multiple * ceil(size /
+  multiple) so that, for a symbolic size (jax.export), halving and doubling it
+  again is provably the same size."""
+  return multiple * ((size + multiple - 1) // multiple)
+
+
 def _pad_end_to_multiple(x, axis: int, multiple: int):
   """Pads the end of `axis` to a multiple of `multiple`, by reflection (by
-  repetition for images shorter than the padding)."""
+  repetition for images shorter than the padding), as jnp.pad's 'reflect' and
+  'edge' modes do. A gather of computed rows rather than jnp.pad, so that the
+  size may be symbolic (jax.export with any image size)."""
   n = x.shape[axis]
-  if isinstance(n, int):
-    pad = -n % multiple
-    if not pad:
-      return x
-    widths = [(0, 0)] * x.ndim
-    widths[axis] = (0, pad)
-    return jnp.pad(x, widths, mode='reflect' if pad < n else 'edge')
-  # A symbolic size (jax.export with any image size): mirror the last
-  # multiple - 1 rows, then keep multiple * ceil(n / multiple) of them. The same
-  # numbers as reflect padding, for n >= multiple.
-  tail = jnp.flip(lax.slice_in_dim(x, n - multiple, n - 1, axis=axis), axis)
-  padded_size = multiple * ((n + multiple - 1) // multiple)
-  return lax.slice_in_dim(jnp.concatenate([x, tail], axis), 0, padded_size, axis=axis)
+  padded = round_up(n, multiple)
+  if not jax.export.is_symbolic_dim(n) and padded == n:
+    return x
+  rows = jnp.arange(padded)
+  reflected = jnp.where(rows < n, rows, 2 * (n - 1) - rows)
+  repeated = jnp.minimum(rows, n - 1)
+  source = jnp.where(jnp.less(padded - n, n), reflected, repeated)
+  return jnp.take(x, source, axis=axis, mode='clip')
 
 
 def pad_to_multiple(x, multiple: int):

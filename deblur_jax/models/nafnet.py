@@ -40,6 +40,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from deblur_jax.models import image_ops
 from deblur_jax.models.layers import Conv1x1, DepthwiseConv3x3, TorchConv, check_images
 
 # The official GoPro models (options/test/GoPro/NAFNet-width{32,64}.yml): NAFNetLocal
@@ -91,24 +92,46 @@ def tlc_kernel_sizes(train_size: int, levels: int) -> list[int]:
   return [(padded >> level) * base_size // train_size for level in range(levels + 1)]
 
 
+def _tlc_windows(size, kernel: int):
+  """Where the TLC window of each of `size` positions along one axis starts and ends
+  (int32 (size,) each), and its length min(size, kernel). As the official
+  replicate padding places them: centred, with (length - 1) // 2 positions
+  before, and moved inside the map at its borders. `size` may be symbolic
+  (jax.export), hence jnp rather than Python arithmetic."""
+  length = jnp.minimum(size, kernel)
+  start = jnp.clip(jnp.arange(size) - (length - 1) // 2, 0, size - length)
+  return start, start + length, length
+
+
 def tlc_avg_pool(x, kernel: int):
   """The official TLC AvgPool2d (fast_imp=False) of (N, H, W, C): the mean over each
-  window of min(H, kernel) x min(W, kernel) pixels, from an integral image,
-  replicate-padded back to H x W (the extra row or column at the bottom and
-  right); (N, 1, 1, C), the global mean, when the window covers the whole map.
-  Computed in float32."""
-  n, h, w, c = x.shape
+  window of min(H, kernel) x min(W, kernel) pixels, from an integral image, the
+  windows clamped inside the map at its borders (the official replicate padding);
+  (N, 1, 1, C), the global mean, when the window covers the whole map. Computed in
+  float32.
+
+  For a symbolic H or W (jax.export) both are computed and the choice is made at
+  run time, broadcast to (N, H, W, C): the same numbers for every size.
+  """
+  h, w = x.shape[1:3]
   dtype, x = x.dtype, x.astype(jnp.float32)
-  if kernel >= h and kernel >= w:
-    return jnp.mean(x, axis=(1, 2), keepdims=True).astype(dtype)
-  k1, k2 = min(h, kernel), min(w, kernel)
+  mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+  symbolic = jax.export.is_symbolic_dim(h) or jax.export.is_symbolic_dim(w)
+  if not symbolic and h <= kernel and w <= kernel:
+    return mean.astype(dtype)
   s = jnp.cumsum(jnp.cumsum(x, axis=2), axis=1)
-  s = jnp.pad(s, ((0, 0), (1, 0), (1, 0), (0, 0)))
-  out = s[:, k1:, k2:] + s[:, :-k1, :-k2] - s[:, :-k1, k2:] - s[:, k1:, :-k2]
+  s = jnp.pad(s, ((0, 0), (1, 0), (1, 0), (0, 0)))  # s[:, i, j]: the sum above and left of (i, j)
+  top, bottom, k1 = _tlc_windows(h, kernel)
+  left, right, k2 = _tlc_windows(w, kernel)
+  # Gathers (in bounds), not slices and padding, so that the window length may be
+  # symbolic; the same sums in the same order.
+  take = functools.partial(jnp.take, mode='clip')
+  rows_above, rows_below = take(s, top, axis=1), take(s, bottom, axis=1)
+  out = (take(rows_below, right, axis=2) + take(rows_above, left, axis=2)
+         - take(rows_above, right, axis=2) - take(rows_below, left, axis=2))
   out = out / (k1 * k2)
-  pad_h, pad_w = h - out.shape[1], w - out.shape[2]
-  out = jnp.pad(out, ((0, 0), (pad_h // 2, (pad_h + 1) // 2), (pad_w // 2, (pad_w + 1) // 2),
-                      (0, 0)), mode='edge')
+  if symbolic:
+    out = jnp.where(jnp.less_equal(h, kernel) & jnp.less_equal(w, kernel), mean, out)
   return out.astype(dtype)
 
 
@@ -256,9 +279,10 @@ class NAFNet(nn.Module):
       TLC's window covers the whole map, so both are the same there.
     dtype: compute dtype; parameters stay float32.
 
-  Call with images (N, H, W, 3) in [0, 1] of any size: they are zero-padded at
-  the bottom and right to a multiple of 2**len(enc_blk_nums) and the output is
-  cropped back. Returns [the restored images (N, H, W, 3)], float32, unclamped.
+  Call with images (N, H, W, 3) in [0, 1] of any size, symbolic sizes too
+  (jax.export): they are zero-padded at the bottom and right to a multiple of
+  2**len(enc_blk_nums) and the output is cropped back. Returns [the restored
+  images (N, H, W, 3)], float32, unclamped.
   """
   width: int = 32
   enc_blk_nums: Sequence[int] = (1, 1, 1, 28)
@@ -293,8 +317,11 @@ class NAFNet(nn.Module):
     # not round the image itself.
     height, width = x.shape[1:3]
     multiple = 2 ** levels
+    # Padded sizes written as multiples (round_up) so that jax.export can prove the
+    # upsampled maps as large as their skips for symbolic sizes.
     inp = jnp.pad(x.astype(jnp.float32),
-                  ((0, 0), (0, -height % multiple), (0, -width % multiple), (0, 0)))
+                  ((0, 0), (0, image_ops.round_up(height, multiple) - height),
+                   (0, image_ops.round_up(width, multiple) - width), (0, 0)))
     c = self.width
     z = TorchConv(c, 3, dtype=self.dtype, name='intro')(inp)
     skips = []

@@ -1,5 +1,9 @@
-"""Exported inference programs give the same images as the library, at any size."""
+"""Exported inference programs give the same images as the library, at any size, for
+every registered model."""
 
+import importlib
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,18 +11,125 @@ import pytest
 
 from deblur_jax import models
 from deblur_jax.configs import mimo
+from deblur_jax.core.errors import InputError
 from deblur_jax.inference import deblur, serialize
+from deblur_jax.models import image_ops
+
+# Each registered model as its tiny config (config module, variant, model overrides).
+# NAFNet with TLC windows of 12, 6 and 3 pixels at its three levels: local at
+# 20x28, the whole map at 9x11 (padded to 12x12), so the exported program's
+# run-time choice between them is checked both ways.
+TINY_MODELS = (
+    ('mimo', 'tiny', {}),
+    ('nafnet', 'tiny', {'tlc_train_size': 8}),
+    ('unet', 'tiny', {}),
+    ('resunet', 'tiny', {}),
+    ('autoencoder', 'tiny', {}),
+    ('autoencoder', 'attention,tiny', {}),
+    ('gan', 'tiny', {}),
+)
+# Sides that are multiples of no model's size multiple (4, 8, 16), batch 1 and 2.
+SHAPES = ((1, 20, 28, 3), (2, 9, 11, 3))
+PLATFORMS = ('cpu', 'cuda', 'tpu')
+
+
+def tiny_model_config(config_name, variant, overrides):
+  config = importlib.import_module(f'deblur_jax.configs.{config_name}').get_config(variant)
+  config.model.update(overrides)
+  return config.model
+
+
+def compiled(fn, *args):
+  """`fn` compiled for `args` without XLA's backend optimisations (most of a tiny
+  model's test time), the same for the library and the exported program."""
+  return jax.jit(fn).lower(*args).compile(
+      compiler_options={'xla_backend_optimization_level': 0})
+
+
+def random_variables(model):
+  """`model`'s variables drawn with NumPy: no init program to compile (seconds per
+  model), and none left at its initial value (NAFNet's beta and gamma start at
+  zero, which makes its blocks, TLC and all, identities)."""
+  rng = np.random.default_rng(0)
+
+  def draw(path, leaf):
+    name, shape = path[-1].key, leaf.shape
+    if name == 'kernel':
+      value = rng.uniform(-1.5, 1.5, size=shape) / np.sqrt(np.prod(shape[:-1]))
+    elif name in ('scale', 'var'):  # norm scales and running variances: positive
+      value = rng.uniform(0.8, 1.2, size=shape)
+    else:
+      value = 0.2 * rng.normal(size=shape)
+    return jnp.asarray(value, jnp.float32)
+
+  return jax.tree_util.tree_map_with_path(draw, models.variables_template(model))
 
 
 @pytest.fixture(scope='module')
 def tiny_model():
   model = models.build_model(mimo.get_config('tiny').model)
-  init = jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False))
-  return model, init()
+  return model, random_variables(model)
 
 
 def images(*shape):
   return np.random.default_rng(0).uniform(size=shape).astype(np.float32)
+
+
+def test_tiny_models_cover_every_registered_model():
+  assert sorted(tiny_model_config(*spec).name for spec in TINY_MODELS) == sorted(models.MODELS)
+
+
+@pytest.mark.parametrize('spec', TINY_MODELS, ids=lambda spec: f'{spec[0]}:{spec[1]}')
+def test_every_model_exports_for_cpu_cuda_and_tpu_and_runs_as_the_library(spec):
+  model = models.build_model(tiny_model_config(*spec))
+  variables = random_variables(model)
+  exported = jax.export.deserialize(
+      serialize.export(model, variables, PLATFORMS).serialize())
+  assert exported.platforms == PLATFORMS
+  assert str(exported.in_avals[0].shape) == '(b, h, w, 3)'
+  reference = deblur.make_deblur_fn(model, variables)
+  for shape in SHAPES:
+    x = images(*shape)
+    out = np.asarray(compiled(exported.call, x)(x))
+    assert out.shape == shape
+    np.testing.assert_allclose(out, compiled(reference, x)(x), atol=1e-6)
+
+
+def test_exported_padding_reflects_or_repeats_as_numpy_at_every_size():
+  exported = jax.export.export(jax.jit(lambda x: image_ops.pad_to_multiple(x, 16)[0]))(
+      jax.ShapeDtypeStruct(jax.export.symbolic_shape('1, h, 16, 1', constraints=('h >= 1',)),
+                           jnp.float32))
+  for height in (1, 2, 5, 8, 9, 15, 16, 17, 23):  # repeated, reflected, none
+    x = images(1, height, 16, 1)
+    pad = -height % 16
+    expected = np.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0)),
+                      mode='reflect' if pad < height else 'edge')
+    np.testing.assert_array_equal(exported.call(x), expected)
+    np.testing.assert_array_equal(image_ops.pad_to_multiple(x, 16)[0], expected)
+
+
+def test_the_gan_generator_exports_from_five_pixels():
+  model = models.build_model(tiny_model_config('gan', 'tiny', {}))
+  exported = serialize.export(model, random_variables(model))
+  assert serialize.min_side(model) == 5
+  assert exported.call(images(1, 5, 6, 3)).shape == (1, 5, 6, 3)
+  with pytest.raises(ValueError, match='constraint h >= 5'):
+    exported.call(images(1, 4, 6, 3))
+
+
+class SizeDependent(nn.Module):
+  """Takes a Python branch on the image height: not exportable for symbolic sizes."""
+  size_multiple = 1
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    return [x * 2 if x.shape[1] > 8 else x]
+
+
+def test_a_model_that_cannot_export_is_an_input_error_naming_it():
+  with pytest.raises(InputError, match=r'^SizeDependent cannot be exported for any image size: '
+                                      r'[^\n]*inconclusive[^\n]*$'):
+    serialize.export(SizeDependent(), {})
 
 
 def test_jax_export_round_trip_for_any_batch_and_size(tiny_model):

@@ -128,6 +128,18 @@ def test_tlc_pool_is_a_window_mean_or_global_where_the_window_covers_the_map(
     np.testing.assert_allclose(pooled, box_means(x, *window), atol=1e-6)
 
 
+def test_tlc_pool_for_symbolic_sizes_chooses_the_window_or_global_mean_at_run_time():
+  # One program for every size (jax.export), as exported NAFNets pool.
+  shape = jax.export.symbolic_shape('n, h, w, 3')
+  exported = jax.export.export(jax.jit(lambda x: nafnet.tlc_avg_pool(x, 7)))(
+      jax.ShapeDtypeStruct(shape, jnp.float32))
+  for height, width, window in ((9, 14, (7, 7)), (6, 14, (6, 7)), (6, 7, None)):
+    x = np.asarray(jax.random.uniform(jax.random.key(0), (2, height, width, 3)))
+    expected = (np.broadcast_to(x.mean((1, 2), keepdims=True), x.shape) if window is None
+                else box_means(x, *window))
+    np.testing.assert_allclose(exported.call(x), expected, atol=1e-6)
+
+
 def test_tlc_changes_evaluation_but_training_pools_globally():
   tlc, plain = nafnet.NAFNet(**TINY, tlc_train_size=8), nafnet.NAFNet(**TINY)
   variables = tiny_variables(plain)
