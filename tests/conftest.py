@@ -15,6 +15,10 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # skipped; every program still runs.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(
     tempfile.gettempdir(), f'deblur_jax_tests_xla_cache_{os.getuid()}'))
+# The folders source's default file cache (config.data.cache 'auto', cache_dir '') lives
+# under $XDG_CACHE_HOME: a temporary one here and in the subprocesses, not ~/.cache.
+os.environ['XDG_CACHE_HOME'] = os.path.join(tempfile.gettempdir(),
+                                            f'deblur_jax_tests_cache_{os.getuid()}')
 # Every program, also those compiling in under a second (JAX's default threshold):
 # the small evaluation and metric programs recur in many tests.
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')

@@ -83,14 +83,18 @@ def base_config():
   # 'flips_rot90' (horizontal and vertical flips and 90-degree rotations, as BasicSR
   # and NAFNet train) or 'none'.
   config.data.augment = 'hflip'
-  # Decoded training images ('folders' source): 'none' decodes both files of a pair
-  # for every crop (~23 ms per 1280x720 PNG per core); 'memory' decodes every
-  # training pair once at start-up into this process's RAM (uint8; GoPro train:
-  # 11.6 GB per process); 'file' decodes them once into cache_dir and memory-maps
-  # them, reused while the images are unchanged and shared by a host's processes.
-  config.data.cache = 'none'
-  config.data.cache_dir = ''  # Folder of cache='file'; needs room for the decoded set.
-  # Threads of the training input pipeline (0: tf.data's default, one per core).
+  # Decoded training images ('folders' source; the others decode as they go). 'auto' is
+  # 'file': every training pair decoded once into cache_dir and memory-mapped, reused
+  # while the images are unchanged, one copy per node shared by its processes (GoPro
+  # train: 11.6 GB of uint8). 'memory': decoded at start-up into this process's RAM
+  # (11.6 GB per process). 'none': both files of a pair decoded for every crop (~20 ms
+  # per 1280x720 PNG per core: tens of crops per CPU-second instead of thousands).
+  config.data.cache = 'auto'
+  # Folder of cache='file', needing room for the decoded set; '' = $XDG_CACHE_HOME/deblur_jax
+  # (~/.cache/deblur_jax). On a cluster, a node-local disk such as $SLURM_TMPDIR.
+  config.data.cache_dir = ''
+  # Threads of the training input pipeline (tf.data's pool and parallel calls);
+  # 0 = one per CPU this process may run on (its affinity: a SLURM task's CPUs).
   # On a small CPU the pipeline's threads and XLA's share the cores.
   config.data.threads = 0
   config.data.max_eval_images = 0  # Evaluate on the first N test images; 0 = all.

@@ -13,8 +13,9 @@ many is skipped with a warning and counted; no usable pair at all is an error.
 import collections
 import dataclasses
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
+import numpy as np
 from absl import logging
 from PIL import Image, UnidentifiedImageError
 
@@ -23,6 +24,7 @@ from deblur_jax.core.lookup import lookup
 from deblur_jax.data import image_files
 
 _PNG_TRAILER = b'IEND\xaeB`\x82'
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _MAX_LOGGED_SKIPS = 10
 
 
@@ -75,6 +77,23 @@ def read_image_header(path: str) -> tuple[int, int, str]:
       if f.read() != _PNG_TRAILER:
         raise ValueError('truncated PNG (no IEND chunk at the end)')
   return height, width, mode
+
+
+def is_16bit_png(path: str) -> bool:
+  """Whether the image file at `path` is a PNG of 16 bits per sample (its IHDR's bit depth)."""
+  with open(path, 'rb') as f:
+    header = f.read(25)
+  return header[:8] == _PNG_SIGNATURE and len(header) == 25 and header[24] == 16
+
+
+def level_format(pairs: Sequence[ImagePair]) -> tuple[np.ndarray, type]:
+  """(which files of `pairs` are 16-bit PNGs: bool (len(pairs), 2), blur then sharp;
+  the dtype of the set's training levels: np.uint16 if any is, else np.uint8).
+
+  One dtype for the whole set, so that every batch has the same."""
+  sixteen_bit = np.array([[is_16bit_png(p.blur), is_16bit_png(p.sharp)] for p in pairs],
+                         bool).reshape(len(pairs), 2)
+  return sixteen_bit, np.uint16 if sixteen_bit.any() else np.uint8
 
 
 class _BadPair(Exception):

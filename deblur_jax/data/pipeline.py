@@ -3,9 +3,16 @@
 The source (sources/) is the one config.data.source names. Training: an
 endless tf.data stream of this process's slice of each global batch of random
 crops, from step `start_step` on; example g is a pure function of (seed, g)
-whatever the source (example_dataset, transforms.py).
-Evaluation: full-size test pairs, batched by image size across all devices,
-the last batch of each size padded and masked, each image seen exactly once.
+whatever the source (example_dataset, transforms.py). The crops of image files
+leave the host as their levels, uint8 (uint16 for a set with a 16-bit PNG), a
+quarter (half) of the bytes of float32; the train step turns them into the
+floats TensorFlow decodes an 8-bit PNG to, float32(level x 257) x float32(1 / 65535)
+(16-bit levels: float32(level) x float32(1 / 65535)), bit for bit. For JPEG and BMP
+files TensorFlow's float decode gives float32(level) x float32(1 / 255): 134 of the
+256 levels differ from that by 1 ulp. Synthetic blur ('synthetic', 'demo') leaves
+as float32 in [0, 1].
+Evaluation: full-size test pairs as float32, batched by image size across all
+devices, the last batch of each size padded and masked, each image seen exactly once.
 """
 
 import dataclasses
@@ -37,10 +44,25 @@ def check_config(data_config) -> sources.Source:
     raise InputError(f'config.data.max_eval_images={data_config.max_eval_images} must be >= 0.')
   if data_config.get('threads', 0) < 0:
     raise InputError(f'config.data.threads={data_config.threads} must be >= 0 '
-                     "(0: tf.data's default).")
+                     '(0: one per usable CPU).')
   lookup(AUGMENTATIONS, data_config.augment, 'config.data.augment')
-  cache_lib.check_mode(data_config.get('cache', 'none'))
+  cache_lib.check_mode(data_config.get('cache', 'auto'))
   return sources.resolve(data_config)
+
+
+def usable_cpus() -> int:
+  """The CPUs this process may run on: its affinity mask (as a SLURM task or a
+  cpuset container sets it; os.cpu_count() counts the whole machine), or the
+  machine's CPUs where there is no such mask (macOS)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:
+    return os.cpu_count() or 1
+
+
+def pipeline_threads(data_config) -> int:
+  """The threads of the training input pipeline: config.data.threads, 0 = usable_cpus()."""
+  return data_config.get('threads', 0) or usable_cpus()
 
 
 def example_dataset(examples: sources.TrainExamples, seed: int,
@@ -48,41 +70,59 @@ def example_dataset(examples: sources.TrainExamples, seed: int,
                     flips_rot90: bool = False) -> tf.data.Dataset:
   """Unbatched {'blur', 'sharp'}, one per global example index g: image
   shuffled_index(g) of `examples`, cut with the stateless seeds of (seed, g);
-  with `flips_rot90`, then turned by a random vertical flip and transpose."""
+  with `flips_rot90`, then turned by the transforms.turn_draws of
+  augment_seed(g, seed). For examples cut a batch at a time (examples.cut_batch),
+  their windows instead, the turn added as 'vflip' and 'transpose'."""
 
   def make_example(g):
     i = transforms.shuffled_index(g, examples.num_images, seed)
     seeds = transforms.example_seeds(g, seed, examples.num_seeds)
     example = examples.make(i, g, seeds)
     if flips_rot90:
-      example = transforms.random_vflip_transpose(example, transforms.augment_seed(g, seed))
+      vflip, transpose = transforms.turn_draws(transforms.augment_seed(g, seed))
+      if examples.cut_batch is None:
+        example = transforms.turn(example, vflip, transpose)
+      else:
+        example = {**example, 'vflip': vflip, 'transpose': transpose}
     return example
 
   dataset = example_indices.map(make_example, num_parallel_calls=tf.data.AUTOTUNE)
   return dataset.ignore_errors(log_warning=True) if examples.skip_errors else dataset
 
 
+def batched_examples(examples: sources.TrainExamples, seed: int,
+                     example_indices: tf.data.Dataset, batch_size: int, *,
+                     flips_rot90: bool = False) -> tf.data.Dataset:
+  """The examples of `example_dataset` in batches of `batch_size` {'blur', 'sharp'}:
+  (batch_size, crop, crop, 3) each, the dtype the source gives."""
+  dataset = example_dataset(examples, seed, example_indices, flips_rot90=flips_rot90)
+  dataset = dataset.batch(batch_size, drop_remainder=True)
+  if examples.cut_batch is not None:
+    dataset = dataset.map(examples.cut_batch, num_parallel_calls=tf.data.AUTOTUNE)
+  return dataset
+
+
 def create_train_dataset(data_config, *, seed: int, global_batch: int, rows: range,
                          start_step: int):
   """(dataset of this process's `rows` of each global batch, as {'blur', 'sharp'}:
-  float32 (len(rows), crop, crop, 3) in [0, 1]; number of training images, which
-  sets the length of an epoch)."""
+  (len(rows), crop, crop, 3) each, uint8 or uint16 levels or float32 in [0, 1] by
+  source (see the module docstring); number of training images, which sets the
+  length of an epoch)."""
   hflip, flips_rot90 = AUGMENTATIONS[data_config.augment]
   examples = check_config(data_config).train_examples(
       data_config, crop_size=data_config.crop_size, hflip=hflip, seed=seed)
   indices = transforms.global_example_indices(start_step, global_batch, rows)
-  dataset = example_dataset(examples, seed, indices, flips_rot90=flips_rot90)
+  dataset = batched_examples(examples, seed, indices, len(rows), flips_rot90=flips_rot90)
+  threads = pipeline_threads(data_config)
   options = tf.data.Options()
   options.deterministic = True
+  options.threading.private_threadpool_size = threads
   # No autotuning thread: at the end of training, destroying the iterator waits for that
-  # thread's sleep (up to 60 s) to end. The parallel map then runs min(initial_parallelism,
+  # thread's sleep (up to 60 s) to end. Each parallel map then runs min(initial_parallelism,
   # pool threads) calls; tf.data's initial_parallelism of 16 would cap hosts with more cores.
   options.autotune.enabled = False
-  options.autotune.initial_parallelism = os.cpu_count() or 1
-  if data_config.get('threads', 0):  # else tf.data's own pool, one thread per core
-    options.threading.private_threadpool_size = data_config.threads
-  dataset = dataset.batch(len(rows), drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  return dataset.with_options(options), examples.num_images
+  options.autotune.initial_parallelism = threads
+  return dataset.prefetch(tf.data.AUTOTUNE).with_options(options), examples.num_images
 
 
 def find_eval_pairs(data_config, workdir: str, min_size: int):

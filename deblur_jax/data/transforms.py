@@ -25,6 +25,18 @@ def decode_image(path, dtype=tf.float32):
   return decode_image_bytes(tf.io.read_file(path), dtype)
 
 
+def decode_levels(path, sixteen_bit, dtype):
+  """The image file at `path` as HxWx3 levels of `dtype`, the training pipeline's
+  wire format: uint8, the 8-bit levels as stored (for a set without 16-bit PNGs),
+  or uint16, a 16-bit PNG's levels as stored and other images' 8-bit levels x 257
+  (exact: TensorFlow widens 8-bit PNGs so). `sixteen_bit`: whether the file is a
+  16-bit PNG (a bool tensor; see pairs.level_format)."""
+  if tf.as_dtype(dtype) == tf.uint8:
+    return decode_image(path, tf.uint8)
+  return tf.cond(sixteen_bit, lambda: decode_image(path, tf.uint16),
+                 lambda: tf.cast(decode_image(path, tf.uint8), tf.uint16) * 257)
+
+
 def global_example_indices(start_step: int, global_batch: int,
                            rows: range) -> tf.data.Dataset:
   """The global indices of this process's examples, from step `start_step` on.
@@ -90,17 +102,22 @@ def augment_seed(g, seed: int):
   return tf.random.experimental.stateless_fold_in(base, 0x0a06)
 
 
-def random_vflip_transpose(example: dict, seed) -> dict:
-  """Every image of `example` (square, HxWxC) flipped vertically and transposed
-  (a 90-degree rotation with the source's horizontal flip), each with
-  probability 1/2 and alike for all: BasicSR's `augment(hflip, rotation)`."""
-  vflip, transpose = tf.unstack(tf.random.stateless_uniform([2], seed) < 0.5)
+def turn_draws(seed):
+  """(vertical flip, transpose) of a random turn: bool tensors, each True with
+  probability 1/2 (with the source's horizontal flip, a random flip or 90-degree
+  rotation: BasicSR's `augment(hflip, rotation)`)."""
+  return tf.unstack(tf.random.stateless_uniform([2], seed) < 0.5)
 
-  def turn(image):
+
+def turn(example: dict, vflip, transpose) -> dict:
+  """Every image of `example` (square, HxWxC) flipped vertically if `vflip`, then
+  transposed if `transpose` (bool tensors); cache.DecodedPairs.cut turns the same way."""
+
+  def turn_image(image):
     image = tf.cond(vflip, lambda: tf.reverse(image, [0]), lambda: image)
     return tf.cond(transpose, lambda: tf.transpose(image, [1, 0, 2]), lambda: image)
 
-  return {key: tf.ensure_shape(turn(image), image.shape) for key, image in example.items()}
+  return {key: tf.ensure_shape(turn_image(image), image.shape) for key, image in example.items()}
 
 
 def blur_valid(image, kernel):

@@ -9,7 +9,7 @@ accelerators first (`runtime.hide_accelerators_from_tensorflow`).
 """
 
 import datetime
-import os
+import resource
 import statistics
 import time
 
@@ -141,26 +141,43 @@ def bench_infer(config, mesh, batch: int, height: int, width: int, dtype: str, s
           'params': count_params(variables['params'])}
 
 
+def process_cpu_seconds() -> float:
+  """User plus system CPU time of this process so far, all its threads."""
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
+
+
 def bench_input(config, mesh, batch: int, steps: int, warmup: int) -> dict:
-  """The training input pipeline alone: its sustained crops/s over the `steps` timed
-  batches (the prefetch buffer filled during `warmup` aside), and the seconds taken
-  to set it up, decoding the training set for config.data.cache 'memory' or a new
-  'file'. Imports TensorFlow: the caller keeps it off the accelerators."""
-  from deblur_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  """The training input pipeline alone: its sustained crops/s and crops per CPU-second
+  (this process's user + system time, every thread) over the `steps` timed batches,
+  after `warmup` (at least one) that fill its prefetch buffer, and the seconds taken
+  to set it up, decoding the training set for a new 'memory' or 'file' cache.
+  Imports TensorFlow: the caller keeps it off the accelerators."""
+  from deblur_jax.data import cache, pipeline, sources  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   dataset, num_images = pipeline.create_train_dataset(
       config.data, seed=config.seed, global_batch=batch,
       rows=sharding.process_batch_rows(batch, mesh), start_step=0)
-  setup_s = time.perf_counter() - start
   batches = dataset.as_numpy_iterator()
-  times = time_calls(lambda: next(batches), steps, warmup)
-  cores = len(os.sched_getaffinity(0))  # tf.data's default thread pool has one per core
-  crops_per_s = batch * len(times) / sum(times)
+  first = next(batches)
+  setup_s = time.perf_counter() - start
+  for _ in range(warmup - 1):
+    next(batches)
+  cpu_start = process_cpu_seconds()
+  times = time_calls(lambda: next(batches), steps, warmup=0)
+  cpu_s = process_cpu_seconds() - cpu_start
+  crops = len(first['blur']) * len(times)  # this process's rows of each batch
+  cores = pipeline.usable_cpus()
+  crops_per_s = crops / sum(times)
+  folders = sources.source_name(config.data) == 'folders'
   return {'compile_s': 0.0, 'times': times, 'compiled': None, 'params': None,
           'items_per_s': crops_per_s,
-          'extra': {'cache': config.data.get('cache', 'none'), 'setup_s': round(setup_s, 3),
+          'extra': {'cache': cache.check_mode(config.data.cache) if folders else 'none',
+                    'batch_dtype': first['blur'].dtype.name, 'setup_s': round(setup_s, 3),
                     'train_images': num_images, 'cores': cores,
-                    'crops_per_s_per_core': round(crops_per_s / cores, 3)}}
+                    'threads': pipeline.pipeline_threads(config.data),
+                    'crops_per_s_per_core': round(crops_per_s / cores, 3),
+                    'cpu_s': round(cpu_s, 4), 'crops_per_cpu_s': round(crops / cpu_s, 1)}}
 
 
 def run_benchmark(config, what: str, batch: int, height: int, width: int, dtype: str, steps: int,

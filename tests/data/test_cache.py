@@ -1,4 +1,5 @@
-"""Decoded-pair caches: the same crops as decoding per crop, reuse and rebuilds, bad input."""
+"""Decoded-pair caches: the same levels as decoding per crop, reuse and rebuilds, the
+default location, bad input."""
 
 import os
 import pathlib
@@ -13,11 +14,11 @@ from deblur_jax.core.errors import InputError
 from deblur_jax.data import cache, pipeline, transforms
 from deblur_jax.data import pairs as pairs_lib
 from deblur_jax.data.sources import folders
-from deblur_jax.profiling import benchmarks
 from helpers import make_pair_tree, smooth_image, train_batches
 
 
 def train_config(root, mode='none', cache_dir=''):
+  """config.data of the tiny config reading `root` (cache_dir '': the default location)."""
   config = mimo.get_config('tiny').data
   config.dir = str(root)
   config.cache = mode
@@ -45,13 +46,30 @@ def data_file(cache_dir):
   return path
 
 
+@pytest.mark.parametrize('augment', ['hflip', 'flips_rot90'])
 @pytest.mark.parametrize('mode', ['memory', 'file'])
-def test_cached_crops_equal_decoded_crops_bit_for_bit(pair_tree, tmp_path, mode):
-  expected = batches(train_config(pair_tree), 4)
-  assert_same_batches(batches(train_config(pair_tree, mode, tmp_path / 'cache'), 4), expected)
+def test_cached_crops_equal_decoded_crops_level_for_level(pair_tree, tmp_path, mode, augment):
+  """Cut a batch at a time from the cache, flipped and turned in numpy; decoded per
+  crop and turned in TensorFlow: the same uint8 levels."""
+  uncached, cached = train_config(pair_tree), train_config(pair_tree, mode, tmp_path / 'cache')
+  uncached.augment = cached.augment = augment
+  expected = batches(uncached, 6)
+  assert expected[0]['blur'].dtype == expected[0]['sharp'].dtype == np.uint8
+  assert_same_batches(batches(cached, 6), expected)
 
 
-def test_cached_levels_give_the_decoders_floats_for_every_format(tmp_path):
+def device_floats(levels):
+  """The train step's conversion of wire levels, in numpy: TensorFlow's PNG decode."""
+  if levels.dtype == np.uint8:
+    levels = levels.astype(np.uint16) * np.uint16(257)
+  return levels.astype(np.float32) * np.float32(1 / 65535)
+
+
+def ulps(a, b):
+  return np.abs(a.view(np.int32).astype(np.int64) - b.view(np.int32))
+
+
+def test_every_format_gives_the_same_levels_cached_and_tensorflows_floats_on_device(tmp_path):
   levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
   rgb = np.dstack([levels, levels[::-1], levels.T])
   deep = np.random.default_rng(0).integers(0, 65536, (16, 16, 3)).astype(np.uint16)
@@ -69,14 +87,29 @@ def test_cached_levels_give_the_decoders_floats_for_every_format(tmp_path):
   # Every pair mixes two formats; 16 x 16 crops are whole (flipped or not) images.
   pairs = [pairs_lib.ImagePair(str(k), paths[k], paths[(k + 1) % len(paths)], 16, 16)
            for k in range(len(paths))]
-  n = 2 * len(pairs)
   indices = transforms.global_example_indices(0, 4, range(4))
 
   def crops(decoded):
     examples = folders.pair_examples(pairs, crop_size=16, hflip=True, decoded=decoded)
-    return list(pipeline.example_dataset(examples, 0, indices).take(n).as_numpy_iterator())
+    return list(pipeline.batched_examples(examples, 0, indices, 4, flips_rot90=True)
+                .take(len(pairs)).as_numpy_iterator())
 
-  assert_same_batches(crops(cache.load(pairs, 'memory', '', 'formats')), crops(None))
+  uncached = crops(None)
+  # One 16-bit PNG makes the whole set uint16: 8-bit levels x 257.
+  assert uncached[0]['blur'].dtype == np.uint16
+  assert_same_batches(crops(cache.load(pairs, 'memory', '', 'formats')), uncached)
+
+  # The device's floats of the levels are TensorFlow's float decode of each file: bit
+  # for bit for PNG, within 1 ulp for JPEG and BMP (TensorFlow divides their 8-bit
+  # levels by 255, the device their 16-bit widening by 65535).
+  sixteen_bit, dtype = pairs_lib.level_format(pairs)
+  for k, path in enumerate(paths):
+    levels = transforms.decode_levels(path, sixteen_bit[k, 0], dtype).numpy()
+    got, expected = device_floats(levels), transforms.decode_image(path).numpy()
+    if path.endswith('.png'):
+      np.testing.assert_array_equal(got, expected)
+    else:
+      assert ulps(got, expected).max() == 1, path
 
 
 def test_same_seed_same_batches_and_resume_continues(pair_tree, tmp_path):
@@ -160,22 +193,46 @@ def test_unwritable_cache_dir_is_an_error_naming_it(pair_tree, tmp_path):
 def test_bad_cache_settings_are_errors(pair_tree):
   with pytest.raises(InputError, match=r"Unknown config.data.cache 'ram'"):
     batches(train_config(pair_tree, 'ram'), 1)
-  with pytest.raises(InputError, match='needs config.data.cache_dir'):
-    batches(train_config(pair_tree, 'file'), 1)
   config = train_config(pair_tree, 'memory')
   config.source = 'tfds'
   with pytest.raises(InputError, match="applies to source='folders'"):
     batches(config, 1)
 
 
-def test_input_bench_reports_the_cache_and_crops_per_core(tiny_config, pair_tree, tmp_path):
-  tiny_config.data.dir = str(pair_tree)
-  tiny_config.data.cache = 'file'
-  tiny_config.data.cache_dir = str(tmp_path / 'cache')
-  record = benchmarks.run_benchmark(tiny_config, 'input', batch=4, height=32, width=32,
-                                    dtype='float32', steps=3, warmup=1)
-  assert record['cache'] == 'file' and record['train_images'] == 6
-  assert record['cores'] == len(os.sched_getaffinity(0))
-  assert record['items_per_s'] > 0
-  assert record['crops_per_s_per_core'] == pytest.approx(record['items_per_s'] / record['cores'],
-                                                         rel=1e-2)
+def test_by_default_the_folders_source_reads_a_file_cache_in_the_users_cache_folder(
+    pair_tree, tmp_path, monkeypatch):
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+  config = mimo.get_config().data
+  config.dir, config.crop_size = str(pair_tree), 32
+  assert config.cache == 'auto' and config.cache_dir == ''
+  assert_same_batches(batches(config, 2), batches(train_config(pair_tree), 2))
+  assert data_file(tmp_path / 'xdg' / 'deblur_jax').name.startswith('train-')
+  monkeypatch.setenv('XDG_CACHE_HOME', 'relative/path')  # invalid: ~/.cache instead
+  monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+  assert cache.default_cache_dir() == str(tmp_path / 'home' / '.cache' / 'deblur_jax')
+
+
+def test_a_cache_of_other_level_dtype_is_rebuilt(tmp_path):
+  """A set that loses its only 16-bit PNG goes from uint16 levels to uint8: its cache too."""
+  root = make_pair_tree(tmp_path / 'data', splits=('train',), num_sequences=1)
+  deep = root / 'train' / 'GOPR0000_00_00' / 'sharp' / '000002.png'
+  deep.write_bytes(tf.io.encode_png(np.asarray(Image.open(deep), np.uint16) * 257).numpy())
+  config = train_config(root, 'file', tmp_path / 'cache')
+  assert batches(config, 1)[0]['sharp'].dtype == np.uint16
+  for folder in ('blur', 'sharp'):
+    (deep.parent.parent / folder / deep.name).unlink()
+  cached = batches(config, 2)
+  assert cached[0]['sharp'].dtype == np.uint8
+  assert_same_batches(cached, batches(train_config(root), 2))
+
+
+def test_batch_memory_is_reused_only_once_its_array_is_gone():
+  buffers = cache._Buffers()  # pylint: disable=protected-access
+  first = buffers.take((2, 3), np.uint8)
+  assert first.ctypes.data % 64 == 0  # where TensorFlow takes arrays without a copy
+  second = buffers.take((2, 3), np.uint8)
+  assert not np.shares_memory(first, second)
+  address = first.ctypes.data
+  del first
+  assert buffers.take((2, 3), np.uint8).ctypes.data == address
+  assert not np.shares_memory(buffers.take((2, 3), np.uint8), second)

@@ -1,4 +1,5 @@
-"""tf.data pipelines: shapes, determinism, resume, process sharding, evaluation coverage."""
+"""tf.data pipelines: shapes, dtypes, determinism, resume, process sharding, threads,
+evaluation coverage."""
 
 import os
 import pathlib
@@ -10,25 +11,46 @@ from PIL import Image
 from deblur_jax.configs import mimo
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import pairs as pairs_lib
-from deblur_jax.data import pipeline
+from deblur_jax.data import pipeline, transforms
 from helpers import contains_window, make_pair_tree, train_batches
 
 
 @pytest.fixture
-def data_config(pair_tree):
+def data_config(pair_tree, tmp_path):
   config = mimo.get_config('tiny').data
   config.dir = str(pair_tree)
+  config.cache_dir = str(tmp_path / 'cache')  # cache 'auto': a file cache there
   return config
 
 
-def test_train_batches_are_paired_crops_in_unit_range(data_config):
+def test_train_batches_are_paired_uint8_crops(data_config):
   (batch,), num_images = train_batches(data_config, 1)
   assert num_images == 6
   assert batch['blur'].shape == batch['sharp'].shape == (4, 32, 32, 3)
-  assert batch['blur'].dtype == np.float32
-  assert 0.0 <= batch['sharp'].min() and batch['sharp'].max() <= 1.0
+  assert batch['blur'].dtype == batch['sharp'].dtype == np.uint8
   # The blurred crop is the blur of the sharp crop (box blur of the tree): close, not equal.
-  assert 0 < np.abs(batch['blur'] - batch['sharp']).mean() < 0.1
+  difference = np.abs(batch['blur'].astype(np.float32) - batch['sharp']) / 255
+  assert 0 < difference.mean() < 0.1
+
+
+def test_the_devices_floats_of_the_crops_are_those_of_tensorflows_png_decode(data_config,
+                                                                            pair_tree):
+  """The train step turns uint8 levels v into float32(v * 257) * float32(1 / 65535): the
+  floats the pipeline sent before (crops of transforms.decode_image), bit for bit."""
+  batch = train_batches(data_config, 1)[0][0]
+  sharp_files = sorted((pair_tree / 'train').glob('*/sharp/*.png'))
+  decoded = [transforms.decode_image(str(path)).numpy() for path in sharp_files]
+  for crop in batch['sharp']:
+    floats = (crop.astype(np.uint16) * np.uint16(257)).astype(np.float32) * np.float32(1 / 65535)
+    assert any(is_exact_window(image, floats) for image in decoded)
+
+
+def is_exact_window(image, window):
+  """Whether `window` (or its mirror image) is a sub-array of `image`, bit for bit."""
+  size = window.shape[0]
+  return any(np.array_equal(image[y:y + size, x:x + size], candidate)
+             for candidate in (window, window[:, ::-1])
+             for y in range(image.shape[0] - size + 1) for x in range(image.shape[1] - size + 1))
 
 
 def test_same_seed_same_batches_other_seed_other_train_batches(data_config):
@@ -92,9 +114,10 @@ def test_a_training_image_corrupt_inside_is_skipped(data_config, pair_tree):
     corrupt_png_body(path)
   found = pairs_lib.find_pairs(str(pair_tree), 'train')
   assert len(found.pairs) == 6  # the damage is invisible to the header checks
+  data_config.cache = 'none'
   (batch, _), _ = train_batches(data_config, 2)
   assert batch['blur'].shape == (4, 32, 32, 3)
-  intact = np.asarray(Image.open(blurs[0]), np.float32) / 255.0
+  intact = np.asarray(Image.open(blurs[0]))
   for crop in batch['blur']:  # every crop comes from the one image that decodes
     assert contains_window(intact, crop)
 
@@ -150,7 +173,20 @@ def test_the_pipeline_runs_in_its_own_pool_of_the_given_size(data_config):
   dataset, _ = pipeline.create_train_dataset(data_config, seed=0, global_batch=2, rows=range(2),
                                              start_step=0)
   assert dataset.options().threading.private_threadpool_size == 1
+  assert dataset.options().autotune.initial_parallelism == 1
   assert next(iter(dataset))['blur'].shape[0] == 2
+
+
+def test_by_default_one_thread_per_cpu_the_process_may_run_on(data_config, monkeypatch):
+  """A SLURM task or a cpuset container sees all the machine's CPUs in os.cpu_count()."""
+  monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 2, 5}, raising=False)
+  assert pipeline.usable_cpus() == 3
+  dataset, _ = pipeline.create_train_dataset(data_config, seed=0, global_batch=2, rows=range(2),
+                                             start_step=0)
+  assert dataset.options().threading.private_threadpool_size == 3
+  assert dataset.options().autotune.initial_parallelism == 3
+  monkeypatch.delattr(os, 'sched_getaffinity')  # as on macOS
+  assert pipeline.usable_cpus() == os.cpu_count()
 
 
 def test_the_training_pipeline_has_no_autotuning_thread(data_config):
@@ -159,5 +195,5 @@ def test_the_training_pipeline_has_no_autotuning_thread(data_config):
   dataset, _ = pipeline.create_train_dataset(data_config, seed=0, global_batch=2, rows=range(2),
                                              start_step=0)
   assert dataset.options().autotune.enabled is False
-  assert dataset.options().autotune.initial_parallelism == (os.cpu_count() or 1)  # no cap at 16
+  assert dataset.options().autotune.initial_parallelism == pipeline.usable_cpus()  # no cap at 16
   assert next(iter(dataset))['blur'].shape[0] == 2

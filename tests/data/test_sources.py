@@ -19,6 +19,7 @@ def config_for(name, tmp_path):
   config.crop_size = 16
   if name == 'folders':
     config.dir = str(make_pair_tree(tmp_path / 'pairs', size=(24, 32)))
+    config.cache_dir = str(tmp_path / 'cache')  # cache 'auto': a file cache there
     return config, 6, 6
   if name == 'synthetic':
     rng = np.random.default_rng(0)
@@ -31,6 +32,15 @@ def config_for(name, tmp_path):
   return config, len(config.demo.train_photos.split(',')), len(demo.HELD_OUT_PHOTOS)  # one blur: gauss7
 
 
+def unbatch(batch):
+  return [{key: images[k] for key, images in batch.items()} for k in range(len(batch['blur']))]
+
+
+# What each source's training crops leave the host as: the levels of image files (the
+# device turns them into floats), float32 in [0, 1] where the blur is computed.
+TRAIN_DTYPES = {'folders': np.uint8, 'synthetic': np.float32, 'demo': np.float32}
+
+
 @pytest.mark.parametrize('name', ['folders', 'synthetic', 'demo'])
 def test_every_source_gives_seeded_crops_and_readable_eval_pairs(name, tmp_path):
   config, num_train, num_eval = config_for(name, tmp_path)
@@ -39,11 +49,14 @@ def test_every_source_gives_seeded_crops_and_readable_eval_pairs(name, tmp_path)
   assert examples.num_images == num_train
 
   indices = transforms.global_example_indices(0, 4, range(4))
-  first, again = (list(pipeline.example_dataset(examples, 0, indices).take(5)
-                       .as_numpy_iterator()) for _ in range(2))
+  first, again = ([example for batch in pipeline.batched_examples(examples, 0, indices, 1)
+                   .take(5).as_numpy_iterator() for example in unbatch(batch)]
+                  for _ in range(2))
   for a, b in zip(first, again):
     assert a['blur'].shape == a['sharp'].shape == (16, 16, 3)
-    assert a['blur'].dtype == np.float32 and 0 <= a['sharp'].min() <= a['sharp'].max() <= 1
+    assert a['blur'].dtype == a['sharp'].dtype == TRAIN_DTYPES[name]
+    if name != 'folders':
+      assert 0 <= a['sharp'].min() <= a['sharp'].max() <= 1
     np.testing.assert_array_equal(a['blur'], b['blur'])
   # Blurred and sharp pairs (a demo crop of a flat region, or under gauss3, may not change).
   assert sum(not np.array_equal(a['blur'], a['sharp']) for a in first) >= 2
@@ -54,6 +67,7 @@ def test_every_source_gives_seeded_crops_and_readable_eval_pairs(name, tmp_path)
   assert len(pairs) == num_eval
   for pair, images in zip(pairs, read_pairs(pairs).as_numpy_iterator()):
     assert images['blur'].shape == images['sharp'].shape == (pair.height, pair.width, 3)
+    assert images['blur'].dtype == np.float32  # evaluation reads floats from every source
   capped, _ = source.eval_pairs(config, str(tmp_path / 'work'), min_size=16, max_pairs=1)
   assert capped == pairs[:1]
 
@@ -65,6 +79,7 @@ def test_every_source_gives_seeded_crops_and_readable_eval_pairs(name, tmp_path)
 def test_one_dispatch_picks_the_source(source, data_dir, expected):
   config = mimo.get_config('tiny').data
   config.source, config.dir = source, data_dir
+  assert config.cache == 'auto'  # the default fits every source
   assert sources.resolve(config) is expected
   assert sources.source_name(config) in sources.MODULES
 
@@ -79,7 +94,7 @@ def test_one_dispatch_picks_the_source(source, data_dir, expected):
     ('lmdb', '/d', 'none', r"Unknown config\.data\.source 'lmdb'; choose one of \['auto', "
                            r"'demo', 'folders', 'synthetic', 'tfds'\]"),
     ('auto', '', 'memory', r"config\.data\.cache='memory' applies to source='folders'; set "
-                           r"it to 'none' for source='demo'"),
+                           r"it to 'auto' or 'none' for source='demo'"),
     ('synthetic', '/d', 'file', r"config\.data\.cache='file' applies to source='folders'"),
 ])
 def test_inconsistent_source_dir_and_cache_are_errors_naming_the_fields(source, data_dir, cache,

@@ -3,8 +3,10 @@
 import types
 
 import jax
+import numpy as np
 import pytest
 
+from deblur_jax.data import pipeline
 from deblur_jax.profiling import benchmarks
 
 
@@ -53,3 +55,30 @@ def test_time_calls_times_steps_calls_after_the_warmup():
   calls = []
   times = benchmarks.time_calls(lambda: calls.append(1), steps=3, warmup=2)
   assert len(calls) == 5 and len(times) == 3 and min(times) >= 0
+
+
+def test_input_bench_reports_crops_per_cpu_second_and_per_core(tiny_config, pair_tree, tmp_path):
+  tiny_config.data.dir = str(pair_tree)
+  tiny_config.data.cache_dir = str(tmp_path / 'cache')  # cache 'auto': a file cache here
+  record = benchmarks.run_benchmark(tiny_config, 'input', batch=4, height=32, width=32,
+                                    dtype='float32', steps=3, warmup=1)
+  assert record['cache'] == 'file' and record['train_images'] == 6
+  assert record['batch_dtype'] == 'uint8'
+  assert record['cores'] == pipeline.usable_cpus() == record['threads']
+  assert record['items_per_s'] > 0 and record['cpu_s'] > 0
+  # 3 timed batches of 4 crops; cpu_s is rounded to 0.1 ms, about 1% of it here.
+  assert record['crops_per_cpu_s'] == pytest.approx(3 * 4 / record['cpu_s'], rel=0.05)
+  assert record['crops_per_s_per_core'] == pytest.approx(record['items_per_s'] / record['cores'],
+                                                         rel=1e-2)
+
+
+def test_input_bench_of_the_demo_source_reports_float_batches_and_no_cache(tiny_config):
+  record = benchmarks.run_benchmark(tiny_config, 'input', batch=4, height=32, width=32,
+                                    dtype='float32', steps=1, warmup=1)
+  assert record['cache'] == 'none' and record['batch_dtype'] == np.dtype(np.float32).name
+
+
+def test_process_cpu_seconds_counts_this_processs_work():
+  start = benchmarks.process_cpu_seconds()
+  np.linalg.svd(np.random.default_rng(0).standard_normal((300, 300)))
+  assert benchmarks.process_cpu_seconds() > start

@@ -8,7 +8,7 @@ that the other data fields agree with it. The pipeline turns a source's
 
 import dataclasses
 import importlib
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from deblur_jax.core.errors import InputError
 from deblur_jax.core.lookup import lookup
@@ -21,21 +21,30 @@ MODULES = {
     'demo': 'deblur_jax.data.sources.demo',
 }
 AUTO = 'auto'  # 'demo' when config.data.dir is empty, else 'folders'.
+# The values of config.data.cache that fit every source ('auto': a cache for 'folders' only).
+CACHE_FOR_ANY_SOURCE = ('auto', 'none')
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainExamples:
   """A source's training set: `num_images` images, and how to cut an example.
 
-  make(i, g, seeds) -> {'blur', 'sharp'}, float32 (crop, crop, 3) in [0, 1]: the
-  example of global index g (a tensor) from image i (a tensor in [0, num_images)),
-  cropped, flipped and degraded with `seeds`, `num_seeds` stateless seeds of g.
+  make(i, g, seeds) -> {'blur', 'sharp'}, (crop, crop, 3) each: the example of
+  global index g (a tensor) from image i (a tensor in [0, num_images)), cropped,
+  flipped and degraded with `seeds`, `num_seeds` stateless seeds of g. Images of
+  files are levels as stored (uint8, or uint16: transforms.decode_levels), for the
+  device to turn into floats; images computed in float are float32 in [0, 1].
+  With `cut_batch`, make(i, g, seeds) gives the example's window instead (a dict of
+  scalar tensors), and cut_batch(windows) the batch {'blur', 'sharp'} of a batch of
+  them (the pipeline adds 'vflip' and 'transpose' for transforms.turn to each).
   """
   num_images: int
   make: Callable
   num_seeds: int = 2
   # Skip (and log) the examples whose image is corrupt inside (files checked by header only).
   skip_errors: bool = False
+  # Cuts a batch of make's windows (cache.DecodedPairs.cut_batch); None: make cuts examples.
+  cut_batch: Optional[Callable] = None
 
 
 # read_pairs(pairs) -> unbatched tf.data.Dataset of their full-size {'blur', 'sharp'}, in order.
@@ -65,10 +74,10 @@ def source_name(data_config) -> str:
     name = 'folders' if data_config.dir else 'demo'
   else:
     lookup({AUTO: None, **MODULES}, name, 'config.data.source')
-  cache = data_config.get('cache', 'none')
-  if name != 'folders' and cache != 'none':
+  cache = data_config.get('cache', 'auto')
+  if name != 'folders' and cache not in CACHE_FOR_ANY_SOURCE:
     raise InputError(f'config.data.cache={cache!r} applies to source=\'folders\'; '
-                     f"set it to 'none' for source={name!r}.")
+                     f"set it to 'auto' or 'none' for source={name!r}.")
   return name
 
 

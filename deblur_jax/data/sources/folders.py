@@ -2,8 +2,9 @@
 
 The pairs are found by pairs.find_pairs (GOPRO_Large's or the flattened
 layout under the split folder) or listed by a pairs file. Training crops are
-cut from both files of a pair decoded for every crop, or from the images
-decoded once (config.data.cache, see cache.py): the same crops, bit for bit.
+levels (uint8, or uint16 for a set with a 16-bit PNG: transforms.decode_levels),
+cut from both files of a pair decoded for every crop, or a batch at a time from
+the images decoded once (config.data.cache, see cache.py): the same levels.
 """
 
 import functools
@@ -34,27 +35,33 @@ def find_folder_pairs(data_config, which: str, min_size: int,
 
 def pair_examples(pairs: Sequence[pairs_lib.ImagePair], *, crop_size: int, hflip: bool,
                   decoded: Optional[cache_lib.DecodedPairs] = None) -> TrainExamples:
-  """Paired random crops (and flips) of the blurred/sharp files of `pairs`, or of
-  `decoded` (cache.load of `pairs`)."""
-  if decoded is not None:
-    crop_pair = functools.partial(decoded.random_crop_pair, size=crop_size, hflip=hflip)
-  else:
-    blur_paths = tf.constant([p.blur for p in pairs])
-    sharp_paths = tf.constant([p.sharp for p in pairs])
-
-    def crop_pair(i, crop_seed, flip_seed):
-      both = tf.concat([transforms.decode_image(blur_paths[i]),
-                        transforms.decode_image(sharp_paths[i])], axis=-1)
-      both = transforms.random_crop_flip(both, crop_size, hflip, crop_seed, flip_seed)
-      return both[..., :3], both[..., 3:]
-
-  def make(i, g, seeds):
-    del g  # The crop depends on the example through its seeds only.
-    blur, sharp = crop_pair(i, crop_seed=seeds[0], flip_seed=seeds[1])
-    return {'blur': blur, 'sharp': sharp}
-
+  """Paired random crops (and flips) of the blurred/sharp files of `pairs` as levels,
+  decoded for every crop, or cut a batch at a time from `decoded` (cache.load of
+  `pairs`)."""
   # find_pairs already checked every header and PNG trailer; an image corrupt
   # inside is logged by TensorFlow and skipped (the cache records it as such).
+  if decoded is not None:
+    def window(i, g, seeds):
+      del g  # The crop depends on the example through its seeds only.
+      return decoded.window(i, crop_size, hflip, crop_seed=seeds[0], flip_seed=seeds[1])
+
+    return TrainExamples(len(pairs), window, skip_errors=True,
+                         cut_batch=functools.partial(decoded.cut_batch, size=crop_size))
+
+  sixteen_bit, dtype = pairs_lib.level_format(pairs)
+  sixteen_bit = tf.constant(sixteen_bit)
+  blur_paths = tf.constant([p.blur for p in pairs])
+  sharp_paths = tf.constant([p.sharp for p in pairs])
+
+  def make(i, g, seeds):
+    del g
+    both = tf.concat([transforms.decode_levels(blur_paths[i], sixteen_bit[i, 0], dtype),
+                      transforms.decode_levels(sharp_paths[i], sixteen_bit[i, 1], dtype)],
+                     axis=-1)
+    both = transforms.random_crop_flip(both, crop_size, hflip, crop_seed=seeds[0],
+                                       flip_seed=seeds[1])
+    return {'blur': both[..., :3], 'sharp': both[..., 3:]}
+
   return TrainExamples(len(pairs), make, skip_errors=True)
 
 
@@ -64,7 +71,7 @@ def train_examples(data_config, *, crop_size: int, hflip: bool, seed: int) -> Tr
   name = cache_lib.cache_name(data_config.dir,
                               data_config.get('train_pairs_file') or data_config.train_split,
                               data_config.blur_folder, data_config.sharp_folder)
-  decoded = cache_lib.load(pairs, data_config.get('cache', 'none'),
+  decoded = cache_lib.load(pairs, data_config.get('cache', 'auto'),
                            data_config.get('cache_dir', ''), name)
   return pair_examples(pairs, crop_size=crop_size, hflip=hflip, decoded=decoded)
 

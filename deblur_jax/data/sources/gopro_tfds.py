@@ -113,25 +113,26 @@ def load_gopro_split(data_config, split: str, *, min_size: int = 0,
   return TfdsSplit(source, builder.info.features, tuple(records), pairs)
 
 
-def _read_pair(split: TfdsSplit, record):
-  """{'blur', 'sharp'}: float32 HxWx3 in [0, 1] of record index `record` (a tensor)."""
+def _read_pair(split: TfdsSplit, record, dtype=tf.float32):
+  """{'blur', 'sharp'} HxWx3 of record index `record` (a tensor): float32 in [0, 1], or
+  dtype uint8 for the levels (every image of the dataset is an 8-bit PNG)."""
   serialized = tf.numpy_function(lambda i: split.source[int(i)], [record], tf.string,
                                  stateful=False)
   skip = tfds.decode.SkipDecoding()
   example = split.features.deserialize_example(tf.ensure_shape(serialized, []),
                                                decoders={'blur': skip, 'sharp': skip})
-  return {k: transforms.decode_image_bytes(example[k]) for k in ('blur', 'sharp')}
+  return {k: transforms.decode_image_bytes(example[k], dtype) for k in ('blur', 'sharp')}
 
 
 def split_examples(split: TfdsSplit, *, crop_size: int, hflip: bool) -> TrainExamples:
-  """Paired random crops (and flips) of the records of `split`, as the folder reader
-  cuts them from the same images (folders.pair_examples)."""
+  """Paired random crops (and flips) of the records of `split` as uint8 levels, as the
+  folder reader cuts them from the same images (folders.pair_examples)."""
   records = tf.constant(split.records, tf.int64)
 
   def make(i, g, seeds):
     del g
     crop_seed, flip_seed = seeds
-    pair = _read_pair(split, records[i])
+    pair = _read_pair(split, records[i], tf.uint8)
     both = tf.concat([pair['blur'], pair['sharp']], axis=-1)
     both = transforms.random_crop_flip(both, crop_size, hflip, crop_seed, flip_seed)
     return {'blur': both[..., :3], 'sharp': both[..., 3:]}

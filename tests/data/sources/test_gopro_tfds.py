@@ -188,7 +188,7 @@ def test_train_crops_equal_the_folder_readers_and_are_deterministic(prepared, ma
   ours = crops(gopro_tfds.split_examples(split, crop_size=8, hflip=True))
   again = crops(gopro_tfds.split_examples(split, crop_size=8, hflip=True))
   folder = crops(folders.pair_examples(pairs, crop_size=8, hflip=True))
-  assert ours[0]['blur'].shape == (8, 8, 3) and ours[0]['blur'].dtype == np.float32
+  assert ours[0]['blur'].shape == (8, 8, 3) and ours[0]['blur'].dtype == np.uint8
   for a, b, c in zip(ours, again, folder):
     for key in ('blur', 'sharp'):
       np.testing.assert_array_equal(a[key], b[key])
