@@ -186,12 +186,22 @@ def _state(pid):
 
 def test_slurm_dry_run_prints_the_srun_line():
   proc = run_script('slurm.sbatch', '--dry-run', 'configs/mimo.py', '/shared/run',
-                    '--config.train.batch_size=32', env={'PYTHON': 'py'})
+                    '--config.train.batch_size=32',
+                    env={'PYTHON': 'py', 'SLURM_TMPDIR': '/local/job 7'})
   assert proc.returncode == 0, proc.stderr
   assert commands(proc.stdout) == [[
       'srun', '--kill-on-bad-exit=1', 'py', '-m', 'deblur_jax.main',
       '--config=configs/mimo.py', '--workdir=/shared/run', '--distributed',
+      '--config.data.cache_dir=/local/job 7/deblur_jax_cache',
       '--config.train.batch_size=32']]
+
+
+def test_slurm_puts_the_decoded_images_on_node_local_disk():
+  for env, expected in (({'SLURM_TMPDIR': ''}, '/tmp/deblur_jax_cache'),
+                        ({'DEBLUR_CACHE_DIR': '/ssd/c'}, '/ssd/c')):
+    proc = run_script('slurm.sbatch', '--dry-run', 'c.py', 'w', env={'PYTHON': 'py', **env})
+    assert proc.returncode == 0, proc.stderr
+    assert f'--config.data.cache_dir={expected}' in commands(proc.stdout)[0]
 
 
 def test_slurm_script_asks_for_one_task_per_gpu():
