@@ -279,15 +279,23 @@ class StepPacer:
   def __init__(self, depth: int = 2):
     self.depth = depth
     self._running = collections.deque()  # a result array of each dispatched step
-    self._window = {'host_s': 0.0, 'wait_s': 0.0, 'in_flight': 0, 'steps': 0}
+    self._window = self._empty_window()
     self._mark = time.perf_counter()
+    self._dispatched_any = False
+
+  @staticmethod
+  def _empty_window() -> dict:
+    return {'host_s': 0.0, 'wait_s': 0.0, 'in_flight': 0, 'steps': 0}
 
   def pace(self, step_output) -> None:
-    """Call right after dispatching a step, with one array it returns."""
+    """Call right after dispatching a step, with one array it returns. The first
+    step's dispatch, which compiles it, is not host work per step."""
     dispatched = time.perf_counter()
-    self._window['host_s'] += dispatched - self._mark
-    self._window['in_flight'] += sum(not x.is_ready() for x in self._running)
-    self._window['steps'] += 1
+    if self._dispatched_any:
+      self._window['host_s'] += dispatched - self._mark
+      self._window['in_flight'] += sum(not x.is_ready() for x in self._running)
+      self._window['steps'] += 1
+    self._dispatched_any = True
     self._running.append(step_output)
     while len(self._running) > self.depth:
       jax.block_until_ready(self._running.popleft())
@@ -302,7 +310,7 @@ class StepPacer:
   def window_scalars(self) -> dict:
     """The means of the window since the last call, for train/ scalars."""
     window, steps = self._window, max(self._window['steps'], 1)
-    self._window = {'host_s': 0.0, 'wait_s': 0.0, 'in_flight': 0, 'steps': 0}
+    self._window = self._empty_window()
     return {'host_ms_per_step': 1e3 * window['host_s'] / steps,
             'wait_ms_per_step': 1e3 * window['wait_s'] / steps,
             'steps_in_flight': window['in_flight'] / steps}
