@@ -24,8 +24,10 @@ def _define_flags() -> None:
   test process may import them all."""
   flags.DEFINE_string('data', None, 'A folder written by deblur_jax.data.degrade.degrade_folder.')
   flags.DEFINE_enum('method', 'wiener', list(classical_deconvolution.METHODS), 'The deconvolution.')
-  flags.DEFINE_float('nsr', classical_deconvolution.DEFAULT_NSR, 'Wiener: noise-to-signal power ratio.')
-  flags.DEFINE_integer('num_iter', classical_deconvolution.DEFAULT_NUM_ITER, 'Richardson-Lucy: iterations.')
+  flags.DEFINE_float('nsr', classical_deconvolution.DEFAULT_NSR,
+                    'Wiener: noise-to-signal power ratio.')
+  flags.DEFINE_integer('num_iter', classical_deconvolution.DEFAULT_NUM_ITER,
+                      'Richardson-Lucy: iterations.')
   flags.DEFINE_string('output', None, 'Optional CSV file for the per-image and mean scores.')
   flags.mark_flags_as_required(['data'])
 
@@ -33,7 +35,8 @@ def _define_flags() -> None:
 def main(_):
   if FLAGS.nsr < 0 or FLAGS.num_iter < 1:
     raise InputError(f'--nsr={FLAGS.nsr} must be >= 0 and --num_iter={FLAGS.num_iter} >= 1.')
-  rows, skipped = classical_deconvolution.evaluate(FLAGS.data, FLAGS.method, FLAGS.nsr, FLAGS.num_iter)
+  rows, skipped = classical_deconvolution.evaluate(FLAGS.data, FLAGS.method, FLAGS.nsr,
+                                                   FLAGS.num_iter)
   print(classical_deconvolution.format_table(rows, FLAGS.method))
   if FLAGS.output:
     classical_deconvolution.write_csv(FLAGS.output, rows)

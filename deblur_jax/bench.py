@@ -5,12 +5,19 @@
       --height=720 --width=1280 --dtype=bfloat16
   python -m deblur_jax.bench --config=configs/mimo.py --what=input --batch=4 \
       --config.data.dir=/data/GOPRO_Large --config.data.cache=memory
+  python -m deblur_jax.bench --config=configs/mimo.py --what=train --batch=32 --size=256 \
+      --dtype=bfloat16 --compile_only --topology=v5e:2x2
 
 Times are medians of `--steps` runs after `--warmup` runs, each ended with
 block_until_ready; compilation (lower + compile) is timed apart. FLOPs come
 from the compiled program's cost analysis, peak memory from its memory
 analysis (and from the device's allocator where it reports one). Imports no
 TensorFlow except for `--what=input`. The library part: deblur_jax.profiling.benchmarks.
+
+`--compile_only` compiles without running, from abstract inputs, and reports
+the compile time, memory per device and cost analysis; with `--topology` it
+compiles for a TPU slice that is not attached, through libtpu (installed apart:
+deblur_jax.profiling.ahead_of_time).
 """
 
 import json
@@ -22,7 +29,8 @@ from ml_collections import config_flags
 
 from deblur_jax import models
 from deblur_jax.cli import command_line, runtime
-from deblur_jax.profiling import benchmarks
+from deblur_jax.core.errors import InputError
+from deblur_jax.profiling import ahead_of_time, benchmarks
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Configuration file (and :variant).',
@@ -39,6 +47,10 @@ flags.DEFINE_enum('dtype', None, list(models.COMPUTE_DTYPES),
                   'Compute dtype (default: config.train.compute_dtype).')
 flags.DEFINE_integer('steps', 10, 'Timed runs (at least 1).')
 flags.DEFINE_integer('warmup', 2, 'Untimed runs after compilation.')
+flags.DEFINE_bool('compile_only', False, 'Compile the train step or inference from abstract '
+                  'inputs without running it: compile seconds, memory per device, cost analysis.')
+flags.DEFINE_string('topology', None, 'With --compile_only: compile for this TPU topology '
+                    'instead of the local devices, e.g. v5e:2x2 (4 chips); needs libtpu, no TPU.')
 flags.mark_flags_as_required(['config'])
 flags.register_validator('steps', lambda steps: steps >= 1, message='--steps must be at least 1.')
 
@@ -49,12 +61,20 @@ def main(_):
   config = FLAGS.config
   height = FLAGS.height or FLAGS.size or config.data.crop_size
   width = FLAGS.width or FLAGS.size or config.data.crop_size
-  default_batch = config.train.batch_size if FLAGS.what != 'infer' else jax.device_count()
-  if FLAGS.what == 'input':
-    runtime.hide_accelerators_from_tensorflow()  # tf.data on the host only
-  record = benchmarks.run_benchmark(config, FLAGS.what, FLAGS.batch or default_batch, height,
-                                    width, FLAGS.dtype or config.train.compute_dtype, FLAGS.steps,
-                                    FLAGS.warmup)
+  dtype = FLAGS.dtype or config.train.compute_dtype
+  if FLAGS.topology and not FLAGS.compile_only:
+    raise InputError(f'--topology={FLAGS.topology} compiles only: add --compile_only.')
+  devices = ahead_of_time.topology_devices(FLAGS.topology) if FLAGS.topology else jax.devices()
+  default_batch = config.train.batch_size if FLAGS.what != 'infer' else len(devices)
+  if FLAGS.compile_only:
+    record = ahead_of_time.compile_only(config, FLAGS.what, FLAGS.batch or default_batch,
+                                        height, width, dtype, devices)
+    record['topology'] = FLAGS.topology
+  else:
+    if FLAGS.what == 'input':
+      runtime.hide_accelerators_from_tensorflow()  # tf.data on the host only
+    record = benchmarks.run_benchmark(config, FLAGS.what, FLAGS.batch or default_batch, height,
+                                      width, dtype, FLAGS.steps, FLAGS.warmup)
   record = {'config': command_line.config_label(config_flags.get_config_filename(FLAGS['config'])),
             **record,
             'xla_flags': os.environ.get('XLA_FLAGS', ''), 'cpu': runtime.cpu_description()}

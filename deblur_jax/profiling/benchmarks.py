@@ -210,9 +210,11 @@ def run_benchmark(config, what: str, batch: int, height: int, width: int, dtype:
       **result.get('extra', {}),
   }
   if result['compiled'] is not None:
-    flops = compiled_cost(result['compiled']).get('flops')
-    if flops:
-      peak = peak_flops(device, dtype)
+    # XLA's cost analysis is of one device's program (each runs its share of the batch).
+    flops_per_device = compiled_cost(result['compiled']).get('flops')
+    if flops_per_device:
+      flops, peak = flops_per_device * jax.device_count(), peak_flops(device, dtype)
+      record['gflops_per_device'] = round(flops_per_device / 1e9, 3)
       record['gflops_per_step'] = round(flops / 1e9, 3)
       record['tflops_per_s'] = round(flops / step_s / 1e12, 4)
       record['peak_fraction'] = (round(flops / step_s / (peak * jax.device_count()), 4)

@@ -18,4 +18,5 @@ def test_checkpoint_flags_that_name_no_step_folder_are_errors(workdir, checkpoin
 
 
 def test_a_step_folder_names_its_work_directory_and_step():
-  assert checkpoints.checkpoint_location(None, '/runs/a/checkpoints/1600/', None) == ('/runs/a', 1600)
+  assert checkpoints.checkpoint_location(None, '/runs/a/checkpoints/1600/', None) == (
+      '/runs/a', 1600)

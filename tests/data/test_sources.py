@@ -29,7 +29,8 @@ def config_for(name, tmp_path):
     config.synthetic.kernels = 'gauss7'
     return config, 2, 1
   assert name == 'demo'
-  return config, len(config.demo.train_photos.split(',')), len(demo.HELD_OUT_PHOTOS)  # one blur: gauss7
+  # One blur: gauss7.
+  return config, len(config.demo.train_photos.split(',')), len(demo.HELD_OUT_PHOTOS)
 
 
 def unbatch(batch):

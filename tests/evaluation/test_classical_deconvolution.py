@@ -40,7 +40,8 @@ def _blur_8bit(image, kernel):
 ])
 def test_deconvolution_with_the_known_kernel_raises_psnr(photo, family, method, min_gain):
   blurred = _blur_8bit(photo, KERNELS[family])
-  restored = classical_deconvolution.deconvolve(blurred, KERNELS[family], method, nsr=1e-3, num_iter=30)
+  restored = classical_deconvolution.deconvolve(blurred, KERNELS[family], method, nsr=1e-3,
+                                                 num_iter=30)
   assert restored.shape == photo.shape and restored.dtype == np.float32
   assert 0 <= restored.min() and restored.max() <= 1
   assert _psnr(restored, photo) > _psnr(blurred, photo) + min_gain

@@ -113,9 +113,10 @@ def test_missing_arguments_print_usage_and_fail(name):
 
 
 def test_multiprocess_cpu_dry_run_prints_one_command_per_process():
-  proc = run_script('multiprocess_cpu.sh', '--dry-run', '3', '2', 'configs/mimo.py:tiny', '/tmp/w d',
-                    '--config.seed=7', env={'XLA_FLAGS': '--xla_cpu_enable_fast_math=false',
-                                            'COORDINATOR_PORT': '12345', 'PYTHON': 'py'})
+  proc = run_script('multiprocess_cpu.sh', '--dry-run', '3', '2', 'configs/mimo.py:tiny',
+                    '/tmp/w d', '--config.seed=7',
+                    env={'XLA_FLAGS': '--xla_cpu_enable_fast_math=false',
+                         'COORDINATOR_PORT': '12345', 'PYTHON': 'py'})
   assert proc.returncode == 0, proc.stderr
   lines = commands(proc.stdout)
   assert lines[-1] == ['wait']

@@ -84,7 +84,8 @@ def test_the_demo_is_chosen_explicitly_or_by_an_empty_dir_and_reads_no_dir(tmp_p
   config = mimo.get_config('tiny').data
   config.source = 'demo'
   (batch,), num_images = train_batches(config, 1)
-  assert num_images == len(config.demo.train_photos.split(',')) and batch['blur'].shape == (4, 32, 32, 3)
+  assert num_images == len(config.demo.train_photos.split(','))
+  assert batch['blur'].shape == (4, 32, 32, 3)
   config.dir = str(tmp_path)
   with pytest.raises(InputError, match=r"source='demo' does not read config\.data\.dir"):
     train_batches(config, 1)
