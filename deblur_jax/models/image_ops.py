@@ -8,6 +8,8 @@ PyTorch exactly and compile to cheap XLA ops (jax's linear resize is a dense
 matmul).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -53,6 +55,26 @@ def bilinear_downsample_4x(x):
   n, h, w, c = x.shape
   blocks = x.reshape(n, h // 4, 4, w // 4, 4, c)[:, :, 1:3, :, 1:3, :]
   return blocks.mean(axis=(2, 4))
+
+
+def bilinear_upsample_2x(x):
+  """`F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=False)`, NHWC.
+
+  On each axis output 2m is 0.25 x[m - 1] + 0.75 x[m] and output 2m + 1 is
+  0.75 x[m] + 0.25 x[m + 1], the neighbours clamped at the borders.
+  """
+  for axis in (1, 2):
+    n = x.shape[axis]
+    part = functools.partial(jax.lax.slice_in_dim, x, axis=axis)
+    before = jnp.concatenate([part(0, 1), part(0, n - 1)], axis=axis)
+    after = jnp.concatenate([part(1, n), part(n - 1, n)], axis=axis)
+    even = 0.25 * before + 0.75 * x
+    odd = 0.75 * x + 0.25 * after
+    y = jnp.stack([even, odd], axis=axis + 1)
+    shape = list(x.shape)
+    shape[axis] = 2 * n
+    x = y.reshape(shape)
+  return x
 
 
 def round_up(size, multiple: int):

@@ -293,13 +293,14 @@ def depthwise_conv3x3(x, kernel):
 
 
 class DepthwiseConv3x3(nn.Module):
-  """A depthwise ('same'-padded, stride 1) 3x3 conv with bias and PyTorch's init,
+  """A depthwise ('same'-padded, stride 1) 3x3 conv with PyTorch's init,
   parameters shaped like `nn.Conv(C, (3, 3), feature_group_count=C)`'s: kernel
-  (3, 3, 1, C), bias (C,). Computed as the sum of nine shifted copies of the
-  zero-padded input, each times its tap (`depthwise_conv3x3`): the same numbers
-  as the grouped convolution up to float rounding, which XLA fuses into a few
-  loops instead of a grouped convolution, whose gradient is slow on its CPU
-  backend."""
+  (3, 3, 1, C), bias (C,) unless `use_bias` is False. Computed as the sum of nine
+  shifted copies of the zero-padded input, each times its tap
+  (`depthwise_conv3x3`): the same numbers as the grouped convolution up to float
+  rounding, which XLA fuses into a few loops instead of a grouped convolution,
+  whose gradient is slow on its CPU backend."""
+  use_bias: bool = True
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -307,5 +308,7 @@ class DepthwiseConv3x3(nn.Module):
     channels = x.shape[-1]
     init = torch_uniform(9)
     kernel = self.param('kernel', init, (3, 3, 1, channels)).astype(self.dtype)
-    bias = self.param('bias', init, (channels,)).astype(self.dtype)
-    return bias_add(depthwise_conv3x3(x.astype(self.dtype), kernel), bias)
+    y = depthwise_conv3x3(x.astype(self.dtype), kernel)
+    if not self.use_bias:
+      return y
+    return bias_add(y, self.param('bias', init, (channels,)).astype(self.dtype))
