@@ -33,6 +33,7 @@ import jax.numpy as jnp
 
 from deblur_jax.models import image_ops
 from deblur_jax.models.layers import (
+  ChannelLayerNorm,
   Conv1x1,
   DepthwiseConv3x3,
   TorchConv,
@@ -48,13 +49,6 @@ PRESETS = {
     'fftformer': {'dim': 48, 'num_blocks': (6, 6, 12, 8), 'num_refinement_blocks': 4,
                   'ffn_expansion_factor': 3.0, 'bias': False},
 }
-
-
-class LayerNorm(nn.LayerNorm):
-  """The official WithBias_LayerNorm: each pixel normalised over its channels
-  (biased variance, eps 1e-5), then scaled and shifted per channel."""
-  epsilon: float = 1e-5
-  use_fast_variance: bool = False
 
 
 def to_patches(x):
@@ -132,7 +126,7 @@ class FSAS(nn.Module):
     hidden = DepthwiseConv3x3(use_bias=self.use_bias, dtype=self.dtype, name='to_hidden_dw')(hidden)
     q, k, v = jnp.split(hidden, 3, axis=-1)
     out = patch_irfft2(patch_rfft2(q) * patch_rfft2(k))
-    out = LayerNorm(dtype=self.dtype, name='norm')(out)
+    out = ChannelLayerNorm(dtype=self.dtype, name='norm')(out)
     return Conv1x1(c, use_bias=self.use_bias, dtype=self.dtype, name='project_out')(v * out)
 
 
@@ -148,9 +142,9 @@ class TransformerBlock(nn.Module):
   def __call__(self, x):
     if self.att:
       x = x + FSAS(self.features, self.use_bias, self.dtype, name='attn')(
-          LayerNorm(dtype=self.dtype, name='norm1')(x))
+          ChannelLayerNorm(dtype=self.dtype, name='norm1')(x))
     return x + DFFN(self.features, self.expansion, self.use_bias, self.dtype, name='ffn')(
-        LayerNorm(dtype=self.dtype, name='norm2')(x))
+        ChannelLayerNorm(dtype=self.dtype, name='norm2')(x))
 
 
 class Fuse(nn.Module):

@@ -14,6 +14,8 @@
 - `DepthwiseConv3x3`: a depthwise 3x3 conv, on CPUs computed as nine shifted
   multiply-adds (its gradient 3-4x faster on XLA's CPU backend than the grouped
   convolution's), elsewhere as the grouped convolution.
+- `ChannelLayerNorm`: the transformers' per-pixel LayerNorm over channels
+  (Restormer's 'WithBias' and 'BiasFree', FFTformer's).
 - `bias_add`: y + bias whose bias gradient is, on CPUs, a matmul (XLA's CPU
   backend runs the same sum several times slower as a reduction loop); TorchConv,
   ConvTranspose2x and DepthwiseConv3x3 use it.
@@ -312,3 +314,24 @@ class DepthwiseConv3x3(nn.Module):
     if not self.use_bias:
       return y
     return bias_add(y, self.param('bias', init, (channels,)).astype(self.dtype))
+
+
+class ChannelLayerNorm(nn.Module):
+  """The official Restormer / FFTformer LayerNorm of (..., C): each pixel normalised
+  over its channels (biased variance, eps 1e-5), computed in float32. 'WithBias':
+  (x - mean) / std * scale + bias; 'BiasFree': x / std * scale (the mean is not
+  subtracted). Parameters 'scale' (and 'bias'), (C,)."""
+  layernorm_type: str = 'WithBias'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    channels = x.shape[-1]
+    x = x.astype(jnp.float32)
+    var = jnp.var(x, axis=-1, keepdims=True)
+    scale = self.param('scale', nn.initializers.ones, (channels,))
+    if self.layernorm_type == 'BiasFree':
+      return (x * jax.lax.rsqrt(var + 1e-5) * scale).astype(self.dtype)
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    bias = self.param('bias', nn.initializers.zeros, (channels,))
+    return ((x - mean) * jax.lax.rsqrt(var + 1e-5) * scale + bias).astype(self.dtype)

@@ -28,7 +28,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deblur_jax.models.layers import Conv1x1, DepthwiseConv3x3, TorchConv, check_images
+from deblur_jax.models.layers import (
+  ChannelLayerNorm,
+  Conv1x1,
+  DepthwiseConv3x3,
+  TorchConv,
+  check_images,
+)
 from deblur_jax.models.nafnet import pixel_shuffle
 
 # The official models (options/*.yml): motion deblurring (GoPro), single-image
@@ -54,26 +60,6 @@ def pixel_unshuffle(x, factor: int = 2):
   x = x.reshape(n, height // r, r, width // r, r, channels)
   x = x.transpose(0, 1, 3, 5, 2, 4)  # (n, h, w, c, i, j)
   return x.reshape(n, height // r, width // r, channels * r * r)
-
-
-class LayerNorm(nn.Module):
-  """The official LayerNorm: each pixel normalised over its channels (biased
-  variance, eps 1e-5), computed in float32. 'WithBias': (x - mean) / std * scale
-  + bias; 'BiasFree': x / std * scale (the mean is not subtracted)."""
-  layernorm_type: str = 'WithBias'
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    channels = x.shape[-1]
-    x = x.astype(jnp.float32)
-    var = jnp.var(x, axis=-1, keepdims=True)
-    scale = self.param('scale', nn.initializers.ones, (channels,))
-    if self.layernorm_type == 'BiasFree':
-      return (x * jax.lax.rsqrt(var + 1e-5) * scale).astype(self.dtype)
-    mean = jnp.mean(x, axis=-1, keepdims=True)
-    bias = self.param('bias', nn.initializers.zeros, (channels,))
-    return ((x - mean) * jax.lax.rsqrt(var + 1e-5) * scale + bias).astype(self.dtype)
 
 
 def _l2_normalise_over_pixels(x):
@@ -139,7 +125,7 @@ class TransformerBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    norm = functools.partial(LayerNorm, self.layernorm_type, dtype=self.dtype)
+    norm = functools.partial(ChannelLayerNorm, self.layernorm_type, dtype=self.dtype)
     x = x + Attention(self.num_heads, self.use_bias, self.dtype,
                       name='attn')(norm(name='norm1')(x))
     return x + FeedForward(self.ffn_expansion_factor, self.use_bias, self.dtype,
