@@ -34,17 +34,11 @@ def torch_key(flax_path: tuple[str, ...]) -> str:
   ('encoder_level1_0', 'norm2', 'scale') -> 'encoder_level1.0.norm2.body.weight',
   ('down1_2', 'kernel') -> 'down1_2.body.1.weight',
   ('decoder_level3_0', 'ffn', 'fft') -> 'decoder_level3.0.ffn.fft'."""
-  *modules, param = flax_path
-  module = '/'.join(modules)
-  for pattern, template in _MODULE_NAMES:
-    match = re.fullmatch(pattern, module)
-    if match:
-      name = match.expand(template).replace('/', '.')
-      if re.search(r'(^|\.)norm\d?$', name):  # LayerNorm's WithBias_LayerNorm body
-        name += '.body'
-      param = {'kernel': 'weight', 'scale': 'weight'}.get(param, param)
-      return f'{name}.{param}'
-  raise ValueError(f'No PyTorch name for the Flax parameter {"/".join(flax_path)}.')
+  name = state_dicts.torch_module_name(flax_path, _MODULE_NAMES)
+  if re.search(r'(^|\.)norm\d?$', name):  # LayerNorm's WithBias_LayerNorm body
+    name += '.body'
+  param = {'kernel': 'weight', 'scale': 'weight'}.get(flax_path[-1], flax_path[-1])
+  return f'{name}.{param}'
 
 
 def _axes(flax_path: tuple[str, ...]):

@@ -48,12 +48,8 @@ def torch_key(flax_path: tuple[str, ...]) -> str:
   """The official state-dict key of a Flax parameter path, e.g.
   ('encoder_1', 'res_0', 'conv_1', 'conv', 'kernel') ->
   'Encoder.1.layers.0.main.1.main.0.weight'."""
-  module = '/'.join(flax_path[:-1])
-  for pattern, template in _MODULE_NAMES:
-    match = re.fullmatch(pattern, module)
-    if match:
-      return f'{match.expand(template)}.{_PARAM_NAMES[flax_path[-1]]}'
-  raise ValueError(f'No PyTorch name for the Flax parameter {"/".join(flax_path)}.')
+  module = state_dicts.torch_module_name(flax_path, _MODULE_NAMES)
+  return f'{module}.{_PARAM_NAMES[flax_path[-1]]}'
 
 
 def _torch_axes(flax_path: tuple[str, ...]):

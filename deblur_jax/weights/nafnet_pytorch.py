@@ -49,14 +49,8 @@ def torch_key(flax_path: tuple[str, ...]) -> str:
   ('encoders_0_0', 'sca', 'kernel') -> 'encoders.0.0.sca.1.weight',
   ('decoders_1_0', 'norm2', 'scale') -> 'decoders.1.0.norm2.weight',
   ('ups_2', 'kernel') -> 'ups.2.0.weight'."""
-  *modules, param = flax_path
-  module = '/'.join(modules)
-  for pattern, template in _MODULE_NAMES:
-    match = re.fullmatch(pattern, module)
-    if match:
-      name = match.expand(template).replace('/', '.')
-      return f'{name}.{_PARAM_NAMES.get(param, param)}'
-  raise ValueError(f'No PyTorch name for the Flax parameter {"/".join(flax_path)}.')
+  module = state_dicts.torch_module_name(flax_path, _MODULE_NAMES)
+  return f'{module}.{_PARAM_NAMES.get(flax_path[-1], flax_path[-1])}'
 
 
 def _torch_shape(flax_path: tuple[str, ...], shape: tuple) -> tuple:

@@ -95,6 +95,18 @@ def check_state_dict(state_dict: dict, expected: dict[str, tuple], description: 
     raise InputError(f'{source} does not hold {description}: ' + '; '.join(problems) + '.')
 
 
+def torch_module_name(flax_path: tuple[str, ...], module_names) -> str:
+  """The PyTorch module name of a Flax parameter path's modules (all but the last
+  entry), dotted: the template of the first (regex, template) of `module_names`
+  that matches the '/'-joined path whole, expanded. A ValueError when none does."""
+  module = '/'.join(flax_path[:-1])
+  for pattern, template in module_names:
+    match = re.fullmatch(pattern, module)
+    if match:
+      return match.expand(template).replace('/', '.')
+  raise ValueError(f'No PyTorch name for the Flax parameter {"/".join(flax_path)}.')
+
+
 def torch_shape(flax_shape: tuple, axes: tuple[int, ...] | None) -> tuple:
   """The PyTorch shape of a Flax parameter whose kernel is the PyTorch weight
   transposed by `axes` (None: the same layout, as for biases)."""
