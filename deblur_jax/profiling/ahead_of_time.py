@@ -23,8 +23,6 @@ from deblur_jax.core.errors import InputError
 from deblur_jax.evaluation import eval_step
 from deblur_jax.parallel import sharding
 from deblur_jax.profiling import benchmarks
-from deblur_jax.training import losses, optimizers, train_step
-from deblur_jax.training import state as state_lib
 
 # Topologies libtpu knows, for the error message (there are more, e.g. 'v5e:4x4').
 TOPOLOGY_EXAMPLES = ('v4:2x2x1', 'v5e:2x2', 'v5e:2x4', 'v5p:2x2x1', 'v6e:2x2')
@@ -60,11 +58,6 @@ def topology_devices(name: str) -> list:
                      f'for example {", ".join(TOPOLOGY_EXAMPLES)}.') from e
 
 
-def _with_sharding(tree, shardings):
-  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                      tree, shardings)
-
-
 def abstract_images(batch: int, height: int, width: int, mesh) -> jax.ShapeDtypeStruct:
   """(batch, height, width, 3) float32 split over `mesh`, as `benchmarks.random_batch` makes."""
   return jax.ShapeDtypeStruct((batch, height, width, 3), jnp.float32,
@@ -75,18 +68,8 @@ def lowerable_train_step(config, mesh, batch: int, height: int, width: int, dtyp
   """(the jitted train step, its abstract arguments (state, batch), parameter count)
   as `benchmarks.bench_train` runs it; the state is replicated or FSDP-sharded as
   config.train asks."""
-  model = models.build_model(config.model, models.compute_dtype(dtype))
-  tx, schedule = optimizers.build_optimizer(config.optimizer, num_train_steps=10**6,
-                                            steps_per_epoch=1)
-  state = jax.eval_shape(lambda: state_lib.create_train_state(
-      jax.random.key(0), model, tx, min(height, width), mesh, fsdp=config.train.fsdp,
-      fsdp_min_size=config.train.fsdp_min_size))
-  placement = sharding.replicated_or_fsdp(state, mesh, config.train.fsdp,
-                                          config.train.fsdp_min_size)
-  state = _with_sharding(state, placement)
-  step_fn = train_step.jit_train_step(mesh, loss_fn=losses.build_loss_fn(config.loss),
-                                      learning_rate_fn=schedule, rng=jax.random.key(1),
-                                      state_sharding=placement)
+  step_fn, state = benchmarks.train_step_and_state(config, mesh, min(height, width), dtype,
+                                                   abstract=True)
   images = abstract_images(batch, height, width, mesh)
   return step_fn, (state, {'blur': images, 'sharp': images}), benchmarks.count_params(
       state.params)

@@ -97,19 +97,39 @@ def random_batch(batch: int, height: int, width: int, mesh) -> dict:
   return sharding.make_global_batch({'blur': blur, 'sharp': sharp}, mesh)
 
 
+def train_step_and_state(config, mesh, image_size: int, dtype: str, *, abstract: bool = False):
+  """(the jitted train step of `config` computing in `dtype`, its train state): the
+  state created on `mesh` (replicated or FSDP-sharded as config.train asks), or with
+  `abstract` only its shapes and shardings (jax.ShapeDtypeStructs), nothing placed."""
+  model = models.build_model(config.model, models.compute_dtype(dtype))
+  tx, schedule = optimizers.build_optimizer(config.optimizer, num_train_steps=10**6,
+                                            steps_per_epoch=1)
+
+  def create():
+    return state_lib.create_train_state(jax.random.key(0), model, tx, image_size, mesh,
+                                        fsdp=config.train.fsdp,
+                                        fsdp_min_size=config.train.fsdp_min_size)
+
+  if abstract:
+    state = jax.eval_shape(create)
+    placement = sharding.replicated_or_fsdp(state, mesh, config.train.fsdp,
+                                            config.train.fsdp_min_size)
+    state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                         state, placement)
+  else:
+    state = create()
+    placement = sharding.current_shardings(state)
+  step_fn = train_step.jit_train_step(mesh, loss_fn=losses.build_loss_fn(config.loss),
+                                      learning_rate_fn=schedule, rng=jax.random.key(1),
+                                      state_sharding=placement)
+  return step_fn, state
+
+
 def bench_train(config, mesh, batch: int, height: int, width: int, dtype: str, steps: int,
                 warmup: int) -> dict:
   """One optimisation step on a random batch: {'compile_s', 'times' (seconds per step),
   'compiled', 'params'}."""
-  model = models.build_model(config.model, models.compute_dtype(dtype))
-  tx, schedule = optimizers.build_optimizer(config.optimizer, num_train_steps=10**6,
-                                            steps_per_epoch=1)
-  state = state_lib.create_train_state(jax.random.key(0), model, tx, min(height, width), mesh,
-                                        fsdp=config.train.fsdp,
-                                        fsdp_min_size=config.train.fsdp_min_size)
-  step_fn = train_step.jit_train_step(mesh, loss_fn=losses.build_loss_fn(config.loss),
-                                      learning_rate_fn=schedule, rng=jax.random.key(1),
-                                      state_sharding=sharding.current_shardings(state))
+  step_fn, state = train_step_and_state(config, mesh, min(height, width), dtype)
   data = random_batch(batch, height, width, mesh)
   compiled, compile_s = compile_timed(step_fn, state, data)
   holder = [state]
