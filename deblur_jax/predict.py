@@ -34,13 +34,14 @@ flags.DEFINE_enum('format', 'png', photos.FILE_FORMATS,
                   'kept), WebP (lossless) and BMP.')
 flags.DEFINE_integer('jpeg_quality', 95, 'With --format=same: the quality (1-100) JPEG inputs '
                      'are written at, with full-resolution colour (4:4:4). JPEG is lossy.')
-flags.DEFINE_integer('tile', 0, 'Run overlapping tiles of this size (a multiple of 64) on '
-                     'images larger than it, to bound memory; 0 = whole images.')
+flags.DEFINE_integer('tile', 0, 'Run overlapping tiles of this size (a multiple of the '
+                     'padding bucket: 64, or 8 for Restormer, 32 for FFTformer) on images '
+                     'larger than it, to bound memory; 0 = whole images.')
 flags.DEFINE_integer('tile_overlap', 32, 'Pixels shared by neighbouring tiles, blended.')
 flags.DEFINE_integer('bucket', None, 'Image sides are padded up to multiples of this, so '
                      'that mixed sizes share compiled programs. Default: 64, or only what the '
-                     'model needs for models whose statistics span the image (NAFNet), '
-                     'whose output padding would change.')
+                     'model needs where more padding would change the output (NAFNet, '
+                     'Restormer, FFTformer), as their official test scripts pad.')
 flags.DEFINE_boolean('ensemble', False, 'Average over the four 90-degree rotations (4x slower).')
 flags.DEFINE_boolean('compare', False, 'Also write NAME_compare.png: input | deblurred.')
 flags.DEFINE_enum('dtype', 'float32', list(models.COMPUTE_DTYPES), 'Compute dtype.')
@@ -55,9 +56,11 @@ def main(_):
   model, variables, step = deblur.load_model(workdir, step, models.compute_dtype(FLAGS.dtype))
   logging.info('Deblurring %d images with %s from the checkpoint at step %d.', len(files),
                type(model).__name__, step)
+  bucket = deblur.size_bucket(model, FLAGS.bucket)
+  if FLAGS.tile:
+    logging.info(deblur.check_tile(model, FLAGS.tile, bucket))
   deblur_fn = functools.partial(
-      deblur.deblur_image, deblur.make_deblur_fn(model, variables),
-      bucket=deblur.size_bucket(model, FLAGS.bucket), tile=FLAGS.tile,
+      deblur.deblur_image, deblur.make_deblur_fn(model, variables), bucket=bucket, tile=FLAGS.tile,
       overlap=FLAGS.tile_overlap, ensemble=FLAGS.ensemble)
   summary = photos.deblur_photos(files, FLAGS.output, deblur_fn, file_format=FLAGS.format,
                                  jpeg_quality=FLAGS.jpeg_quality, compare=FLAGS.compare)

@@ -40,6 +40,9 @@ def optimizer_config(learning_rate: float, b1: float) -> ml_collections.ConfigDi
   optimizer.decay_every_steps = 0  # Used instead of epochs when > 0.
   optimizer.decay_factor = 0.5  # 'multistep': the learning rate's multiplier per decay.
   optimizer.warmup_steps = 0  # Linear warm-up steps ('cosine' only).
+  # Steps at the peak learning rate after the warm-up, before the cosine decay
+  # begins ('cosine' only; Restormer's recipe holds 92k of its 300k steps).
+  optimizer.hold_steps = 0
   optimizer.end_learning_rate = 0.0  # Final learning rate ('cosine' only).
   return optimizer
 
@@ -79,6 +82,11 @@ def base_config():
   config.data.eval_pairs_file = ''
   config.data.pairs_file_order = 'blur_sharp'  # or 'sharp_blur' (RealBlur's lists: gt first)
   config.data.crop_size = 256  # Side of the square training crops, pixels.
+  # Progressive training (Restormer's): ((steps, crop_size, global_batch), ...), stage after
+  # stage, the last to train.num_train_steps (needed: stages count steps). crop_size and
+  # train.batch_size are then not used; the model is initialised at the first stage's crops.
+  # () = crop_size and train.batch_size throughout.
+  config.data.stages = ()
   # Random turns of the training crops: 'hflip' (horizontal flips, MIMO-UNet's),
   # 'flips_rot90' (horizontal and vertical flips and 90-degree rotations, as BasicSR
   # and NAFNet train) or 'none'.
@@ -115,7 +123,8 @@ def base_config():
   # source='synthetic': how the sharp images are degraded (deblur_jax.data.degrade.degradations).
   config.data.synthetic = ml_collections.ConfigDict()
   # Kernel families, one drawn per crop: gauss3, gauss7, gauss11 (the Keras UNet report's),
-  # motion (random line), shake (Boracchi-Foi camera shake) and defocus (disk).
+  # motion (random line), shake (Boracchi-Foi camera shake), defocus (disk) and
+  # identity (no blur: noise and JPEG only, for denoising).
   config.data.synthetic.kernels = 'gauss7,shake'
   config.data.synthetic.kernel_size = 0  # Odd side; 0 = Gaussians' own, 31 for the others.
   config.data.synthetic.noise_sigma = '0'  # Gaussian noise std ([0, 1] units) or 'LOW,HIGH'.

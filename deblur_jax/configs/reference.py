@@ -14,7 +14,8 @@ import re
 
 from deblur_jax.configs import common
 
-MODEL_CONFIGS = ('mimo', 'nafnet', 'unet', 'resunet', 'autoencoder', 'gan')
+MODEL_CONFIGS = ('mimo', 'nafnet', 'restormer', 'fftformer', 'unet', 'resunet',
+                 'autoencoder', 'gan')
 
 # `config.a.b = value  # comment`, `optimizer.b = ...` or `b=value,  # comment` (a dict(...)).
 _ASSIGNMENT = re.compile(r'^\s*(?:[\w.]*\.)?(\w+)\s*=\s*(?!=).*?(?:#\s*(.*))?$')

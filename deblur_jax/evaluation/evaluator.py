@@ -54,6 +54,7 @@ def build_evaluator(config, workdir: str, mesh, model) -> Evaluator:
   scoring under config.eval's protocol. config.eval and config.data are checked
   before the pairs are looked for."""
   check_eval_section(config.eval, mesh)
+  models.check_rgb_model(model, "deblur_jax's training and evaluation data")
   protocol = protocols.from_config(config.eval)
   pipeline.check_config(config.data)
   eval_global = config.eval.batch_size_per_device * mesh.devices.size

@@ -31,6 +31,7 @@ def load_model(workdir: str, step=None, dtype=jnp.float32):
   saved, step = checkpoints.read_config(manager, step)
   model_config = ml_collections.ConfigDict(saved['model'])
   model = models.build_model(model_config, dtype)
+  models.check_rgb_model(model, 'deblur_jax.predict (and export)')
   # Onto this process's first device, whatever devices and processes saved it.
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   template = models.variables_template(model, device)
@@ -60,11 +61,26 @@ def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
 def size_bucket(model, requested: int | None = None) -> int:
   """The multiple image sides are padded to: `requested` (default 64) made a
   multiple of the model's size_multiple; by default only size_multiple for models
-  whose statistics span the whole image (`image_wide_statistics`, e.g. NAFNet's
-  channel attention), since padding would change their output everywhere."""
+  whose output more padding would change (`pad_only_to_multiple`: NAFNet's and
+  Restormer's attention spans the whole image; FFTformer's official test pads to
+  its multiple only)."""
   if requested is None:
-    requested = 1 if getattr(model, 'image_wide_statistics', False) else 64
+    requested = 1 if getattr(model, 'pad_only_to_multiple', False) else 64
   return int(np.lcm(requested, model.size_multiple))
+
+
+def check_tile(model, tile: int, bucket: int) -> str:
+  """Raises an InputError unless `tile` is a multiple of `bucket` (the side images
+  are padded to); returns what tiling changes, for the log."""
+  name = type(model).__name__
+  if tile % bucket:
+    raise InputError(f'--tile={tile} must be a multiple of {bucket}, the multiple {name} '
+                     f'pads image sides to (--bucket), e.g. {image_ops.round_up(tile, bucket)}.')
+  wide = (f' {name} relates pixels across the whole image (attention or channel statistics), '
+          'so every output pixel can differ a little from whole-image inference.'
+          if getattr(model, 'pad_only_to_multiple', False) else '')
+  return (f'Tiles of {tile}x{tile}: each sees only its own pixels, so the output differs from '
+          f'whole-image inference near tile seams, where tiles are blended.{wide}')
 
 
 def deblur_whole(deblur_fn: Callable, image: np.ndarray, bucket: int) -> np.ndarray:

@@ -59,9 +59,9 @@ def check_options(output_dir: str, *, file_format: str = 'png', jpeg_quality: in
     raise InputError(f'--format={file_format!r} must be one of {FILE_FORMATS}.')
   if not 1 <= jpeg_quality <= 100:
     raise InputError(f'--jpeg_quality={jpeg_quality} must lie in [1, 100].')
-  if tile and (tile % 64 or tile <= tile_overlap):
-    raise InputError(f'--tile={tile} must be a multiple of 64 larger than '
-                     f'--tile_overlap={tile_overlap}.')
+  if tile and (tile < 0 or tile <= tile_overlap):
+    raise InputError(f'--tile={tile} must be larger than --tile_overlap={tile_overlap} (and a '
+                     "multiple of the model's padding bucket).")
   if bucket is not None and bucket < 1:
     raise InputError(f'--bucket={bucket} must be positive.')
 

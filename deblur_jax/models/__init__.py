@@ -9,7 +9,16 @@ import jax.numpy as jnp
 
 from deblur_jax.core.errors import InputError
 from deblur_jax.core.lookup import lookup
-from deblur_jax.models import autoencoder, gan, mimo_unet, nafnet, resunet, unet
+from deblur_jax.models import (
+  autoencoder,
+  fftformer,
+  gan,
+  mimo_unet,
+  nafnet,
+  restormer,
+  resunet,
+  unet,
+)
 
 # name -> linen module class. Each class's dataclass fields are its config knobs,
 # and `size_multiple` is what its input height and width must divide by.
@@ -21,6 +30,8 @@ MODELS = {
     'autoencoder': autoencoder.ConvAutoencoder,  # The plain conv autoencoder.
     'attention_autoencoder': autoencoder.AttentionAutoencoder,  # Dilated + attention.
     'gan_generator': gan.ResnetGenerator,  # DeblurGAN-style ResNet generator.
+    'restormer': restormer.Restormer,  # Restormer (motion, defocus, deraining, denoising).
+    'fftformer': fftformer.FFTformer,  # FFTformer (GoPro, RealBlur).
 }
 
 
@@ -76,11 +87,28 @@ def build_discriminator(disc_config, dtype: Any = jnp.float32) -> nn.Module:
   return _build(DISCRIMINATORS, disc_config, 'config.gan.discriminator', dtype)
 
 
+def input_channels(model: nn.Module) -> int:
+  """The channels the model's input images have: 3 (RGB) unless the model says
+  otherwise (`input_channels`, e.g. 6 for Restormer's dual-pixel model)."""
+  return getattr(model, 'input_channels', 3)
+
+
+def check_rgb_model(model: nn.Module, reader: str) -> None:
+  """Raises an InputError unless `model` takes RGB images, which `reader` (the
+  tool or data source) gives it."""
+  channels = input_channels(model)
+  if channels != 3:
+    raise InputError(f'{type(model).__name__} with these settings takes {channels}-channel '
+                     f'images, but {reader} reads RGB ones; use it from Python '
+                     f'(deblur_jax.models.build_model) on {channels}-channel arrays.')
+
+
 def variables_template(model: nn.Module, sharding: Any = None, image_size: int = 16) -> dict:
   """The variables of `model` as jax.ShapeDtypeStructs (nothing is computed), from
-  an `image_size` square dummy input; with `sharding`, each leaf carries it, as
-  checkpoint restores and converters need."""
-  dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+  a square dummy input of `image_size` (rounded up to the model's size multiple);
+  with `sharding`, each leaf carries it, as checkpoint restores and converters need."""
+  side = -(-image_size // model.size_multiple) * model.size_multiple
+  dummy = jnp.zeros((1, side, side, input_channels(model)), jnp.float32)
   rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(0)}
   template = jax.eval_shape(lambda: model.init(rngs, dummy, train=False))
   if sharding is None:

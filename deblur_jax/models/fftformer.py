@@ -47,7 +47,7 @@ PATCH = 8  # the side of the patches DFFN and FSAS transform
 # refinement blocks, FFN expansion 3, no biases): 16,560,474 parameters.
 PRESETS = {
     'fftformer': {'dim': 48, 'num_blocks': (6, 6, 12, 8), 'num_refinement_blocks': 4,
-                  'ffn_expansion_factor': 3.0, 'bias': False},
+                  'ffn_expansion_factor': 3.0, 'use_bias': False},
 }
 
 
@@ -175,8 +175,8 @@ class FFTformer(nn.Module):
     num_refinement_blocks: attention blocks after the decoder, at full resolution.
     ffn_expansion_factor: DFFN hidden width over its input width (Fuse's own
       blocks use 2.66, as the official code does).
-    bias: whether the blocks' convs, the patch embedding and the output conv
-      have biases (the official models: none).
+    use_bias: whether the blocks' convs, the patch embedding and the output conv
+      have biases (the official `bias`; the released models have none).
     dtype: compute dtype; parameters stay float32 and the FFTs run in float32.
 
   Call with images (N, H, W, 3), H and W multiples of 32 (pad with
@@ -187,11 +187,14 @@ class FFTformer(nn.Module):
   num_blocks: Sequence[int] = (6, 6, 12, 8)
   num_refinement_blocks: int = 4
   ffn_expansion_factor: float = 3.0
-  bias: bool = False
+  use_bias: bool = False
   dtype: Any = jnp.float32
 
   # Two halvings and 8x8 patches at the quarter-resolution level.
   size_multiple: ClassVar[int] = 32
+  # The official test pads to size_multiple only; more padding would change the
+  # output near the bottom and right borders.
+  pad_only_to_multiple: ClassVar[bool] = True
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -199,7 +202,7 @@ class FFTformer(nn.Module):
     check_images('FFTformer', x, self.size_multiple)
     dim, blocks, dtype = self.dim, self.num_blocks, self.dtype
     block = functools.partial(TransformerBlock, expansion=self.ffn_expansion_factor,
-                              use_bias=self.bias, dtype=dtype)
+                              use_bias=self.use_bias, dtype=dtype)
 
     def level(z, name, features, num, att):
       for j in range(num):
@@ -215,16 +218,16 @@ class FFTformer(nn.Module):
       return TorchConv(z.shape[-1] // 2, 3, use_bias=False, dtype=dtype, name=name)(z)
 
     inp = x.astype(jnp.float32)
-    z = TorchConv(dim, 3, use_bias=self.bias, dtype=dtype, name='patch_embed')(inp)
+    z = TorchConv(dim, 3, use_bias=self.use_bias, dtype=dtype, name='patch_embed')(inp)
     enc1 = level(z, 'encoder_level1', dim, blocks[0], False)
     enc2 = level(down(enc1, 'down1_2'), 'encoder_level2', 2 * dim, blocks[1], False)
     enc3 = level(down(enc2, 'down2_3'), 'encoder_level3', 4 * dim, blocks[2], False)
     z = level(enc3, 'decoder_level3', 4 * dim, blocks[2], True)
-    UnusedConv1x1(4 * dim, 2 * dim, self.bias, name='reduce_chan_level2')()
+    UnusedConv1x1(4 * dim, 2 * dim, self.use_bias, name='reduce_chan_level2')()
     z = Fuse(2 * dim, dtype, name='fuse2')(up(z, 'up3_2'), enc2)
     z = level(z, 'decoder_level2', 2 * dim, blocks[1], True)
     z = Fuse(dim, dtype, name='fuse1')(up(z, 'up2_1'), enc1)
     z = level(z, 'decoder_level1', dim, blocks[0], True)
     z = level(z, 'refinement', dim, self.num_refinement_blocks, True)
-    out = TorchConv(3, 3, use_bias=self.bias, dtype=dtype, name='output')(z)
+    out = TorchConv(3, 3, use_bias=self.use_bias, dtype=dtype, name='output')(z)
     return [out.astype(jnp.float32) + inp]

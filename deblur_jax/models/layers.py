@@ -55,10 +55,12 @@ def image_output(images, y, sigmoid: bool = True, global_residual: bool = False)
   return [nn.sigmoid(y) if sigmoid else y]
 
 
-def check_images(model_name: str, x, size_multiple: int) -> None:
-  """Raises ValueError unless `x` is NHWC RGB with sides divisible by `size_multiple`."""
-  if x.ndim != 4 or x.shape[-1] != 3:
-    raise ValueError(f'{model_name} expects NHWC RGB images, got shape {x.shape}.')
+def check_images(model_name: str, x, size_multiple: int, channels: int = 3) -> None:
+  """Raises ValueError unless `x` is NHWC with `channels` channels (RGB) and sides
+  divisible by `size_multiple`."""
+  if x.ndim != 4 or x.shape[-1] != channels:
+    what = 'RGB images' if channels == 3 else f'images of {channels} channels'
+    raise ValueError(f'{model_name} expects NHWC {what}, got shape {x.shape}.')
   if x.shape[1] % size_multiple or x.shape[2] % size_multiple:
     raise ValueError(f'{model_name} needs height and width divisible by {size_multiple}, got '
                      f'{x.shape[1]}x{x.shape[2]}; pad with image_ops.pad_to_multiple.')

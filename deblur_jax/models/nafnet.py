@@ -295,7 +295,7 @@ class NAFNet(nn.Module):
   size_multiple: ClassVar[int] = 1  # Any size: the model pads internally.
   # Channel attention averages over the whole image (or TLC's large windows):
   # padding the input changes every output pixel, so inference pads nothing.
-  image_wide_statistics: ClassVar[bool] = True
+  pad_only_to_multiple: ClassVar[bool] = True
 
   @nn.compact
   def __call__(self, x, train: bool = False):

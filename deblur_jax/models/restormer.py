@@ -37,15 +37,19 @@ from deblur_jax.models.layers import (
 )
 from deblur_jax.models.nafnet import pixel_shuffle
 
-# The official models (options/*.yml): motion deblurring (GoPro), single-image
-# defocus deblurring (DPDD), Gaussian denoising (BiasFree LayerNorm), and dual-pixel
-# defocus deblurring (6 input channels). 26,126,644, 26,126,644, 26,111,668 and
-# 26,132,548 parameters.
+# The released models (github.com/swz30/Restormer, */Options/*.yml): motion deblurring
+# (GoPro), single-image defocus deblurring (DPDD) and deraining share one architecture
+# (26,126,644 parameters); Gaussian colour denoising uses the BiasFree LayerNorm
+# (26,111,668); dual-pixel defocus deblurring takes 6 channels (26,132,548).
+_OFFICIAL = {'dim': 48, 'num_blocks': (4, 6, 6, 8), 'num_refinement_blocks': 4,
+             'heads': (1, 2, 4, 8), 'ffn_expansion_factor': 2.66, 'use_bias': False,
+             'layernorm_type': 'WithBias', 'dual_pixel_task': False}
 PRESETS = {
-    'restormer_motion': {},
-    'restormer_defocus_single': {},
-    'restormer_denoising': {'layernorm_type': 'BiasFree'},
-    'restormer_defocus_dual_pixel': {'dual_pixel_task': True},
+    'restormer_motion': _OFFICIAL,
+    'restormer_defocus': _OFFICIAL,
+    'restormer_deraining': _OFFICIAL,
+    'restormer_denoising': {**_OFFICIAL, 'layernorm_type': 'BiasFree'},
+    'restormer_dual_pixel': {**_OFFICIAL, 'dual_pixel_task': True},
 }
 
 
@@ -165,17 +169,19 @@ class Restormer(nn.Module):
   dtype: Any = jnp.float32
 
   size_multiple: ClassVar[int] = 8  # Input height and width must divide by this.
+  # The attention spans the whole image: padding beyond size_multiple (as the
+  # official test pads) would change every output pixel.
+  pad_only_to_multiple: ClassVar[bool] = True
+
+  @property
+  def input_channels(self) -> int:
+    """6 for the dual-pixel model (left and right views), else 3 (RGB)."""
+    return 6 if self.dual_pixel_task else 3
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     del train  # No dropout or batch statistics.
-    if self.dual_pixel_task:
-      if x.ndim != 4 or x.shape[-1] != 6:
-        raise ValueError(f'Restormer (dual pixel) expects NHWC images with 6 channels, '
-                         f'got shape {x.shape}.')
-      check_images('Restormer', x[..., :3], self.size_multiple)
-    else:
-      check_images('Restormer', x, self.size_multiple)
+    check_images('Restormer', x, self.size_multiple, self.input_channels)
     if self.layernorm_type not in ('WithBias', 'BiasFree'):
       raise ValueError(f"Restormer's layernorm_type is 'WithBias' or 'BiasFree', "
                        f'got {self.layernorm_type!r}.')

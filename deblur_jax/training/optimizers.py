@@ -16,7 +16,8 @@ def build_schedule(opt_config, num_train_steps: int, steps_per_epoch: int) -> op
   'multistep' multiplies by `decay_factor` every `decay_every_steps` steps, or
   every `decay_every_epochs` epochs of `steps_per_epoch` steps (the paper
   halves every 500 epochs); 'cosine' warms up linearly for `warmup_steps`,
-  then decays to `end_learning_rate` at `num_train_steps`.
+  holds the peak for `hold_steps`, then decays to `end_learning_rate` at
+  `num_train_steps`.
   """
   lr = opt_config.learning_rate
   name = opt_config.schedule
@@ -28,12 +29,21 @@ def build_schedule(opt_config, num_train_steps: int, steps_per_epoch: int) -> op
     return optax.exponential_decay(lr, transition_steps=every,
                                    decay_rate=opt_config.decay_factor, staircase=True)
   warmup = opt_config.warmup_steps  # 'cosine'
+  hold = opt_config.get('hold_steps', 0)
   if not 0 <= warmup < num_train_steps:
     raise InputError(f'config.optimizer.warmup_steps={warmup} must lie in '
                      f'[0, num_train_steps={num_train_steps}).')
-  return optax.warmup_cosine_decay_schedule(
-      init_value=0.0 if warmup else lr, peak_value=lr, warmup_steps=warmup,
-      decay_steps=num_train_steps, end_value=opt_config.end_learning_rate)
+  if not 0 <= hold < num_train_steps - warmup:
+    raise InputError(f'config.optimizer.hold_steps={hold} must lie in [0, num_train_steps - '
+                     f'warmup_steps={num_train_steps - warmup}).')
+  decay = optax.cosine_decay_schedule(lr, decay_steps=num_train_steps - warmup - hold,
+                                      alpha=opt_config.end_learning_rate / lr)
+  pieces, boundaries = [], []
+  if warmup:
+    pieces, boundaries = [optax.linear_schedule(0.0, lr, warmup)], [warmup]
+  if hold:
+    pieces, boundaries = pieces + [optax.constant_schedule(lr)], boundaries + [warmup + hold]
+  return optax.join_schedules(pieces + [decay], boundaries)
 
 
 SCHEDULES = ('constant', 'cosine', 'multistep')

@@ -2,7 +2,8 @@
 
     convert_file('NAFNet-GoPro-width64.pth', None, 'runs/nafnet64')  # model read from the keys
 
-Each family module (mimo_unet, nafnet) reads its sizes from the state dict,
+Each family module (mimo_unet, nafnet, restormer, fftformer) reads its sizes from
+the state dict,
 checks every key and shape, and returns the Flax parameters with the config the
 checkpoint records; this module finds the state dict, tells the families apart,
 and writes the checkpoint (step 0, items 'model' and 'config').
@@ -16,7 +17,14 @@ from absl import logging
 from deblur_jax.core import checkpoints
 from deblur_jax.core.errors import InputError
 from deblur_jax.core.lookup import lookup
-from deblur_jax.weights import mimo_unet_pytorch, nafnet_pytorch, pytorch_reader, state_dicts
+from deblur_jax.weights import (
+  fftformer_pytorch,
+  mimo_unet_pytorch,
+  nafnet_pytorch,
+  pytorch_reader,
+  restormer_pytorch,
+  state_dicts,
+)
 
 # --model -> (family, the config that trains and evaluates it).
 MODELS = {
@@ -24,8 +32,18 @@ MODELS = {
     'mimo_unet_plus': ('mimo_unet', 'configs/mimo.py:plus'),
     'nafnet_width32': ('nafnet', 'configs/nafnet.py'),
     'nafnet_width64': ('nafnet', 'configs/nafnet.py:width64'),
+    'restormer_motion': ('restormer', 'configs/restormer.py'),
+    'restormer_defocus': ('restormer', 'configs/restormer.py:defocus'),
+    'restormer_deraining': ('restormer', 'configs/restormer.py:deraining'),
+    'restormer_denoising': ('restormer', 'configs/restormer.py:denoising'),
+    'restormer_dual_pixel': ('restormer', 'configs/restormer.py:dual_pixel'),
+    'fftformer': ('fftformer', 'configs/fftformer.py'),
+    'fftformer_realblur': ('fftformer', 'configs/fftformer.py:realblur'),
 }
-FAMILIES = {'mimo_unet': mimo_unet_pytorch, 'nafnet': nafnet_pytorch}
+FAMILIES = {'mimo_unet': mimo_unet_pytorch, 'nafnet': nafnet_pytorch,
+            'restormer': restormer_pytorch, 'fftformer': fftformer_pytorch}
+_FAMILY_NAMES = {'mimo_unet': 'MIMO-UNet', 'nafnet': 'NAFNet', 'restormer': 'Restormer',
+                 'fftformer': 'FFTformer'}
 
 
 def identify(state_dict: dict) -> str | None:
@@ -39,8 +57,9 @@ def _family(model_name: str | None, state_dict: dict, source: str) -> str:
   if model_name is None:
     if found is None:
       keys = sorted(map(str, state_dict))[:6]
-      raise InputError(f'{source} holds neither MIMO-UNet nor NAFNet weights (its keys begin '
-                       f'{keys}); give --model to have its keys checked against one.')
+      raise InputError(f'{source} holds none of the weights deblur_jax converts '
+                       f'({", ".join(_FAMILY_NAMES.values())}; its keys begin {keys}); give '
+                       '--model to have its keys checked against one.')
     return found
   family = MODELS[model_name][0]
   if found is not None and found != family:

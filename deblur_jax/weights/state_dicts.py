@@ -2,11 +2,15 @@
 checkpoint, naming its missing, unexpected and misshapen keys, the layout of
 conv weights, and writing the converted checkpoint."""
 
+import math
 import os
 import re
 from typing import Any, Callable
 
+import jax.numpy as jnp
 import numpy as np
+from absl import logging
+from flax import traverse_util
 
 from deblur_jax.core import checkpoints
 from deblur_jax.core.errors import InputError
@@ -107,6 +111,23 @@ def torch_module_name(flax_path: tuple[str, ...], module_names) -> str:
   raise ValueError(f'No PyTorch name for the Flax parameter {"/".join(flax_path)}.')
 
 
+def layer_norm_body_key(flax_path: tuple[str, ...], module_names) -> str:
+  """The PyTorch key of a Flax parameter path in the Restormer / FFTformer layout:
+  the module named by `torch_module_name`, '.body' added for LayerNorms (named
+  norm, norm1, norm2: their parameters sit in an inner `body` module), and 'kernel'
+  and 'scale' called 'weight'."""
+  name = torch_module_name(flax_path, module_names)
+  if re.search(r'(^|\.)norm\d?$', name):
+    name += '.body'
+  param = {'kernel': 'weight', 'scale': 'weight'}.get(flax_path[-1], flax_path[-1])
+  return f'{name}.{param}'
+
+
+def conv_axes(flax_path: tuple[str, ...]):
+  """CONV_AXES for a conv 'kernel', None (the same layout) for any other parameter."""
+  return CONV_AXES if flax_path[-1] == 'kernel' else None
+
+
 def torch_shape(flax_shape: tuple, axes: tuple[int, ...] | None) -> tuple:
   """The PyTorch shape of a Flax parameter whose kernel is the PyTorch weight
   transposed by `axes` (None: the same layout, as for biases)."""
@@ -119,6 +140,65 @@ def to_flax(value: np.ndarray, axes: tuple[int, ...] | None) -> np.ndarray:
   """A checked PyTorch tensor as the float32 Flax parameter (transposed by `axes`)."""
   value = value.astype(np.float32)
   return value if axes is None else value.transpose(axes)
+
+
+def params_from_template(state_dict: dict, template: dict, torch_key: Callable,
+                         axes: Callable, description: str, source: str) -> dict:
+  """The Flax parameter tree shaped as `template` (a tree of arrays or
+  ShapeDtypeStructs) with every leaf read from `state_dict[torch_key(path)]`,
+  transposed by `axes(path)` (None: as it is), in float32. First checks every key
+  and shape (check_state_dict, '{source} does not hold {description}: ...')."""
+  shapes = {path: tuple(leaf.shape) for path, leaf in traverse_util.flatten_dict(template).items()}
+  expected = {torch_key(path): torch_shape(shape, axes(path)) for path, shape in shapes.items()}
+  check_state_dict(state_dict, expected, description, source)
+  flat = {path: jnp.asarray(to_flax(np.asarray(state_dict[torch_key(path)]), axes(path)))
+          for path in shapes}
+  return traverse_util.unflatten_dict(flat)
+
+
+def expansion_factor(widths_and_hiddens, preset: float) -> float:
+  """A feed-forward expansion factor f with int(width x f) == hidden for every
+  (width, hidden) pair (the official int(C x f) widths read from a state dict):
+  `preset` when it fits, else the shortest decimal that fits all (the hidden /
+  width of the first pair when none does: the key check then names the
+  misshapen tensors)."""
+  pairs = [(w, h) for w, h in widths_and_hiddens if w > 0]
+
+  def fits(f):
+    return all(int(w * f) == h for w, h in pairs)
+
+  if not pairs or fits(preset):
+    return preset
+  low = max(h / w for w, h in pairs)
+  for decimals in range(1, 7):
+    candidate = math.ceil(low * 10**decimals) / 10**decimals
+    if fits(candidate):
+      return candidate
+  return pairs[0][1] / pairs[0][0]
+
+
+def matching_preset(sizes: dict, presets: dict, model_name: str | None, describe: Callable) -> str:
+  """The preset name for weights of `sizes`: `model_name` when its preset's fields
+  all equal theirs, else the preset with the most equal fields (the first of those
+  tied), so that a small BiasFree Restormer still reads as the denoising one. Logs a
+  warning when `model_name` (what the user said the weights are) does not match."""
+  def same(value, other):
+    if isinstance(value, (list, tuple)) and isinstance(other, (list, tuple)):
+      return tuple(value) == tuple(other)
+    return value == other
+
+  def equal_fields(name):
+    return sum(same(v, sizes[k]) for k, v in presets[name].items() if k in sizes)
+
+  if model_name is not None and equal_fields(model_name) == len(presets[model_name]):
+    return model_name
+  best = max(presets, key=equal_fields)  # the first of the best, in the presets' order
+  if model_name is not None:
+    hint = f' They look like --model={best}.' if best != model_name else ''
+    logging.warning('The weights have %s, not the sizes of --model=%s; converting them as '
+                    'they are.%s', describe(sizes), model_name, hint)
+    return model_name
+  return best
 
 
 def check_output_dir(output_dir: str) -> None:

@@ -27,6 +27,8 @@ TINY_MODELS = (
     ('autoencoder', 'tiny', {}),
     ('autoencoder', 'attention,tiny', {}),
     ('gan', 'tiny', {}),
+    ('restormer', 'tiny', {}),
+    ('fftformer', 'tiny', {}),
 )
 # Sides that are multiples of no model's size multiple (4, 8, 16), batch 1 and 2.
 SHAPES = ((1, 20, 28, 3), (2, 9, 11, 3))

@@ -32,7 +32,7 @@ def test_matches_the_official_model_on_a_small_random_network():
   state_dict, x, expected = load_fixture()
   sizes = fftformer_pytorch.model_sizes(state_dict)
   assert sizes == {'dim': 4, 'num_blocks': (1, 1, 1, 8), 'num_refinement_blocks': 1,
-                   'ffn_expansion_factor': 2.5, 'bias': False}
+                   'ffn_expansion_factor': 2.5, 'use_bias': False}
   params = fftformer_pytorch.params_from_state_dict(state_dict)
   [y] = jax.jit(fftformer.FFTformer(**sizes).apply)({'params': params}, jnp.asarray(x))
   assert y.dtype == jnp.float32

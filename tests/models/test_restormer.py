@@ -50,7 +50,9 @@ def param_count(model, channels=3):
 def test_matches_the_official_pytorch_output(name):
   fields, state_dict, x, expected = load_fixture(name)
   model = model_from_official(fields)
-  params = restormer_pytorch.params_from_state_dict(state_dict)
+  sizes = restormer_pytorch.model_sizes(state_dict)  # read from the keys alone
+  assert restormer.Restormer(**sizes) == model
+  params = restormer_pytorch.params_from_state_dict(state_dict, sizes, name)
   template = jax.eval_shape(model.init, jax.random.key(0), x)['params']
   assert jax.tree.structure(params) == jax.tree.structure(template)
   assert jax.tree.map(np.shape, params) == jax.tree.map(lambda s: s.shape, template)
@@ -64,7 +66,7 @@ def test_matches_the_official_pytorch_output(name):
     ('restormer_motion', 3, 26_126_644),
     ('restormer_denoising', 3, 26_111_668),  # BiasFree: no LayerNorm biases
     # skip_conv (48 * 96) and patch_embed's weights for the 3 extra input channels
-    ('restormer_defocus_dual_pixel', 6, 26_132_548),
+    ('restormer_dual_pixel', 6, 26_132_548),
 ])
 def test_presets_have_the_official_parameter_counts(preset, channels, expected):
   model = restormer.Restormer(**restormer.PRESETS[preset])
@@ -74,7 +76,8 @@ def test_presets_have_the_official_parameter_counts(preset, channels, expected):
 def test_bfloat16_compute_stays_close_and_returns_float32():
   fields, state_dict, x, expected = load_fixture('tiny_io.npz')
   model = model_from_official(fields).clone(dtype=jnp.bfloat16)
-  params = restormer_pytorch.params_from_state_dict(state_dict)
+  params = restormer_pytorch.params_from_state_dict(
+      state_dict, restormer_pytorch.model_sizes(state_dict), 'tiny_io.npz')
   out = model.apply({'params': params}, x)[0]
   assert out.dtype == jnp.float32
   assert float(jnp.abs(out - expected).max()) < 0.1

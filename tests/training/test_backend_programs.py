@@ -29,7 +29,8 @@ FAMILIES = {'mimo_unet': ('mimo', 'tiny'), 'nafnet': ('nafnet', 'tiny'),
             'unet': ('unet', 'tiny'), 'resunet': ('resunet', 'tiny'),
             'autoencoder': ('autoencoder', 'tiny'),
             'attention_autoencoder': ('autoencoder', 'attention,tiny'),
-            'gan_generator': ('gan', 'tiny')}
+            'gan_generator': ('gan', 'tiny'), 'restormer': ('restormer', 'tiny'),
+            'fftformer': ('fftformer', 'tiny')}
 
 
 def test_every_registered_model_is_covered():

@@ -154,7 +154,9 @@ def trajectory_to_psf(trajectory: np.ndarray, psf_size: int, exposure: float = 1
 
 
 # Families that `random_kernel` draws from, and the ranges of their parameters.
-KERNEL_FAMILIES = (*GAUSSIAN_FAMILIES, 'motion', 'shake', 'defocus')
+# 'identity' (a 1x1 kernel, no blur) leaves noise and JPEG as the only degradations,
+# as for denoising.
+KERNEL_FAMILIES = (*GAUSSIAN_FAMILIES, 'motion', 'shake', 'defocus', 'identity')
 DEFAULT_KERNEL_SIZE = 31  # of the random families; the Gaussians keep their own size
 MIN_MOTION_LENGTH = 3.0  # pixels; the longest fills the kernel
 SHAKE_ANXIETY = (0.001, 0.01)  # DeblurGAN's range
@@ -172,6 +174,8 @@ def sample_kernel(rng: np.random.Generator, family: str,
   (size, size) summing to one, and a JSON-able dict of what was drawn.
   """
   lookup(KERNEL_FAMILIES, family, 'kernel family')
+  if family == 'identity':
+    return np.ones((1, 1), np.float32), {}
   if family in GAUSSIAN_FAMILIES:
     own_size, sigma = GAUSSIAN_FAMILIES[family]
     size = size or own_size
