@@ -9,7 +9,7 @@ from PIL import Image
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import image_files
 from deblur_jax.inference import deblur
-from deblur_jax.models import mimo_unet, nafnet
+from deblur_jax.models import fftformer, mimo_unet, nafnet, restormer
 
 
 @pytest.fixture(scope='module')
@@ -126,8 +126,23 @@ def test_images_are_padded_to_buckets_unless_the_model_sees_the_whole_image():
   assert deblur.size_bucket(mimo_unet.MIMOUNet(), 6) == 12  # a multiple of size_multiple 4
   assert deblur.size_bucket(nafnet.NAFNet()) == 1  # padding would change every pixel
   assert deblur.size_bucket(nafnet.NAFNet(), 16) == 16
+  assert deblur.size_bucket(fftformer.FFTformer()) == 32  # as the official test pads
 
 
 def test_a_work_directory_without_checkpoints_is_named(tmp_path):
   with pytest.raises(InputError, match=f'{tmp_path} has no checkpoints/ folder'):
     deblur.load_model(str(tmp_path))
+
+
+def test_tiles_are_multiples_of_the_models_bucket_and_the_log_says_what_tiling_changes():
+  restormer_model = restormer.Restormer()
+  bucket = deblur.size_bucket(restormer_model)
+  assert bucket == 8  # the official test script's multiple, no more
+  with pytest.raises(InputError, match=r'^--tile=100 must be a multiple of 8, the multiple '
+                                       r'Restormer pads image sides to \(--bucket\), '
+                                       r'e\.g\. 104\.$'):
+    deblur.check_tile(restormer_model, 100, bucket)
+  note = deblur.check_tile(restormer_model, 96, bucket)
+  assert 'near tile seams' in note and 'every output pixel can differ' in note
+  local = deblur.check_tile(mimo_unet.MIMOUNet(), 128, deblur.size_bucket(mimo_unet.MIMOUNet()))
+  assert 'near tile seams' in local and 'every output pixel' not in local

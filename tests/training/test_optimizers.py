@@ -59,6 +59,18 @@ def test_cosine_warms_up_then_decays(opt_config):
   assert float(schedule(110)) == pytest.approx(1e-6)
 
 
+def test_cosine_with_a_hold_is_restormers_cyclic_schedule(opt_config):
+  """BasicSR's CosineAnnealingRestartCyclicLR with periods (30, 70), eta_mins (lr, 1e-6):
+  the peak for 30 steps, then a cosine to 1e-6 over the other 70."""
+  opt_config.update(schedule='cosine', learning_rate=3e-4, hold_steps=30,
+                    end_learning_rate=1e-6)
+  _, schedule = optimizers.build_optimizer(opt_config, 100, steps_per_epoch=1)
+  for step in (0, 29, 30, 45, 64, 99, 100):
+    progress = max(step - 30, 0) / 70
+    expected = 1e-6 + 0.5 * (3e-4 - 1e-6) * (1 + np.cos(np.pi * progress))
+    assert float(schedule(step)) == pytest.approx(expected, rel=1e-5)
+
+
 def test_constant_schedule(opt_config):
   opt_config.schedule = 'constant'
   _, schedule = optimizers.build_optimizer(opt_config, 10, 1)
@@ -118,9 +130,10 @@ def test_gradient_clipping_bounds_the_global_norm(opt_config):
     ('name', 'adagrad', r"Unknown config\.optimizer\.name 'adagrad'"),
     ('schedule', 'linear', r"Unknown config\.optimizer\.schedule 'linear'"),
     ('warmup_steps', 20, r'warmup_steps=20 must lie in \[0, num_train_steps=10\)'),
+    ('hold_steps', 10, r'hold_steps=10 must lie in \[0, num_train_steps - warmup_steps=10\)'),
 ])
 def test_bad_values_are_errors_naming_the_field(opt_config, field, value, message):
-  if field == 'warmup_steps':
+  if field in ('warmup_steps', 'hold_steps'):
     opt_config.schedule = 'cosine'
   opt_config[field] = value
   with pytest.raises(ValueError, match=message):

@@ -44,7 +44,8 @@ def test_weights_of_neither_family_need_a_model_to_be_checked_against(tmp_path):
 
 
 def test_an_unknown_model_name_lists_the_known_ones(tmp_path):
-  with pytest.raises(InputError, match=r"Unknown --model='nafnet'; choose one of \['fftformer', .*'mimo_unet'"):
+  with pytest.raises(InputError, match=r"Unknown --model='nafnet'; choose one of "
+                                       r"\['fftformer', .*'mimo_unet'"):
     official.convert_file(NAFNET, 'nafnet', str(tmp_path))
 
 

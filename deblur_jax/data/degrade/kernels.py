@@ -174,8 +174,8 @@ def sample_kernel(rng: np.random.Generator, family: str,
   (size, size) summing to one, and a JSON-able dict of what was drawn.
   """
   lookup(KERNEL_FAMILIES, family, 'kernel family')
-  if family == 'identity':
-    return np.ones((1, 1), np.float32), {}
+  if family == 'identity':  # 1x1 unless a size is asked for
+    return pad_kernel(np.ones((1, 1), np.float32), size or 1), {}
   if family in GAUSSIAN_FAMILIES:
     own_size, sigma = GAUSSIAN_FAMILIES[family]
     size = size or own_size

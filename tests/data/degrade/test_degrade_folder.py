@@ -22,6 +22,19 @@ def test_blur_with_a_delta_kernel_is_the_identity():
                              atol=1e-6)
 
 
+def test_the_identity_family_degrades_by_noise_alone():
+  image = _image()
+  spec = degradations.SyntheticBlur(kernels=('identity',), noise_sigma=0.0)
+  clean = degradations.degrade(image, np.random.default_rng(0), spec)
+  assert clean.family == 'identity'
+  np.testing.assert_array_equal(clean.image, image)
+  noisy = degradations.degrade(image, np.random.default_rng(0),
+                               degradations.SyntheticBlur(kernels=('identity',),
+                                                          noise_sigma=(0.1, 0.2)))
+  assert 0.1 <= noisy.noise_sigma <= 0.2
+  assert 0.05 < np.std(noisy.image - image) < 0.2
+
+
 def test_blur_is_a_convolution_with_mirrored_borders():
   rng = np.random.default_rng(0)
   image = rng.uniform(size=(9, 11, 2)).astype(np.float32)

@@ -10,7 +10,8 @@ from deblur_jax.data.degrade import kernels
 @pytest.mark.parametrize('size', [None, 15, 21])
 def test_every_family_gives_a_float32_kernel_of_the_requested_size_summing_to_one(family, size):
   kernel, params = kernels.sample_kernel(np.random.default_rng(0), family, size)
-  own = kernels.GAUSSIAN_FAMILIES.get(family, (kernels.DEFAULT_KERNEL_SIZE,))[0]
+  own = kernels.GAUSSIAN_FAMILIES.get(
+      family, (1 if family == 'identity' else kernels.DEFAULT_KERNEL_SIZE,))[0]
   assert kernel.shape == (size or own,) * 2
   assert kernel.dtype == np.float32
   assert kernel.min() >= 0
