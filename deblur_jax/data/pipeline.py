@@ -1,12 +1,13 @@
 """Training and evaluation datasets built from `config.data`.
 
-The source (sources/) is the one config.data.source names. Training: an
-endless tf.data stream of this process's slice of each global batch of random
-crops, from step `start_step` on; example g is a pure function of (seed, g)
-whatever the source (example_dataset, transforms.py). The crops of image files
-leave the host as their levels, uint8 (uint16 for a set with a 16-bit PNG), a
-quarter (half) of the bytes of float32; the train step turns them into the
-floats TensorFlow decodes an 8-bit PNG to, float32(level x 257) x float32(1 / 65535)
+The source (sources/) is the one config.data.source names. Training: a tf.data
+stream of this process's slice of each global batch of random crops, from step
+`start_step` on to the end of its stage (config.data.stages, stages.py; without
+stages, endless); example g is a pure function of (seed, g) whatever the source
+(example_dataset, transforms.py). The crops of image files leave the host as
+their levels, uint8 (uint16 for a set with a 16-bit PNG), a quarter (half) of the
+bytes of float32; the train step turns them into the floats TensorFlow decodes an
+8-bit PNG to, float32(level x 257) x float32(1 / 65535)
 (16-bit levels: float32(level) x float32(1 / 65535)), bit for bit. For JPEG and BMP
 files TensorFlow's float decode gives float32(level) x float32(1 / 255): 134 of the
 256 levels differ from that by 1 ulp. Synthetic blur ('synthetic', 'demo') leaves
@@ -26,7 +27,7 @@ from deblur_jax.core.errors import InputError
 from deblur_jax.core.lookup import lookup
 from deblur_jax.data import cache as cache_lib
 from deblur_jax.data import pairs as pairs_lib
-from deblur_jax.data import sources, transforms
+from deblur_jax.data import sources, stages, transforms
 from deblur_jax.data.sources import folders
 
 read_pair_files = folders.read_pair_files
@@ -107,11 +108,24 @@ def create_train_dataset(data_config, *, seed: int, global_batch: int, rows: ran
   """(dataset of this process's `rows` of each global batch, as {'blur', 'sharp'}:
   (len(rows), crop, crop, 3) each, uint8 or uint16 levels or float32 in [0, 1] by
   source (see the module docstring); number of training images, which sets the
-  length of an epoch)."""
+  length of an epoch).
+
+  The batches are those of the stage (stages.py) holding step start_step + 1, from
+  that step to the stage's end: with config.data.stages, its crop size and global
+  batch (`rows` of it); without, one endless stage of data.crop_size crops in
+  batches of `global_batch`.
+  """
+  stage = stages.stage_of_step(stages.from_config(data_config, global_batch), start_step + 1)
+  if rows.stop > stage.global_batch:
+    raise ValueError(f'Rows {rows} are not rows of stage {stage.number}\'s global batch of '
+                     f'{stage.global_batch}.')
   hflip, flips_rot90 = AUGMENTATIONS[data_config.augment]
   examples = check_config(data_config).train_examples(
-      data_config, crop_size=data_config.crop_size, hflip=hflip, seed=seed)
-  indices = transforms.global_example_indices(start_step, global_batch, rows)
+      data_config, crop_size=stage.crop_size, hflip=hflip, seed=seed)
+  steps_taken = start_step - stage.start
+  indices = transforms.global_example_indices(
+      steps_taken, stage.global_batch, rows, first_example=stage.first_example,
+      num_steps=None if stage.steps is None else stage.steps - steps_taken)
   dataset = batched_examples(examples, seed, indices, len(rows), flips_rot90=flips_rot90)
   threads = pipeline_threads(data_config)
   options = tf.data.Options()

@@ -3,9 +3,12 @@
 Every training example is a pure function of (seed, global example index g):
 g picks the image through a per-epoch stateless permutation, and seeds the
 crop, flip and blur. So a run resumed at step s restarts exactly at example
-s * global_batch, and each process computes its own disjoint slice of every
-global batch, whatever the number of processes.
+s * global_batch (with config.data.stages, at the example of its stage: stages.py),
+and each process computes its own disjoint slice of every global batch, whatever
+the number of processes.
 """
+
+from typing import Optional
 
 import tensorflow as tf
 
@@ -37,20 +40,24 @@ def decode_levels(path, sixteen_bit, dtype):
                  lambda: tf.cast(decode_image(path, tf.uint8), tf.uint16) * 257)
 
 
-def global_example_indices(start_step: int, global_batch: int,
-                           rows: range) -> tf.data.Dataset:
-  """The global indices of this process's examples, from step `start_step` on.
+def global_example_indices(start_step: int, global_batch: int, rows: range, *,
+                           first_example: int = 0,
+                           num_steps: Optional[int] = None) -> tf.data.Dataset:
+  """The global indices of this process's examples, from global batch `start_step` on
+  (the steps already taken): `num_steps` batches, or endlessly (None).
 
-  Global batch s holds examples s * global_batch ... (s + 1) * global_batch - 1;
-  this process supplies those of its `rows` of the batch.
+  Global batch s holds examples first_example + s * global_batch ... first_example +
+  (s + 1) * global_batch - 1 (first_example: that of the stage, stages.py); this
+  process supplies those of its `rows` of the batch.
   """
   local_batch = len(rows)
 
   def to_global(k):
     step, j = k // local_batch, k % local_batch
-    return step * global_batch + rows.start + j
+    return first_example + step * global_batch + rows.start + j
 
-  return tf.data.Dataset.range(start_step * local_batch, _INT64_MAX).map(to_global)
+  stop = _INT64_MAX if num_steps is None else (start_step + num_steps) * local_batch
+  return tf.data.Dataset.range(start_step * local_batch, stop).map(to_global)
 
 
 def shuffled_index(g, num_items: int, seed: int):

@@ -9,6 +9,7 @@ in deblur_jax.evaluation.
 import collections
 import dataclasses
 import functools
+import itertools
 import os
 import time
 from typing import Callable, Optional
@@ -23,7 +24,7 @@ from deblur_jax import models
 from deblur_jax.core import checkpoints
 from deblur_jax.core.errors import InputError, TrainingError
 from deblur_jax.core.lookup import lookup
-from deblur_jax.data import pipeline
+from deblur_jax.data import pipeline, stages
 from deblur_jax.evaluation import evaluator
 from deblur_jax.parallel import distributed, sharding
 from deblur_jax.training import (
@@ -84,6 +85,7 @@ class _Setup:
   checks its own config section, so a bad field fails in seconds."""
   mesh: jax.sharding.Mesh
   model: object
+  stages: tuple[stages.Stage, ...]  # Of the training data (config.data.stages).
   loss_fn: Callable
   make_optimizer: Callable[[int, int], tuple]  # (total steps, steps per epoch) -> (tx, lr)
   plateau: object  # optax reduce_on_plateau, or None.
@@ -100,29 +102,42 @@ _POSITIVE_TRAIN_FIELDS = ('batch_size', 'log_every_steps', 'eval_every_steps',
                           'checkpoint_every_steps', 'keep_checkpoints', 'max_nonfinite_steps')
 
 
-def check_train_section(train_config, mesh) -> None:
-  """The fields of config.train that the loop itself reads."""
+def check_train_section(train_config) -> None:
+  """The fields of config.train that the loop itself reads (the batch: check_stages)."""
   for name in _POSITIVE_TRAIN_FIELDS:
     if train_config[name] <= 0:
       raise InputError(f'config.train.{name}={train_config[name]} must be positive.')
   if train_config.num_train_steps <= 0 and train_config.num_epochs <= 0:
     raise InputError('Set config.train.num_train_steps or config.train.num_epochs to a '
                      'positive value.')
-  sharding.check_batch_divisible(train_config.batch_size, mesh, 'config.train.batch_size')
   lookup(TRANSFER_GUARDS, train_config.transfer_guard, 'config.train.transfer_guard')
   if not 0 <= train_config.ema_decay < 1:
     raise InputError(f'config.train.ema_decay={train_config.ema_decay} must lie in [0, 1) '
                      '(0 = no EMA).')
 
 
+def check_stages(config, model, mesh) -> tuple[stages.Stage, ...]:
+  """The stages of the training data (stages.from_config): each crop a multiple of the
+  model's size_multiple, each global batch split evenly over the devices."""
+  data_stages = stages.from_config(config.data, config.train.batch_size)
+  if config.data.stages and config.train.num_train_steps <= 0:
+    raise InputError('config.data.stages count steps: set config.train.num_train_steps '
+                     f'(config.train.num_epochs={config.train.num_epochs} is not used with '
+                     'stages).')
+  for stage in data_stages:
+    if stage.crop_size % model.size_multiple:
+      raise InputError(f'{stage.crop_field}={stage.crop_size} must be a multiple of '
+                       f'{model.size_multiple} for model {config.model.name!r}.')
+    sharding.check_batch_divisible(stage.global_batch, mesh, stage.batch_field)
+  return data_stages
+
+
 def _set_up(config, workdir: str, mesh) -> _Setup:
   """Builds everything but the data and the states; the evaluator, which lists the
   test pairs, comes last."""
-  check_train_section(config.train, mesh)
+  check_train_section(config.train)
   model = models.build_model(config.model, models.compute_dtype(config.train.compute_dtype))
-  if config.data.crop_size % model.size_multiple:
-    raise InputError(f'config.data.crop_size={config.data.crop_size} must be a multiple of '
-                     f'{model.size_multiple} for model {config.model.name!r}.')
+  data_stages = check_stages(config, model, mesh)
   loss_fn = losses.build_loss_fn(config.loss)
   make_optimizer = optimizers.optimizer_factory(config.optimizer)
   early_stopping = validation_monitor.build_early_stopping(config.train)
@@ -131,7 +146,8 @@ def _set_up(config, workdir: str, mesh) -> _Setup:
   init_from.check_init_from_fields(config)
   os.makedirs(workdir, exist_ok=True)
   eval_setup = evaluator.build_evaluator(config, workdir, mesh, model)
-  return _Setup(mesh, model, loss_fn, make_optimizer, plateau, early_stopping, gan, eval_setup)
+  return _Setup(mesh, model, data_stages, loss_fn, make_optimizer, plateau, early_stopping, gan,
+                eval_setup)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -162,7 +178,7 @@ def _build_states(config, setup: _Setup, manager, total_steps: int, steps_per_ep
   tx, schedule = setup.make_optimizer(total_steps, steps_per_epoch)
   init_rng, dropout_rng, disc_rng = jax.random.split(jax.random.key(config.seed), 3)
   ema_decay = config.train.ema_decay
-  state = create_train_state(init_rng, setup.model, tx, config.data.crop_size,
+  state = create_train_state(init_rng, setup.model, tx, setup.stages[0].crop_size,
                               setup.mesh, ema=ema_decay > 0, plateau=setup.plateau,
                               fsdp=config.train.fsdp,
                               fsdp_min_size=config.train.fsdp_min_size)
@@ -191,13 +207,13 @@ def _build_states(config, setup: _Setup, manager, total_steps: int, steps_per_ep
 
 
 def _train(config, workdir: str, setup: _Setup, manager) -> dict:
-  """Builds the data and the states, then runs the steps left to take."""
-  global_batch = config.train.batch_size
+  """Builds the data (of the stage it starts in; later stages' when reached) and the
+  states, then runs the steps left to take. Steps per epoch count the first stage's
+  batches (with stages, only for logs and per-epoch learning-rate schedules)."""
   start_step = manager.latest_step() or 0
-  train_data, num_train_images = pipeline.create_train_dataset(
-      config.data, seed=config.seed, global_batch=global_batch,
-      rows=sharding.process_batch_rows(global_batch, setup.mesh), start_step=start_step)
-  steps_per_epoch = optimizers.steps_per_epoch(num_train_images, global_batch)
+  stages_left = stages.stages_after(setup.stages, start_step)
+  train_data, num_train_images = _stage_dataset(config, setup, stages_left[0], start_step)
+  steps_per_epoch = optimizers.steps_per_epoch(num_train_images, setup.stages[0].global_batch)
   total_steps = num_train_steps(config.train, steps_per_epoch)
   state, loop_state, step_fn, start_step = _build_states(config, setup, manager, total_steps,
                                                          steps_per_epoch)
@@ -218,10 +234,31 @@ def _train(config, workdir: str, setup: _Setup, manager) -> dict:
     writer.write_hparams(flatten(config.to_dict()))
   run = _Run(config, workdir, setup, manager, writer, step_fn, periodic_actions.ReportProgress(
       num_train_steps=total_steps, writer=writer, every_steps=config.train.log_every_steps))
-  batches = train_data.as_numpy_iterator()
+  batches = itertools.chain(train_data.as_numpy_iterator(),
+                            _later_stage_batches(config, setup, stages_left[1:]))
   with metric_writers.ensure_flushes(writer), preemption.PreemptionWatch(manager) as watch:
     return _run_steps(run, state, loop_state, batches, range(start_step + 1, total_steps + 1),
                       watch)
+
+
+def _stage_dataset(config, setup: _Setup, stage: stages.Stage, start_step: int):
+  """(this process's batches of `stage` from step start_step + 1 to its end, the number
+  of training images): pipeline.create_train_dataset, logged with stages."""
+  if config.data.stages:
+    logging.info('Stage %d of %d from step %d: %dx%d crops, global batch %d.', stage.number,
+                 len(setup.stages), stage.first_step, stage.crop_size, stage.crop_size,
+                 stage.global_batch)
+  return pipeline.create_train_dataset(
+      config.data, seed=config.seed, start_step=start_step,
+      global_batch=config.train.batch_size,  # the stage's batch without config.data.stages
+      rows=sharding.process_batch_rows(stage.global_batch, setup.mesh))
+
+
+def _later_stage_batches(config, setup: _Setup, later_stages):
+  """The batches of `later_stages` in turn, each stage's dataset built when reached."""
+  for stage in later_stages:
+    dataset, _ = _stage_dataset(config, setup, stage, stage.start)
+    yield from dataset.as_numpy_iterator()
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@ from PIL import Image
 from deblur_jax.configs import mimo
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import pairs as pairs_lib
-from deblur_jax.data import pipeline, transforms
+from deblur_jax.data import pipeline, stages, transforms
 from helpers import contains_window, make_pair_tree, train_batches
 
 
@@ -76,6 +76,69 @@ def test_processes_read_disjoint_slices_of_the_same_global_batch(data_config):
   for step in range(2):
     joined = np.concatenate([parts[0][step]['sharp'], parts[1][step]['sharp']])
     np.testing.assert_array_equal(joined, whole[step]['sharp'])
+
+
+STAGES = ((2, 16, 4), (3, 24, 2))  # steps, crop size, global batch
+
+
+def staged_batches(data_config, start_step, stop_step, rows_of=range):
+  """The local batches of steps start_step + 1 ... stop_step, read as the loop reads them:
+  the pipeline's dataset of each stage in turn, of the rows_of(global batch) rows."""
+  batches, step = [], start_step
+  while step < stop_step:
+    stage = stages.stage_of_step(stages.from_config(data_config, 4), step + 1)
+    dataset, _ = pipeline.create_train_dataset(data_config, seed=0, global_batch=4,
+                                               rows=rows_of(stage.global_batch), start_step=step)
+    batches += list(dataset.take(stop_step - step).as_numpy_iterator())
+    step = start_step + len(batches)
+  return batches
+
+
+def test_each_stage_has_its_crop_and_batch_whatever_the_rows_of_each_process(data_config):
+  data_config.stages = STAGES
+  whole = staged_batches(data_config, 0, 5)
+  assert [b['sharp'].shape for b in whole] == [(4, 16, 16, 3)] * 2 + [(2, 24, 24, 3)] * 3
+  halves = [staged_batches(data_config, 0, 5, lambda n: range(0, n // 2)),
+            staged_batches(data_config, 0, 5, lambda n: range(n // 2, n))]
+  for step, batch in enumerate(whole):
+    for key in ('blur', 'sharp'):
+      np.testing.assert_array_equal(
+          np.concatenate([halves[0][step][key], halves[1][step][key]]), batch[key])
+
+
+def test_a_stage_continues_the_example_indices_of_the_stages_before(data_config):
+  """Stage 2's batch n holds examples 2 * 4 + 2n and 2 * 4 + 2n + 1: those of an unstaged
+  run of its crops and batch at step 4 + n."""
+  data_config.crop_size = 16
+  first_unstaged, _ = train_batches(data_config, 2, global_batch=4)
+  data_config.crop_size = 24
+  second_unstaged, _ = train_batches(data_config, 3, start_step=4, global_batch=2, rows=range(2))
+  data_config.stages = STAGES
+  for staged, unstaged in zip(staged_batches(data_config, 0, 5),
+                              first_unstaged + second_unstaged):
+    np.testing.assert_array_equal(staged['sharp'], unstaged['sharp'])
+
+
+@pytest.mark.parametrize('start_step', [1, 2, 3])
+def test_a_run_resumed_in_or_between_stages_reads_the_batches_it_would_have(data_config,
+                                                                           start_step):
+  data_config.stages = STAGES
+  uninterrupted = staged_batches(data_config, 0, 5)
+  resumed = staged_batches(data_config, start_step, 5)
+  assert len(resumed) == 5 - start_step
+  for x, y in zip(uninterrupted[start_step:], resumed):
+    np.testing.assert_array_equal(x['blur'], y['blur'])
+
+
+def test_every_stage_draws_from_the_images_large_enough_for_the_largest_crop(data_config,
+                                                                            pair_tree):
+  make_pair_tree(pair_tree, splits=('train',), num_sequences=1, per_sequence=2, size=(24, 32),
+                 seed=5)  # two of the six training pairs: too small for 32x32 crops
+  data_config.stages = ((1, 16, 4), (1, 32, 4))
+  for start_step in (0, 1):
+    _, num_images = pipeline.create_train_dataset(data_config, seed=0, global_batch=4,
+                                                  rows=range(4), start_step=start_step)
+    assert num_images == 4
 
 
 def test_eval_plan_covers_every_image_once_in_same_size_batches(tmp_path):

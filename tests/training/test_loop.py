@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import os
 import shutil
 
@@ -18,6 +19,7 @@ from deblur_jax.core import checkpoints
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline
 from deblur_jax.evaluation import evaluator
+from deblur_jax.parallel import sharding
 from deblur_jax.training import loop
 from helpers import make_pair_tree, saved_item, train_scalars
 
@@ -187,6 +189,36 @@ def test_resume_continues_exactly_where_it_stopped(config, tmp_path):
                             jax.tree.leaves(saved_params(crashed, 4))[0])
 
 
+def test_stages_train_their_crops_and_batches_in_turn(config, tmp_path, monkeypatch, caplog):
+  """The tiny run's 3 steps in two stages (the first with its crops and batch, compiled
+  already): each stage's dataset is built when it is reached, the steps see its batch
+  shape, and data.crop_size and train.batch_size are not used (30 and 6 would be errors
+  on 4 devices)."""
+  config.data.stages = ((2, 32, 4), (1, 16, 8))
+  config.data.crop_size, config.train.batch_size = 30, 6
+  events = []
+  create, make_global_batch = pipeline.create_train_dataset, sharding.make_global_batch
+
+  def recorded_create(data_config, **kwargs):
+    events.append(('dataset', kwargs['start_step'], kwargs['rows']))
+    return create(data_config, **kwargs)
+
+  def recorded_batch(batch, mesh):
+    events.append(('batch', batch['blur'].shape))
+    return make_global_batch(batch, mesh)
+
+  monkeypatch.setattr(pipeline, 'create_train_dataset', recorded_create)
+  monkeypatch.setattr(sharding, 'make_global_batch', recorded_batch)
+  caplog.set_level(logging.INFO, logger='absl')
+  loop.train_and_evaluate(config, str(tmp_path))
+  training = [('dataset', 0, range(4)), ('batch', (4, 32, 32, 3)), ('batch', (4, 32, 32, 3)),
+              ('dataset', 2, range(8)), ('batch', (8, 16, 16, 3))]
+  assert events[:5] == training  # then the evaluation's batches
+  assert 'Stage 1 of 2 from step 1: 32x32 crops, global batch 4.' in caplog.text
+  assert 'Stage 2 of 2 from step 3: 16x16 crops, global batch 8.' in caplog.text
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(saved_params(tmp_path, 3)))
+
+
 def test_eval_mode_writes_per_image_csv_and_summary_json(trained, config):
   workdir = trained[0]
   config.eval.checkpoint_step = 2
@@ -278,6 +310,15 @@ def test_bad_config_values_are_errors_naming_the_field(config, tmp_path, field, 
     loop.train_and_evaluate(config, str(tmp_path))
 
 
+@pytest.fixture
+def fails_on_data_read(monkeypatch):
+  """Any read of training or evaluation data fails the test."""
+  def no_data(*args, **kwargs):
+    raise AssertionError('data was read before the config was checked')
+  for name in ('create_train_dataset', 'find_eval_pairs'):
+    monkeypatch.setattr(pipeline, name, no_data)
+
+
 @pytest.mark.parametrize('field,value,message', [
     (('train', 'ema_decay'), 2.0, r'ema_decay=2\.0 must lie in \[0, 1\)'),
     (('train', 'monitor'), 'loss', r"config\.train\.monitor 'loss'"),
@@ -289,15 +330,30 @@ def test_bad_config_values_are_errors_naming_the_field(config, tmp_path, field, 
     (('data', 'source'), 'demo', r'config\.data\.dir'),
     (('data', 'cache'), 'disk', r'config\.data\.cache'),
 ])
-def test_config_errors_come_before_any_data_is_read(config, tmp_path, monkeypatch, field, value,
-                                                     message):
-  def no_data(*args, **kwargs):
-    raise AssertionError('data was read before the config was checked')
-  for name in ('create_train_dataset', 'find_eval_pairs'):
-    monkeypatch.setattr(pipeline, name, no_data)
+def test_config_errors_come_before_any_data_is_read(config, tmp_path, fails_on_data_read,
+                                                     field, value, message):
+  del fails_on_data_read
   config.data.dir = str(tmp_path / 'does_not_exist')
   if field[0] == 'gan':
     config.gan.discriminator.name = 'patchgan'  # the tiny MIMO-UNet is no GAN generator
   config[field[0]][field[1]] = value
+  with pytest.raises(InputError, match=message):
+    loop.train_and_evaluate(config, str(tmp_path / 'work'))
+
+
+@pytest.mark.parametrize('stages,num_train_steps,message', [
+    (((2, 16),), 4, r'^config\.data\.stages\[0\]=\(2, 16\) must be a triple of positive ints'),
+    (((2, 16, 8), (2, 30, 4)), 4,
+     r"^config\.data\.stages\[1\] crop_size=30 must be a multiple of 4 for model 'mimo_unet'"),
+    (((2, 16, 6),), 4, r'^config\.data\.stages\[0\] global_batch=6 must be a positive multiple '
+                       r'of the number of devices \(4\)'),
+    (((2, 16, 8),), -1, r'^config\.data\.stages count steps: set config\.train\.num_train_steps '
+                        r'\(config\.train\.num_epochs=3000\.0 is not used'),
+])
+def test_bad_stages_are_errors_before_any_data_is_read(config, tmp_path, fails_on_data_read,
+                                                       stages, num_train_steps, message):
+  del fails_on_data_read
+  config.data.stages = stages
+  config.train.num_train_steps = num_train_steps
   with pytest.raises(InputError, match=message):
     loop.train_and_evaluate(config, str(tmp_path / 'work'))

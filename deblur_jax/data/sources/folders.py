@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from deblur_jax.data import cache as cache_lib
 from deblur_jax.data import pairs as pairs_lib
-from deblur_jax.data import transforms
+from deblur_jax.data import stages, transforms
 from deblur_jax.data.sources import Source, TrainExamples
 
 
@@ -67,7 +67,9 @@ def pair_examples(pairs: Sequence[pairs_lib.ImagePair], *, crop_size: int, hflip
 
 def train_examples(data_config, *, crop_size: int, hflip: bool, seed: int) -> TrainExamples:
   del seed  # Crops depend on the example's seeds only.
-  pairs = find_folder_pairs(data_config, 'train', min_size=crop_size).pairs
+  # Pairs large enough for the largest crop of any stage: every stage draws from the same.
+  min_size = stages.largest_crop_size(data_config, default=crop_size)
+  pairs = find_folder_pairs(data_config, 'train', min_size=min_size).pairs
   name = cache_lib.cache_name(data_config.dir,
                               data_config.get('train_pairs_file') or data_config.train_split,
                               data_config.blur_folder, data_config.sharp_folder)
