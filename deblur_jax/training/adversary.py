@@ -8,6 +8,7 @@ import flax.linen as nn
 from deblur_jax import models
 from deblur_jax.core.errors import InputError
 from deblur_jax.core.lookup import lookup
+from deblur_jax.data import stages
 from deblur_jax.training import gan_step, init_from, losses, optimizers, state
 
 # Where a GAN run's checkpoint keeps the discriminator's variables: the 'train' item's
@@ -62,7 +63,8 @@ def build_adversary(plan: AdversaryPlan, config, mesh, total_steps: int, steps_p
   """The discriminator's state for `plan`. With `load_init_from` (a run that does not
   resume), the discriminator starts from config.gan.init_from when it is set."""
   tx, _ = plan.make_optimizer(total_steps, steps_per_epoch)
-  disc = state.create_train_state(rng, plan.discriminator, tx, config.data.crop_size, mesh)
+  first_crop = stages.from_config(config.data, config.train.batch_size)[0].crop_size
+  disc = state.create_train_state(rng, plan.discriminator, tx, first_crop, mesh)
   if load_init_from:
     disc = init_from.init_state(disc, config.gan.init_from, config.train,
                                 field='config.gan.init_from', location=DISCRIMINATOR)
