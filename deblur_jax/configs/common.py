@@ -47,6 +47,17 @@ def optimizer_config(learning_rate: float, b1: float) -> ml_collections.ConfigDi
   return optimizer
 
 
+def basicsr_adamw(config: ml_collections.ConfigDict, *, learning_rate: float, b2: float,
+                  weight_decay: float, end_learning_rate: float, hold_steps: int = 0) -> None:
+  """Sets config.optimizer to the BasicSR recipes' (NAFNet, Restormer, FFTformer): AdamW
+  with b1 0.9, gradients clipped to global norm 0.01, and a cosine to
+  `end_learning_rate` without warm-up, after `hold_steps` at the peak."""
+  config.optimizer.update(name='adamw', learning_rate=learning_rate, b1=0.9, b2=b2,
+                          weight_decay=weight_decay, grad_clip_norm=0.01, schedule='cosine',
+                          warmup_steps=0, hold_steps=hold_steps,
+                          end_learning_rate=end_learning_rate)
+
+
 def base_config():
   """Every section but `model`, each field at its default (MIMO-UNet's GoPro recipe)."""
   config = ml_collections.ConfigDict()

@@ -46,15 +46,8 @@ def get_config(arg: Optional[str] = None):
     config.data.eval_pairs_file = 'RealBlur_J_test_list.txt'
     config.data.pairs_file_order = 'sharp_blur'
   config.loss.name = 'mimo'
-  config.optimizer.name = 'adamw'
-  config.optimizer.learning_rate = 4e-4 if realblur else 1e-3
-  config.optimizer.b1 = 0.9
-  config.optimizer.b2 = 0.9
-  config.optimizer.weight_decay = 1e-3
-  config.optimizer.grad_clip_norm = 0.01
-  config.optimizer.schedule = 'cosine'
-  config.optimizer.warmup_steps = 0
-  config.optimizer.end_learning_rate = 1e-7
+  common.basicsr_adamw(config, learning_rate=4e-4 if realblur else 1e-3, b2=0.9,
+                       weight_decay=1e-3, end_learning_rate=1e-7)
   config.train.batch_size = 16 if realblur else 64
   config.train.num_train_steps = 300_000
   config.train.eval_every_steps = 10_000

@@ -43,15 +43,8 @@ def get_config(arg: Optional[str] = None):
   config.data.crop_size = 256
   config.data.augment = 'flips_rot90'
   config.loss.name = 'psnr'
-  config.optimizer.name = 'adamw'
-  config.optimizer.learning_rate = 1e-3
-  config.optimizer.b1 = 0.9
-  config.optimizer.b2 = 0.9
-  config.optimizer.weight_decay = 1e-3
-  config.optimizer.grad_clip_norm = 0.01
-  config.optimizer.schedule = 'cosine'
-  config.optimizer.warmup_steps = 0
-  config.optimizer.end_learning_rate = 1e-7
+  common.basicsr_adamw(config, learning_rate=1e-3, b2=0.9, weight_decay=1e-3,
+                       end_learning_rate=1e-7)
   config.train.batch_size = 64 if width64 else 32
   config.train.num_train_steps = 400_000 if width64 else 200_000
   config.train.eval_every_steps = 5_000

@@ -77,16 +77,8 @@ def get_config(arg: Optional[str] = None):
   config.data.crop_size = PROGRESSIVE_STAGES[0][1]  # The first stage's, for bench and init.
   config.data.augment = 'flips_rot90'
   config.loss.name = 'l1'
-  config.optimizer.name = 'adamw'
-  config.optimizer.learning_rate = 3e-4
-  config.optimizer.b1 = 0.9
-  config.optimizer.b2 = 0.999
-  config.optimizer.weight_decay = 1e-4
-  config.optimizer.grad_clip_norm = 0.01
-  config.optimizer.schedule = 'cosine'
-  config.optimizer.warmup_steps = 0
-  config.optimizer.hold_steps = 92_000
-  config.optimizer.end_learning_rate = 1e-6
+  common.basicsr_adamw(config, learning_rate=3e-4, b2=0.999, weight_decay=1e-4,
+                       end_learning_rate=1e-6, hold_steps=92_000)
   config.train.batch_size = PROGRESSIVE_STAGES[0][2]
   config.train.num_train_steps = 300_000
   config.train.eval_every_steps = 10_000
