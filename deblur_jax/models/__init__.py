@@ -103,12 +103,18 @@ def check_rgb_model(model: nn.Module, reader: str) -> None:
                      f'(deblur_jax.models.build_model) on {channels}-channel arrays.')
 
 
+def dummy_images(model: nn.Module, image_size: int = 16):
+  """Zero images (1, S, S, channels) to initialise `model` with: S is `image_size`
+  rounded up to the model's size multiple."""
+  side = -(-image_size // model.size_multiple) * model.size_multiple
+  return jnp.zeros((1, side, side, input_channels(model)), jnp.float32)
+
+
 def variables_template(model: nn.Module, sharding: Any = None, image_size: int = 16) -> dict:
   """The variables of `model` as jax.ShapeDtypeStructs (nothing is computed), from
   a square dummy input of `image_size` (rounded up to the model's size multiple);
   with `sharding`, each leaf carries it, as checkpoint restores and converters need."""
-  side = -(-image_size // model.size_multiple) * model.size_multiple
-  dummy = jnp.zeros((1, side, side, input_channels(model)), jnp.float32)
+  dummy = dummy_images(model, image_size)
   rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(0)}
   template = jax.eval_shape(lambda: model.init(rngs, dummy, train=False))
   if sharding is None:

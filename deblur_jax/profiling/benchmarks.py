@@ -14,7 +14,6 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from deblur_jax import models
@@ -148,7 +147,7 @@ def bench_infer(config, mesh, batch: int, height: int, width: int, dtype: str, s
   """Deblurring a random batch at full resolution (untrained weights): as bench_train."""
   model = models.build_model(config.model, models.compute_dtype(dtype))
   variables = jax.jit(
-      lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False),
+      lambda: model.init(jax.random.key(0), models.dummy_images(model), train=False),
       out_shardings=sharding.replicated(mesh))()
   deblur_fn = jax.jit(
       lambda v, x: eval_step.deblur_images(model.apply, v, x, model.size_multiple),

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from deblur_jax import models
 from deblur_jax.parallel import sharding
 
 
@@ -41,8 +42,8 @@ def create_train_state(rng, model: nn.Module, tx: optax.GradientTransformation,
   (arrays of at least `fsdp_min_size` elements)."""
 
   def init():
-    dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-    variables = model.init({'params': rng, 'dropout': rng}, dummy, train=False)
+    variables = model.init({'params': rng, 'dropout': rng},
+                           models.dummy_images(model, image_size), train=False)
     params = variables['params']
     return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                              batch_stats=variables.get('batch_stats', {}),

@@ -231,3 +231,13 @@ def test_patchgan_logits_see_70x70_patches():
   grad = np.asarray(compiled(jax.grad(corner), x)(x))[0]
   assert np.all(grad[47:] == 0) and np.all(grad[:, 47:] == 0)
   assert np.any(grad[46, :47] != 0) and np.any(grad[:47, 46] != 0)
+
+
+@pytest.mark.parametrize('name', sorted(models.MODELS))
+def test_every_model_initialises_from_the_dummy_images_the_tools_use(name):
+  """Sides rounded up to the model's size multiple (32 for FFTformer), its channels."""
+  model = models.get_model_class(name)()
+  images = models.dummy_images(model)
+  assert images.shape[1] % model.size_multiple == 0 and images.shape[1] >= 16
+  assert images.shape[-1] == models.input_channels(model) == 3
+  jax.eval_shape(lambda: model.init(jax.random.key(0), images, train=False))
