@@ -105,8 +105,10 @@ def check_rgb_model(model: nn.Module, reader: str) -> None:
 
 def dummy_images(model: nn.Module, image_size: int = 16):
   """Zero images (1, S, S, channels) to initialise `model` with: S is `image_size`
-  rounded up to the model's size multiple."""
-  side = -(-image_size // model.size_multiple) * model.size_multiple
+  rounded up to the model's size multiple (1 for a model without one, such as the
+  GAN's discriminator)."""
+  multiple = getattr(model, 'size_multiple', 1)
+  side = -(-image_size // multiple) * multiple
   return jnp.zeros((1, side, side, input_channels(model)), jnp.float32)
 
 
