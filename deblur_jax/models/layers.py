@@ -83,6 +83,19 @@ def _subpixel_taps(kernel_size: int) -> tuple[np.ndarray, int]:
   return taps, d_min
 
 
+def pixelwise_matmul(x, kernel, preferred_element_type=None):
+  """x (..., C_in) times kernel (C_in, C_out) at every pixel: a 1x1 convolution.
+
+  Run as one 2-D matmul over the flattened pixels: XLA's CPU backend runs 1x1
+  convolutions several times slower than a matmul, and a 4-D einsum's gradients
+  about 1.4x slower than the 2-D matmul's; GPU and TPU compilers see the same
+  dot either way.
+  """
+  rows = x.reshape(-1, x.shape[-1])
+  y = jnp.matmul(rows, kernel, preferred_element_type=preferred_element_type)
+  return y.reshape(*x.shape[:-1], kernel.shape[-1])
+
+
 class ConvTranspose2x(nn.Module):
   """A stride-2 transposed conv: (N, H, W, C) -> (N, 2H, 2W, features).
 
@@ -114,8 +127,7 @@ class ConvTranspose2x(nn.Module):
     phases = phases.reshape(window, window, in_features, 4 * self.features).astype(self.dtype)
     x = x.astype(self.dtype)
     if window == 1:
-      # XLA's CPU backend runs 1x1 convolutions several times slower than this matmul.
-      y = jnp.einsum('nhwi,io->nhwo', x, phases[0, 0])
+      y = pixelwise_matmul(x, phases[0, 0])
     else:
       pad = (-d_min, window - 1 + d_min)
       y = jax.lax.conv_general_dilated(x, phases, (1, 1), (pad, pad),
@@ -143,8 +155,8 @@ class TorchConv(nn.Module):
   k // 2 unless given. Parameters shaped like `nn.Conv`'s ('kernel' (k, k, in,
   out), 'bias').
 
-  1x1 stride-1 convs run as a matmul over channels (XLA's CPU backend runs 1x1
-  convolutions 5x slower), and the bias goes through `bias_add`.
+  1x1 stride-1 convs run as a matmul over channels (`pixelwise_matmul`), and the
+  bias goes through `bias_add`.
   """
   features: int
   kernel_size: int = 3
@@ -161,7 +173,7 @@ class TorchConv(nn.Module):
     kernel = self.param('kernel', init, (k, k, x.shape[-1], self.features)).astype(self.dtype)
     x = x.astype(self.dtype)
     if (k, self.stride, pad) == (1, 1, 0):
-      y = jnp.einsum('nhwi,io->nhwo', x, kernel[0, 0])
+      y = pixelwise_matmul(x, kernel[0, 0])
     else:
       y = jax.lax.conv_general_dilated(x, kernel, (self.stride, self.stride),
                                        ((pad, pad),) * 2,
@@ -198,9 +210,8 @@ class ConcatConv1x1(nn.Module):
     y = None
     for (x, factor), start, stop in zip(parts, starts[:-1], starts[1:]):
       # float32 partial sums, so a bfloat16 compute dtype rounds once, as one matmul would.
-      product = jnp.einsum('nhwi,io->nhwo', x.astype(self.dtype),
-                           kernel[0, 0, start:stop].astype(self.dtype),
-                           preferred_element_type=jnp.float32)
+      product = pixelwise_matmul(x.astype(self.dtype), kernel[0, 0, start:stop].astype(self.dtype),
+                                 preferred_element_type=jnp.float32)
       product = image_ops.nearest_upsample(product, factor)  # factor 1: folded away by XLA
       y = product if y is None else y + product
     y = y.astype(self.dtype)
