@@ -1,0 +1,131 @@
+"""RealBlur-style scoring against the official evaluation_RealBlur_ecc.py's numbers
+(tests/fixtures/realblur, computed once with the official functions), and the
+score tool's matching, files and bad input."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deblur_jax.core.errors import InputError
+from deblur_jax.data import image_files
+from deblur_jax.evaluation import realblur, scoring
+
+FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'fixtures', 'realblur')
+EXPECTED = json.load(open(os.path.join(FIXTURE, 'expected.json')))
+NAMES = sorted(EXPECTED['images'])
+PSNR_TOLERANCE, SSIM_TOLERANCE = 0.01, 1e-4  # Issue 31: the official script's numbers.
+
+
+def read(relative):
+  return image_files.read_image(os.path.join(FIXTURE, relative)).rgb
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_aligned_scores_are_the_official_scripts(name):
+  official = EXPECTED['images'][name]
+  scores = realblur.score(read(official['result']), read(official['gt']))
+  assert abs(scores['psnr'] - official['deblur_psnr']) < PSNR_TOLERANCE
+  assert abs(scores['ssim'] - official['deblur_ssim']) < SSIM_TOLERANCE
+  # The scores with OpenCV 4.x's warp (the official script pins 4.2.0) are as close.
+  opencv4 = EXPECTED['variants']['opencv4']['images'][name]
+  assert abs(scores['psnr'] - opencv4['deblur_psnr']) < PSNR_TOLERANCE
+  # The blurred input: no alignment, every pixel.
+  assert realblur.input_psnr(read(official['blur']), read(official['gt'])) == pytest.approx(
+      official['blur_psnr'], abs=1e-6)
+
+
+def test_the_alignment_finds_the_official_warp_and_undoes_the_shift():
+  official = EXPECTED['images'][NAMES[0]]
+  result, target = read(official['result']), read(official['gt'])
+  _, _, mask, warp = realblur.align(result, target)
+  np.testing.assert_allclose(warp, official['warp_matrix'], atol=2e-3)
+  assert mask.sum() == pytest.approx(official['valid_mask_sum'], rel=1e-3)
+  unaligned = realblur.masked_psnr(target, realblur.intensity_matched(result, target),
+                                   np.ones_like(target))
+  assert realblur.score(result, target)['psnr'] > unaligned + 3
+
+
+def test_rsblur_clips_after_the_alignment():
+  official = EXPECTED['images'][NAMES[0]]
+  target = read(official['gt'])
+  brighter = np.clip(read(official['result']) * 1.1, 0, 1)
+  clipped, plain = (realblur.score(brighter, target, clip=c) for c in (True, False))
+  assert clipped['psnr'] >= plain['psnr'] - 1e-9
+  assert abs(clipped['psnr'] - plain['psnr']) < 1.0
+
+
+def test_a_flat_result_is_an_alignment_error_naming_the_failure():
+  target = read(EXPECTED['images'][NAMES[0]]['gt'])
+  with pytest.raises(realblur.AlignmentError, match='ECC alignment failed'):
+    realblur.score(np.full_like(target, 0.5), target)
+
+
+def test_results_match_the_scene_folders_and_the_test_list(tmp_path):
+  results = tmp_path / 'results'
+  shutil.copytree(os.path.join(FIXTURE, 'results'), results)
+  (results / 'scene001_blur_9.png').write_bytes((results / NAMES[0]).read_bytes())
+  (results / 'notes.txt').write_text('not an image')
+  os.remove(results / 'scene001_blur_2.png')
+  pairs, unmatched, missing = scoring.match_results(
+      str(results), os.path.join(FIXTURE, 'data'),
+      os.path.join(FIXTURE, 'data', 'RealBlur_J_test_list.txt'))
+  assert [p.name for p in pairs] == ['scene001_blur_1.png', 'scene244_blur_3.png']
+  assert pairs[1].target.endswith(os.path.join('scene244_reflect', 'gt', 'gt_3.png'))
+  assert [p.group for p in pairs] == ['scene001', 'scene244']
+  assert unmatched == ['scene001_blur_9.png']
+  assert missing == ['scene001/gt/gt_2.png']
+
+
+def test_a_malformed_test_list_line_is_an_error_naming_it(tmp_path):
+  bad = tmp_path / 'list.txt'
+  bad.write_text('scene001/gt/gt_1.png scene001/blur/blur_1.png\nscene001/blur_1.png\n')
+  with pytest.raises(InputError, match=r'list\.txt:2: expected a ground-truth path'):
+    scoring.read_test_list(str(bad))
+
+
+def test_another_size_or_bit_depth_is_reported_for_that_image(tmp_path):
+  pair = scoring.match_results(os.path.join(FIXTURE, 'results'),
+                               os.path.join(FIXTURE, 'data'))[0][0]
+  small = tmp_path / 'small.png'
+  Image.open(pair.result).crop((0, 0, 40, 30)).save(small)
+  row = scoring.score_pair(pair.__class__(pair.name, pair.group, str(small), pair.target, None),
+                           'realblur')
+  assert row['name'] == pair.name and '40x30' in row['error']
+  deep = tmp_path / 'deep.png'
+  image_files.write_image(str(deep), read(os.path.relpath(pair.result, FIXTURE)),
+                          image_files.LoadedImage(np.zeros((1, 1, 3)), 16, False))
+  row = scoring.score_pair(pair.__class__(pair.name, pair.group, str(deep), pair.target, None),
+                           'realblur')
+  assert '16-bit' in row['error'] and '8-bit' in row['error']
+
+
+def test_the_score_tool_writes_the_files_names_what_is_missing_and_exits_1(tmp_path):
+  results = tmp_path / 'results'
+  shutil.copytree(os.path.join(FIXTURE, 'results'), results)
+  os.remove(results / 'scene001_blur_2.png')
+  command = [sys.executable, '-m', 'deblur_jax.score', f'--results={results}',
+             f'--data={os.path.join(FIXTURE, "data")}', '--protocol=realblur', '--workers=2',
+             f'--test_list={os.path.join(FIXTURE, "data", "RealBlur_J_test_list.txt")}',
+             f'--output={tmp_path / "scores"}']
+  run = subprocess.run(command, capture_output=True, text=True)
+  assert run.returncode == 1, run.stderr
+  assert 'no result for 1: scene001/gt/gt_2.png' in run.stdout
+  scores = json.loads((tmp_path / 'scores' / 'scores.json').read_text())
+  official = [EXPECTED['images'][n]['deblur_psnr'] for n in ('scene001_blur_1.png',
+                                                              'scene244_blur_3.png')]
+  assert scores['protocol'] == 'realblur' and scores['means']['count'] == 2
+  assert abs(scores['means']['psnr'] - np.mean(official)) < PSNR_TOLERANCE
+  assert set(scores['groups']) == {'scene001', 'scene244'}
+  rows = (tmp_path / 'scores' / 'scores.csv').read_text().splitlines()
+  assert rows[0] == 'name,group,psnr,ssim,input_psnr' and len(rows) == 3
+  # Run again: the files exist, nothing is replaced without --overwrite.
+  before = (tmp_path / 'scores' / 'scores.json').read_text()
+  again = subprocess.run(command, capture_output=True, text=True)
+  assert again.returncode == 2 and 'scores.csv exists; pass --overwrite' in again.stderr
+  assert (tmp_path / 'scores' / 'scores.json').read_text() == before
