@@ -240,7 +240,9 @@ def base_config():
   # outputs clipped to [0, 1], scikit-image's Gaussian SSIM per channel, as the
   # MIMO-UNet code), 'basicsr' (outputs rounded to uint8, BasicSR's calculate_psnr
   # and per-channel calculate_ssim on the valid region) or 'nafnet' (uint8, PSNR on
-  # RGB and BasicSR's 3-D SSIM over H x W x 3, as NAFNet reports).
+  # RGB and BasicSR's 3-D SSIM over H x W x 3, as NAFNet reports); 'realblur' or
+  # 'rsblur' (each output aligned to its sharp image by OpenCV's ECC on the host,
+  # then PSNR and SSIM over the covered pixels, as RealBlur's and RSBlur's scripts).
   config.eval.protocol = 'mimo'
   # Images whose blurred | restored | sharp comparison each results page
   # (eval/step_N.html) stores beside it; the table lists every image.

@@ -16,6 +16,12 @@ from deblur_jax.parallel import sharding
 PER_IMAGE_METRICS = ('psnr', 'ssim', 'mse', 'input_psnr', 'input_ssim')
 
 
+def device_metrics(protocol: protocols.Protocol) -> tuple[str, ...]:
+  """The PER_IMAGE_METRICS the eval step computes: all, or only 'mse' for a protocol
+  scored on the host (protocols.score_on_host gives the others)."""
+  return ('mse',) if protocol.on_host else PER_IMAGE_METRICS
+
+
 def deblur_images(apply_fn: Callable, variables: dict, blur, size_multiple: int):
   """The model's full-resolution output for any image size, clamped to [0, 1].
 
@@ -28,17 +34,22 @@ def deblur_images(apply_fn: Callable, variables: dict, blur, size_multiple: int)
 
 def eval_step(variables: dict, batch: dict, *, apply_fn: Callable, size_multiple: int,
               protocol: protocols.Protocol = protocols.Protocol()) -> dict:
-  """PER_IMAGE_METRICS, each of shape (N,), and 'deblurred': the (N, H, W, 3) outputs in [0, 1].
+  """device_metrics(protocol), each of shape (N,), and 'deblurred': the (N, H, W, 3)
+  outputs in [0, 1].
 
-  `protocol` scores the output and the blurred input alike against the sharp image.
+  `protocol` scores the output and the blurred input alike against the sharp image
+  (unless it runs on the host).
   """
   deblurred = deblur_images(apply_fn, variables, batch['blur'], size_multiple)
   sharp = batch['sharp']
+  mse = jnp.mean(jnp.square(deblurred - sharp), axis=(1, 2, 3))
+  if protocol.on_host:
+    return {'mse': mse, 'deblurred': deblurred}
   scores = protocol(deblurred, sharp)
   input_scores = protocol(batch['blur'], sharp)
   return {
       'psnr': scores['psnr'],
-      'mse': jnp.mean(jnp.square(deblurred - sharp), axis=(1, 2, 3)),
+      'mse': mse,
       'ssim': scores['ssim'],
       'input_psnr': input_scores['psnr'],
       'input_ssim': input_scores['ssim'],
@@ -53,7 +64,7 @@ def jit_eval_step(mesh, *, apply_fn: Callable, size_multiple: int,
   step = functools.partial(eval_step, apply_fn=apply_fn, size_multiple=size_multiple,
                            protocol=protocol)
   per_image = sharding.replicated(mesh)  # a few floats per image, readable on every process
-  out_shardings = {name: per_image for name in PER_IMAGE_METRICS}
+  out_shardings = {name: per_image for name in device_metrics(protocol)}
   out_shardings['deblurred'] = sharding.batch_sharded(mesh)
   # Variables stay as they are (replicated, or sharded by FSDP training).
   return jax.jit(step, in_shardings=(None, sharding.batch_sharded(mesh)),

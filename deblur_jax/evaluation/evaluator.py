@@ -7,18 +7,22 @@ step_N.json (the means, overall and per group, the protocol and the run) and
 the results page step_N.html with the comparison images beside it (results_page.py).
 """
 
+import concurrent.futures
 import dataclasses
+import multiprocessing
+import os
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from deblur_jax import models
 from deblur_jax.core import checkpoints
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline, sources
-from deblur_jax.evaluation import eval_step, protocols, results, results_page
+from deblur_jax.evaluation import eval_step, protocols, realblur, results, results_page
 from deblur_jax.evaluation.eval_step import PER_IMAGE_METRICS
 from deblur_jax.parallel import distributed, sharding
 
@@ -79,20 +83,98 @@ def _local_rows(global_array) -> np.ndarray:
   return np.concatenate([np.asarray(s.data) for s in shards])
 
 
+HOST_METRICS = ('psnr', 'ssim', 'input_psnr', 'input_ssim')  # What score_on_host gives.
+
+
+class HostScoring:
+  """Scores this process's outputs under a host protocol (realblur.score_with_input)
+  in worker processes while the device computes the next batches, then gathers
+  every process's scores."""
+
+  def __init__(self, protocol: protocols.Protocol, rows: range):
+    self.protocol, self.rows = protocol, rows
+    # 'spawn': the workers start clean instead of forking a process that runs JAX's threads.
+    self.pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=os.cpu_count() or 1, mp_context=multiprocessing.get_context('spawn'))
+    self.chunks = []  # Per chunk: (the chunk, a future or None per local row).
+
+  def submit(self, chunk, deblurred: np.ndarray, local: dict) -> None:
+    clip = protocols.HOST_PROTOCOLS[self.protocol.name]
+    futures = [None if row >= chunk.num_valid else self.pool.submit(
+        realblur.score_with_input, deblurred[j], local['sharp'][j], local['blur'][j], clip)
+        for j, row in enumerate(self.rows)]
+    self.chunks.append((chunk, futures))
+
+  def close(self) -> None:
+    self.pool.shutdown(cancel_futures=True)
+
+  def gather(self) -> np.ndarray:
+    """(chunks, global batch rows, HOST_METRICS) of every process; NaN where an image
+    was not scored (padding, or an alignment that failed, which is logged)."""
+    local = np.full((len(self.rows), len(self.chunks), len(HOST_METRICS)), np.nan)
+    try:
+      for c, (chunk, futures) in enumerate(self.chunks):
+        for j, future in enumerate(futures):
+          if future is None:
+            continue
+          scores = future.result()
+          local[j, c] = [scores[k] for k in HOST_METRICS]
+          if 'error' in scores:
+            logging.warning('Not scored under %s: %s: %s', self.protocol.name,
+                            chunk.pairs[self.rows[j]].name, scores['error'])
+    finally:
+      self.close()
+    if jax.process_count() > 1:
+      local = multihost_utils.process_allgather(local, tiled=True)
+    return local.transpose(1, 0, 2)
+
+
+def _fill_host_scores(rows: list[dict], chunks: list, scores: np.ndarray) -> None:
+  """Puts HostScoring.gather's `scores` into the rows (in chunk and row order)."""
+  index = 0
+  for c, chunk in enumerate(chunks):
+    for r in range(chunk.num_valid):
+      rows[index].update({k: float(v) for k, v in zip(HOST_METRICS, scores[c, r])})
+      index += 1
+
+
 def run_evaluation(evaluator: Evaluator, variables, *, num_images: int,
                    page_images: results.PageImages | None = None) -> results.EvalResult:
   """Evaluates every planned image once; keeps `num_images` grids of this process's rows
   and hands its first images to `page_images` to save for the results page."""
-  rows, images = [], []
+  on_device = eval_step.device_metrics(evaluator.protocol)
+  host = HostScoring(evaluator.protocol, evaluator.rows) if evaluator.protocol.on_host else None
+  rows, images, chunks = [], [], []
+  try:
+    _evaluate_chunks(evaluator, variables, on_device, host, rows, images, chunks, num_images,
+                     page_images)
+  except BaseException:
+    if host is not None:
+      host.close()
+    raise
+  if host is not None:
+    _fill_host_scores(rows, chunks, host.gather())
+  return results.EvalResult(rows, images, evaluator.protocol)
+
+
+def _evaluate_chunks(evaluator: Evaluator, variables, on_device: tuple, host, rows: list,
+                     images: list, chunks: list, num_images: int, page_images) -> None:
+  """run_evaluation's loop: fills `rows`, `images` and `chunks`, feeds `host`."""
   for chunk, local in pipeline.eval_batches(evaluator.chunks, evaluator.rows,
                                             evaluator.read_pairs):
     outputs = evaluator.eval_fn(variables, sharding.make_global_batch(local, evaluator.mesh))
-    per_image = jax.device_get({k: outputs[k] for k in PER_IMAGE_METRICS})
+    per_image = jax.device_get({k: outputs[k] for k in on_device})
+    chunks.append(chunk)
     for j, pair in enumerate(chunk.pairs[:chunk.num_valid]):
       rows.append({'name': pair.name, 'group': pair.group,
-                   **{k: float(per_image[k][j]) for k in PER_IMAGE_METRICS}})
-    if len(images) < num_images or (page_images is not None and page_images.wants_more()):
+                   **{k: float(per_image[k][j]) for k in on_device}})
+    wants_images = len(images) < num_images or (page_images is not None
+                                                and page_images.wants_more())
+    if host is not None or wants_images:
       deblurred = _local_rows(outputs['deblurred'])
+    if host is not None:
+      host.submit(chunk, deblurred, local)
+    if wants_images:
       for j, row in enumerate(evaluator.rows):
         if row >= chunk.num_valid:
           continue
@@ -102,7 +184,6 @@ def run_evaluation(evaluator: Evaluator, variables, *, num_images: int,
           images.append((name, np.clip(grid, 0.0, 1.0)))
         if page_images is not None:
           page_images.add(name, local['blur'][j], deblurred[j], local['sharp'][j])
-  return results.EvalResult(rows, images, evaluator.protocol)
 
 
 def _page_images(evaluator: Evaluator, step: int) -> results.PageImages | None:

@@ -31,6 +31,14 @@ function: a protocol treats every image it scores as it treats a model's output.
   averaged. Like NAFNet, an image whose uint8 values are all <= 1 is scored with
   a peak of 1 instead of 255 (its `max_value = 1 if img1.max() <= 1 else 255`).
 
+- 'realblur' and 'rsblur', RealBlur's and RSBlur's scripts: each output aligned
+  to its sharp image (ECC homography) before PSNR and SSIM over the pixels the
+  alignment covers; RSBlur clips after the alignment (evaluation/realblur.py).
+  These run on the host, in NumPy and OpenCV (`Protocol.on_host`): the eval step
+  returns the outputs and processes score them while the device goes on. The
+  blurred input is scored without alignment, as the official script does (its
+  SSIM with the same mask-free border crop; the script itself reports none).
+
 The references hold images in BGR order; no number here depends on it. All is
 float32 on [0, 1]; the references compute in float64 (NAFNet's 3-D SSIM in
 float32 on a GPU). Against their own code (tests/fixtures/metrics/make_fixture.py)
@@ -44,7 +52,7 @@ import numpy as np
 
 from deblur_jax.core.errors import InputError
 from deblur_jax.core.lookup import lookup
-from deblur_jax.evaluation import metrics
+from deblur_jax.evaluation import metrics, realblur
 
 
 def _uint8_levels(images):
@@ -127,10 +135,16 @@ def nafnet(images, sharp) -> dict:
 
 
 PROTOCOLS = {'mimo': mimo, 'basicsr': basicsr, 'nafnet': nafnet}
+# Scored on the host, one image at a time (realblur.score_with_input): its `clip`.
+HOST_PROTOCOLS = {'realblur': False, 'rsblur': True}
 # The config.eval options each protocol reads; the others must keep their defaults.
-_OPTIONS = {'mimo': (), 'basicsr': ('crop_border', 'y_channel'), 'nafnet': ()}
+_OPTIONS = {'mimo': (), 'basicsr': ('crop_border', 'y_channel'), 'nafnet': (),
+            'realblur': (), 'rsblur': ()}
 _WHY_NO_OPTIONS = {'mimo': 'it scores the whole RGB image, as the MIMO-UNet code does',
-                   'nafnet': "NAFNet's GoPro numbers score the whole RGB image"}
+                   'nafnet': "NAFNet's GoPro numbers score the whole RGB image",
+                   'realblur': "RealBlur's script scores the aligned RGB image",
+                   'rsblur': "RSBlur's script scores the aligned RGB image"}
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +156,7 @@ class Protocol:
   y_channel: bool = False  # Score the Y of YCbCr instead of RGB ('basicsr').
 
   def __post_init__(self):
-    lookup(PROTOCOLS, self.name, 'config.eval.protocol')
+    lookup([*PROTOCOLS, *HOST_PROTOCOLS], self.name, 'config.eval.protocol')
     if self.crop_border < 0:
       raise InputError(f'config.eval.crop_border={self.crop_border} must be >= 0 (pixels '
                        'cut from each side).')
@@ -156,14 +170,23 @@ class Protocol:
 
   def __call__(self, images, sharp) -> dict:
     """PSNR (dB) and SSIM of each of the (N, H, W, 3) `images` against `sharp`, in [0, 1]."""
+    if self.on_host:
+      raise TypeError(f'protocol {self.name!r} runs on the host: realblur.score_with_input.')
     options = {k: getattr(self, k) for k in _OPTIONS[self.name]}
     return PROTOCOLS[self.name](images, sharp, **options)
+
+  @property
+  def on_host(self) -> bool:
+    """Scored on the host after the eval step (realblur.score_with_input), not inside it."""
+    return self.name in HOST_PROTOCOLS
 
   @property
   def min_size(self) -> int:
     """The smallest image side this protocol scores."""
     if self.name == 'nafnet':
       return 1  # Its SSIM pads every axis.
+    if self.on_host:
+      return metrics.ssim_window() + 2 * realblur.SSIM_BORDER
     return metrics.ssim_window() + 2 * self.crop_border
 
   def fields(self) -> dict:

@@ -101,3 +101,19 @@ def input_psnr(blurred: np.ndarray, target: np.ndarray) -> float:
   """The blurred input's PSNR, without alignment, as the official script scores it."""
   blurred, target = (np.asarray(x, np.float32) for x in (blurred, target))
   return masked_psnr(target, blurred, np.ones_like(target))
+
+
+def score_with_input(result: np.ndarray, target: np.ndarray, blurred: np.ndarray,
+                     clip: bool = False) -> dict:
+  """The evaluation's scores of one image: psnr and ssim of the aligned `result`
+  (`score`; NaN where the alignment fails, with 'error' saying why), input_psnr
+  and input_ssim of the unaligned `blurred` input (SSIM with the border cut, no
+  mask)."""
+  target, blurred = (np.asarray(x, np.float32) for x in (target, blurred))
+  scores = {'input_psnr': input_psnr(blurred, target),
+            'input_ssim': masked_ssim(target, blurred, np.ones_like(target))}
+  try:
+    scores.update(score(result, target, clip=clip))
+  except AlignmentError as error:
+    scores.update(psnr=float('nan'), ssim=float('nan'), error=str(error))
+  return scores

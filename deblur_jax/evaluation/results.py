@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -27,10 +28,18 @@ class EvalResult:
 
   def summary(self) -> dict:
     """The protocol's fields; means over all images and per group (GoPro sequence, demo
-    blur)."""
+    blur). Under a host protocol, images whose alignment failed (NaN, logged) are left
+    out of the means and counted in 'num_unscored'."""
+    def mean(values):
+      if self.protocol.on_host:
+        values = [v for v in values if math.isfinite(v)] or [math.nan]
+      return statistics.fmean(values)
+
     def means(rows):
-      return {k: statistics.fmean(r[k] for r in rows) for k in PER_IMAGE_METRICS}
+      return {k: mean([r[k] for r in rows]) for k in PER_IMAGE_METRICS}
     out = {**self.protocol.fields(), 'num_images': len(self.rows), **means(self.rows)}
+    if self.protocol.on_host:
+      out['num_unscored'] = sum(not math.isfinite(r['psnr']) for r in self.rows)
     groups = sorted({r['group'] for r in self.rows if r['group']})
     if groups:
       out['groups'] = {g: means([r for r in self.rows if r['group'] == g]) for g in groups}

@@ -31,9 +31,9 @@ import numpy as np
 from deblur_jax.core import files
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import image_files
-from deblur_jax.evaluation import realblur
+from deblur_jax.evaluation import protocols, realblur
 
-PROTOCOLS = ('realblur', 'rsblur')
+PROTOCOLS = tuple(protocols.HOST_PROTOCOLS)
 _RESULT_NAME = re.compile(r'^(scene\d+)_.*?(\d+)\.(png|jpg|jpeg|tif|tiff|bmp)$', re.IGNORECASE)
 _LIST_ENTRY = re.compile(r'(scene\d+[^/\\]*)[/\\]gt[/\\]gt_(\d+)\.png$')
 # evaluation_RealBlur_ecc.py: results of scene244 name the folder scene244_reflect.
@@ -112,7 +112,7 @@ def score_pair(pair: Pair, protocol: str) -> dict:
   """One row of scores.csv: name, group, psnr, ssim, input_psnr; or name and error."""
   try:
     result, target = _read_pair(pair)
-    scores = realblur.score(result, target, clip=protocol == 'rsblur')
+    scores = realblur.score(result, target, clip=protocols.HOST_PROTOCOLS[protocol])
     if pair.blurred is not None:
       scores['input_psnr'] = realblur.input_psnr(image_files.read_image(pair.blurred).rgb, target)
   except (InputError, realblur.AlignmentError) as error:

@@ -7,14 +7,19 @@ import os
 import shutil
 import subprocess
 import sys
+from typing import ClassVar
 
+import flax.linen as nn
+import jax
 import numpy as np
 import pytest
 from PIL import Image
 
+from deblur_jax.configs import mimo
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import image_files
-from deblur_jax.evaluation import realblur, scoring
+from deblur_jax.evaluation import evaluator, protocols, realblur, results, scoring
+from deblur_jax.parallel import sharding
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'fixtures', 'realblur')
 EXPECTED = json.load(open(os.path.join(FIXTURE, 'expected.json')))
@@ -129,3 +134,56 @@ def test_the_score_tool_writes_the_files_names_what_is_missing_and_exits_1(tmp_p
   again = subprocess.run(command, capture_output=True, text=True)
   assert again.returncode == 2 and 'scores.csv exists; pass --overwrite' in again.stderr
   assert (tmp_path / 'scores' / 'scores.json').read_text() == before
+
+
+class ReturnsTheInput(nn.Module):
+  """A 'model' whose output is its input: the evaluation scores the blurred images."""
+  size_multiple: ClassVar[int] = 1
+
+  def __call__(self, images, train: bool = False):
+    return [images]
+
+
+@pytest.mark.parametrize('protocol', ['realblur', 'rsblur'])
+def test_evaluation_under_a_host_protocol_scores_every_image_in_its_row(tmp_path, protocol):
+  """Three 64x96 pairs in one global batch of 4 (a padded row): each row holds the
+  host's aligned scores of its own image and the official unaligned input PSNR."""
+  sequence = tmp_path / 'data' / 'test' / 'scene'
+  for name in NAMES:
+    official = EXPECTED['images'][name]
+    for kind, source in (('blur', official['blur']), ('sharp', official['gt'])):
+      os.makedirs(sequence / kind, exist_ok=True)
+      shutil.copy(os.path.join(FIXTURE, source), sequence / kind / name)
+  config = mimo.get_config('tiny')
+  config.data.dir = str(tmp_path / 'data')
+  config.data.max_eval_images = 0  # All three.
+  config.eval.protocol = protocol
+  mesh = sharding.create_mesh(jax.devices()[:4])
+  built = evaluator.build_evaluator(config, str(tmp_path / 'work'), mesh, ReturnsTheInput())
+  result = evaluator.run_evaluation(built, {}, num_images=0)
+  assert [row['name'].split('/')[-1] for row in result.rows] == NAMES
+  for row, name in zip(result.rows, NAMES):
+    official = EXPECTED['images'][name]
+    blurred, target = read(official['blur']), read(official['gt'])
+    expected = realblur.score(blurred, target, clip=protocol == 'rsblur')
+    assert row['psnr'] == pytest.approx(expected['psnr'], abs=1e-6)
+    assert row['ssim'] == pytest.approx(expected['ssim'], abs=1e-6)
+    assert row['input_psnr'] == pytest.approx(official['blur_psnr'], abs=1e-4)
+    assert 0 < row['input_ssim'] < 1
+  summary = result.summary()
+  assert summary['protocol'] == protocol and summary['num_unscored'] == 0
+  assert summary['psnr'] == pytest.approx(np.mean([r['psnr'] for r in result.rows]))
+
+
+def test_an_image_the_alignment_cannot_score_is_left_out_of_the_means():
+  rows = [{'name': 'a', 'group': '', 'psnr': 30.0, 'ssim': 0.9, 'mse': 0.0,
+           'input_psnr': 25.0, 'input_ssim': 0.8},
+          {'name': 'b', 'group': '', 'psnr': float('nan'), 'ssim': float('nan'), 'mse': 0.0,
+           'input_psnr': 27.0, 'input_ssim': 0.6}]
+  summary = results.EvalResult(rows, [], protocols.Protocol('realblur')).summary()
+  assert summary['psnr'] == 30.0 and summary['input_psnr'] == 26.0
+  assert summary['num_unscored'] == 1
+  assert protocols.Protocol('realblur').on_host and protocols.Protocol('realblur').min_size == 21
+  with pytest.raises(InputError, match=r"crop_border=4 is set, but config\.eval\.protocol="
+                                       r"'realblur' takes no options"):
+    protocols.Protocol('realblur', crop_border=4)
