@@ -1,15 +1,16 @@
 """Scores any method's saved results the way the benchmark's own script does:
 
-  python -m deblur_jax.score --results=DIR --data=DIR --protocol=realblur \
+  python -m deblur_jax.score --results=DIR --data=DIR --protocol=NAME \
       [--test_list=FILE] [--output=DIR] [--workers=N] [--overwrite]
 
-matches each result file to its ground truth by the benchmark's naming
-(RealBlur's sceneNNN_blur_K.png against DATA/sceneNNN/gt/gt_K.png), scores the
-pairs in `--workers` processes, writes scores.csv (one row per image) and
-scores.json (means overall and per scene) to `--output` (default: the results
-folder) and prints the means. Results without ground truth, listed images
-without a result and images that cannot be scored are named, the rest scored,
-and the exit status is 1. Protocols and layouts: deblur_jax.evaluation.scoring.
+finds the benchmark's layout in --data (RealBlur's scene folders, the Restormer /
+DPDD target/ folder, HIDE's GT/, GoPro's sequences), matches each result file to
+its ground truth by the benchmark's naming, scores the pairs under the protocol,
+writes scores.csv (one row per image) and scores.json (means overall and per
+group) to `--output` (default: the results folder) and prints the means. Results
+without ground truth, targets without a result and images that cannot be scored
+are named, the rest scored, and the exit status is 1. Layouts and protocols:
+deblur_jax.evaluation.scoring.
 """
 
 import os
@@ -26,7 +27,8 @@ FLAGS = flags.FLAGS
 
 def _define_flags() -> None:
   flags.DEFINE_string('results', None, 'Folder of result images (e.g. sceneNNN_blur_K.png).')
-  flags.DEFINE_string('data', None, "The benchmark's folder (RealBlur: the scene folders).")
+  flags.DEFINE_string('data', None, "The benchmark's ground truth: RealBlur's scene folders, a "
+                      'folder with target/ (Restormer, DPDD), HIDE with GT/, GoPro test/.')
   flags.DEFINE_enum('protocol', None, list(scoring.PROTOCOLS), 'How to score.')
   flags.DEFINE_string('test_list', None, "The benchmark's test list (RealBlur_J_test_list.txt):"
                       ' every image in it must have a result.')
@@ -39,9 +41,11 @@ def _define_flags() -> None:
 
 def _report(scores: dict) -> str:
   means = scores['means']
-  lines = [f"{scores['protocol']}: {means['count']} images"
-           + ''.join(f', {k} {means[k]:.4f}' for k in ('psnr', 'ssim', 'input_psnr')
+  lines = [f"{scores['protocol']} ({scores['layout']} layout): {means['count']} images"
+           + ''.join(f', {k} {means[k]:.4f}' for k in ('psnr', 'ssim', 'mae', 'input_psnr')
                      if k in means)]
+  lines += [f"  {group}: {values['count']} images, psnr {values['psnr']:.4f}, ssim "
+            f"{values['ssim']:.4f}" for group, values in scores['groups'].items()]
   problems = (('no ground truth for', scores['unmatched_results']),
               ('no result for', scores['missing_results']),
               ('could not score', [f'{n} ({e})' for n, e in scores['failed'].items()]))
@@ -56,12 +60,13 @@ def main(_):
   scoring.check_output(output, FLAGS.overwrite)
   if FLAGS.test_list is not None and not os.path.isfile(FLAGS.test_list):
     raise InputError(f'--test_list={FLAGS.test_list} is not a file.')
-  pairs, unmatched, missing = scoring.match_results(FLAGS.results, FLAGS.data, FLAGS.test_list)
+  layout, pairs, unmatched, missing = scoring.match_results(FLAGS.results, FLAGS.data,
+                                                            FLAGS.test_list)
   if not pairs:
     raise InputError(f'--results={FLAGS.results} holds no image that matches a ground truth in '
-                     f'--data={FLAGS.data} (RealBlur names: sceneNNN_blur_K.png).')
+                     f'--data={FLAGS.data} ({layout} layout; see docs/evaluation.md).')
   rows = scoring.score_all(pairs, FLAGS.protocol, FLAGS.workers)
-  scores = scoring.summary(rows, FLAGS.protocol, unmatched, missing)
+  scores = scoring.summary(rows, FLAGS.protocol, layout, unmatched, missing)
   paths = scoring.write_scores(output, rows, scores)
   print(_report(scores))
   print('Wrote ' + ' and '.join(paths))
@@ -72,7 +77,7 @@ def main(_):
 def run() -> None:
   """The console script's entry point."""
   _define_flags()
-  command_line.run(main, workload=None)  # No JAX program: nothing to configure.
+  command_line.run(main, workload='inference')
 
 
 if __name__ == '__main__':

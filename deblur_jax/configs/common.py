@@ -242,7 +242,8 @@ def base_config():
   # and per-channel calculate_ssim on the valid region) or 'nafnet' (uint8, PSNR on
   # RGB and BasicSR's 3-D SSIM over H x W x 3, as NAFNet reports); 'realblur' or
   # 'rsblur' (each output aligned to its sharp image by OpenCV's ECC on the host,
-  # then PSNR and SSIM over the covered pixels, as RealBlur's and RSBlur's scripts).
+  # then PSNR and SSIM over the covered pixels, as RealBlur's and RSBlur's scripts)
+  # or 'dpdd' (PSNR, scikit-image's default SSIM and MAE, as Restormer's DPDD scripts).
   config.eval.protocol = 'mimo'
   # Images whose blurred | restored | sharp comparison each results page
   # (eval/step_N.html) stores beside it; the table lists every image.

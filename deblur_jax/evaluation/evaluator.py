@@ -22,7 +22,7 @@ from deblur_jax import models
 from deblur_jax.core import checkpoints
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import pipeline, sources
-from deblur_jax.evaluation import eval_step, protocols, realblur, results, results_page
+from deblur_jax.evaluation import eval_step, protocols, results, results_page
 from deblur_jax.evaluation.eval_step import PER_IMAGE_METRICS
 from deblur_jax.parallel import distributed, sharding
 
@@ -83,11 +83,16 @@ def _local_rows(global_array) -> np.ndarray:
   return np.concatenate([np.asarray(s.data) for s in shards])
 
 
-HOST_METRICS = ('psnr', 'ssim', 'input_psnr', 'input_ssim')  # What score_on_host gives.
+
+
+def host_metrics(protocol: protocols.Protocol) -> tuple[str, ...]:
+  """What the host protocol's scorer gives for each image."""
+  extra = ('mae',) if protocol.name == 'dpdd' else ()
+  return ('psnr', 'ssim', 'input_psnr', 'input_ssim', *extra)
 
 
 class HostScoring:
-  """Scores this process's outputs under a host protocol (realblur.score_with_input)
+  """Scores this process's outputs under a host protocol (protocols.HOST_PROTOCOLS)
   in worker processes while the device computes the next batches, then gathers
   every process's scores."""
 
@@ -99,9 +104,9 @@ class HostScoring:
     self.chunks = []  # Per chunk: (the chunk, a future or None per local row).
 
   def submit(self, chunk, deblurred: np.ndarray, local: dict) -> None:
-    clip = protocols.HOST_PROTOCOLS[self.protocol.name]
+    scorer = protocols.HOST_PROTOCOLS[self.protocol.name]
     futures = [None if row >= chunk.num_valid else self.pool.submit(
-        realblur.score_with_input, deblurred[j], local['sharp'][j], local['blur'][j], clip)
+        scorer, deblurred[j], local['sharp'][j], local['blur'][j])
         for j, row in enumerate(self.rows)]
     self.chunks.append((chunk, futures))
 
@@ -109,16 +114,17 @@ class HostScoring:
     self.pool.shutdown(cancel_futures=True)
 
   def gather(self) -> np.ndarray:
-    """(chunks, global batch rows, HOST_METRICS) of every process; NaN where an image
+    """(chunks, global batch rows, host_metrics) of every process; NaN where an image
     was not scored (padding, or an alignment that failed, which is logged)."""
-    local = np.full((len(self.rows), len(self.chunks), len(HOST_METRICS)), np.nan)
+    keys = host_metrics(self.protocol)
+    local = np.full((len(self.rows), len(self.chunks), len(keys)), np.nan)
     try:
       for c, (chunk, futures) in enumerate(self.chunks):
         for j, future in enumerate(futures):
           if future is None:
             continue
           scores = future.result()
-          local[j, c] = [scores[k] for k in HOST_METRICS]
+          local[j, c] = [scores[k] for k in keys]
           if 'error' in scores:
             logging.warning('Not scored under %s: %s: %s', self.protocol.name,
                             chunk.pairs[self.rows[j]].name, scores['error'])
@@ -129,12 +135,13 @@ class HostScoring:
     return local.transpose(1, 0, 2)
 
 
-def _fill_host_scores(rows: list[dict], chunks: list, scores: np.ndarray) -> None:
-  """Puts HostScoring.gather's `scores` into the rows (in chunk and row order)."""
+def _fill_host_scores(rows: list[dict], chunks: list, scores: np.ndarray,
+                      keys: tuple[str, ...]) -> None:
+  """Puts HostScoring.gather's `scores` of `keys` into the rows (in chunk and row order)."""
   index = 0
   for c, chunk in enumerate(chunks):
     for r in range(chunk.num_valid):
-      rows[index].update({k: float(v) for k, v in zip(HOST_METRICS, scores[c, r])})
+      rows[index].update({k: float(v) for k, v in zip(keys, scores[c, r])})
       index += 1
 
 
@@ -153,7 +160,7 @@ def run_evaluation(evaluator: Evaluator, variables, *, num_images: int,
       host.close()
     raise
   if host is not None:
-    _fill_host_scores(rows, chunks, host.gather())
+    _fill_host_scores(rows, chunks, host.gather(), host_metrics(evaluator.protocol))
   return results.EvalResult(rows, images, evaluator.protocol)
 
 

@@ -46,13 +46,14 @@ the differences stay under 4e-6 dB and 6e-7 SSIM, on 37x45 and 720x1280 images.
 """
 
 import dataclasses
+import functools
 
 import jax.numpy as jnp
 import numpy as np
 
 from deblur_jax.core.errors import InputError
 from deblur_jax.core.lookup import lookup
-from deblur_jax.evaluation import metrics, realblur
+from deblur_jax.evaluation import dpdd, metrics, realblur
 
 
 def _uint8_levels(images):
@@ -135,15 +136,20 @@ def nafnet(images, sharp) -> dict:
 
 
 PROTOCOLS = {'mimo': mimo, 'basicsr': basicsr, 'nafnet': nafnet}
-# Scored on the host, one image at a time (realblur.score_with_input): its `clip`.
-HOST_PROTOCOLS = {'realblur': False, 'rsblur': True}
+# Scored on the host, one image at a time: f(result, target, blurred or None) -> psnr,
+# ssim (and mae for 'dpdd'), input_psnr, input_ssim unless blurred is None, and
+# 'error' where the image cannot be scored; NumPy (H, W, 3) images in [0, 1].
+HOST_PROTOCOLS = {'realblur': functools.partial(realblur.score_with_input, clip=False),
+                  'rsblur': functools.partial(realblur.score_with_input, clip=True),
+                  'dpdd': dpdd.score_with_input}
 # The config.eval options each protocol reads; the others must keep their defaults.
 _OPTIONS = {'mimo': (), 'basicsr': ('crop_border', 'y_channel'), 'nafnet': (),
-            'realblur': (), 'rsblur': ()}
+            'realblur': (), 'rsblur': (), 'dpdd': ()}
 _WHY_NO_OPTIONS = {'mimo': 'it scores the whole RGB image, as the MIMO-UNet code does',
                    'nafnet': "NAFNet's GoPro numbers score the whole RGB image",
                    'realblur': "RealBlur's script scores the aligned RGB image",
-                   'rsblur': "RSBlur's script scores the aligned RGB image"}
+                   'rsblur': "RSBlur's script scores the aligned RGB image",
+                   'dpdd': "Restormer's DPDD scripts score the whole RGB image"}
 
 
 
@@ -171,13 +177,13 @@ class Protocol:
   def __call__(self, images, sharp) -> dict:
     """PSNR (dB) and SSIM of each of the (N, H, W, 3) `images` against `sharp`, in [0, 1]."""
     if self.on_host:
-      raise TypeError(f'protocol {self.name!r} runs on the host: realblur.score_with_input.')
+      raise TypeError(f'protocol {self.name!r} runs on the host: HOST_PROTOCOLS.')
     options = {k: getattr(self, k) for k in _OPTIONS[self.name]}
     return PROTOCOLS[self.name](images, sharp, **options)
 
   @property
   def on_host(self) -> bool:
-    """Scored on the host after the eval step (realblur.score_with_input), not inside it."""
+    """Scored on the host after the eval step (HOST_PROTOCOLS), not inside it."""
     return self.name in HOST_PROTOCOLS
 
   @property
@@ -185,6 +191,8 @@ class Protocol:
     """The smallest image side this protocol scores."""
     if self.name == 'nafnet':
       return 1  # Its SSIM pads every axis.
+    if self.name == 'dpdd':
+      return 7  # scikit-image's default SSIM window.
     if self.on_host:
       return metrics.ssim_window() + 2 * realblur.SSIM_BORDER
     return metrics.ssim_window() + 2 * self.crop_border

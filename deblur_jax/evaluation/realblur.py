@@ -31,6 +31,8 @@ pixel, which moved the fixture's scores by up to 0.002 dB and 2e-5 SSIM
 (tests/fixtures/realblur).
 """
 
+from typing import Optional
+
 import cv2
 import numpy as np
 from skimage.metrics import structural_similarity
@@ -103,15 +105,18 @@ def input_psnr(blurred: np.ndarray, target: np.ndarray) -> float:
   return masked_psnr(target, blurred, np.ones_like(target))
 
 
-def score_with_input(result: np.ndarray, target: np.ndarray, blurred: np.ndarray,
+def score_with_input(result: np.ndarray, target: np.ndarray, blurred: Optional[np.ndarray],
                      clip: bool = False) -> dict:
   """The evaluation's scores of one image: psnr and ssim of the aligned `result`
-  (`score`; NaN where the alignment fails, with 'error' saying why), input_psnr
-  and input_ssim of the unaligned `blurred` input (SSIM with the border cut, no
-  mask)."""
-  target, blurred = (np.asarray(x, np.float32) for x in (target, blurred))
-  scores = {'input_psnr': input_psnr(blurred, target),
-            'input_ssim': masked_ssim(target, blurred, np.ones_like(target))}
+  (`score`; NaN where the alignment fails, with 'error' saying why), and unless
+  `blurred` is None, input_psnr and input_ssim of the unaligned blurred input
+  (SSIM with the border cut, no mask)."""
+  target = np.asarray(target, np.float32)
+  scores = {}
+  if blurred is not None:
+    blurred = np.asarray(blurred, np.float32)
+    scores = {'input_psnr': input_psnr(blurred, target),
+              'input_ssim': masked_ssim(target, blurred, np.ones_like(target))}
   try:
     scores.update(score(result, target, clip=clip))
   except AlignmentError as error:

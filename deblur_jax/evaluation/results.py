@@ -26,6 +26,12 @@ class EvalResult:
   images: list[tuple[str, np.ndarray]]  # (name, blurred | deblurred | sharp) for summaries.
   protocol: protocols.Protocol = protocols.Protocol()  # What computed the metrics.
 
+  @property
+  def metrics(self) -> tuple[str, ...]:
+    """PER_IMAGE_METRICS, and 'mae' where the protocol gives it ('dpdd')."""
+    extra = ('mae',) if self.rows and 'mae' in self.rows[0] else ()
+    return (*PER_IMAGE_METRICS, *extra)
+
   def summary(self) -> dict:
     """The protocol's fields; means over all images and per group (GoPro sequence, demo
     blur). Under a host protocol, images whose alignment failed (NaN, logged) are left
@@ -36,7 +42,7 @@ class EvalResult:
       return statistics.fmean(values)
 
     def means(rows):
-      return {k: mean([r[k] for r in rows]) for k in PER_IMAGE_METRICS}
+      return {k: mean([r[k] for r in rows]) for k in self.metrics}
     out = {**self.protocol.fields(), 'num_images': len(self.rows), **means(self.rows)}
     if self.protocol.on_host:
       out['num_unscored'] = sum(not math.isfinite(r['psnr']) for r in self.rows)
@@ -72,10 +78,10 @@ def write_files(out_dir: str, step: int, result: EvalResult, summary: dict) -> s
   base = os.path.join(out_dir, f'step_{step}')
   tagged = {'protocol': result.protocol.label()}
   with files.atomic_write(base + '.csv', 'w') as f:
-    writer = csv.DictWriter(f, fieldnames=['name', *PER_IMAGE_METRICS, *tagged])
+    writer = csv.DictWriter(f, fieldnames=['name', *result.metrics, *tagged])
     writer.writeheader()
     for row in sorted(result.rows, key=lambda r: r['name']):
-      writer.writerow({'name': row['name'], **{k: f'{row[k]:.6f}' for k in PER_IMAGE_METRICS},
+      writer.writerow({'name': row['name'], **{k: f'{row[k]:.6f}' for k in result.metrics},
                        **tagged})
   with files.atomic_write(base + '.json', 'w') as f:
     json.dump(summary, f, indent=2)

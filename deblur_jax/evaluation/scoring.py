@@ -1,20 +1,29 @@
 """Scores a folder of any method's saved results against a benchmark's ground truth,
 the way the benchmark's own script scores it (`python -m deblur_jax.score`).
 
-Layouts and protocols:
+Layouts of the ground truth (`--data`), recognised from its folders:
 
-- RealBlur (protocol 'realblur') and RSBlur-style aligned scoring ('rsblur') on
-  RealBlur's layout: DATA/sceneNNN/{gt,blur}/{gt,blur}_K.png, results named
+- 'realblur': DATA/sceneNNN/{gt,blur}/{gt,blur}_K.png; results named
   sceneNNN_blur_K.png (scene244 is scene244_reflect on disk), as
-  evaluation_RealBlur_ecc.py matches them. With a test list (RealBlur's
-  RealBlur_J_test_list.txt / RealBlur_R_test_list.txt: lines of 'GT BLUR' paths
-  ending in sceneNNN/gt/gt_K.png) every listed image must have a result.
+  evaluation_RealBlur_ecc.py matches them. Groups: the scenes. With RealBlur's
+  test list (lines of 'GT BLUR' paths ending in sceneNNN/gt/gt_K.png) every
+  listed image must have a result; without one, the results say which.
+- 'target' (the Restormer layout of every benchmark, DPDD's own):
+  DATA/target/NAME and DATA/input/NAME (DPDD: inputC/); results named NAME.
+  DPDD's indoor_labels.npy / outdoor_labels.npy (1-based indices into the sorted
+  targets) beside them make the groups 'indoor' and 'outdoor'.
+- 'hide': DATA/GT/NAME with the blurred images in DATA/test/test-close-ups and
+  DATA/test/test-long-shot (the groups); results named NAME.
+- 'gopro': DATA/SEQUENCE/{blur,sharp}/NAME (GOPRO_Large's test split); results
+  SEQUENCE/NAME (in sub-folders) or SEQUENCE_NAME. Groups: the sequences.
 
-Images are scored in parallel processes (OpenCV's alignment runs on the host);
-an image that cannot be scored (no ground truth, another size or bit depth, an
-alignment that fails) is reported by name and the others are scored. Nothing is
-written unless every file can be: scores.csv (one row per image) and scores.json
-(the protocol, the means over all images and per scene, and what failed).
+Protocols: those of deblur_jax.evaluation.protocols. 'realblur', 'rsblur' and
+'dpdd' run in `workers` processes; 'mimo', 'basicsr' and 'nafnet' run as jitted
+JAX functions in this process. An image that cannot be scored (another size or
+bit depth, an alignment that fails) is reported by name and the others are
+scored. Nothing is written unless every file can be: scores.csv (one row per
+image) and scores.json (the protocol, the layout, the means over all images and
+per group, and what was not scored).
 """
 
 import concurrent.futures
@@ -24,39 +33,70 @@ import io
 import json
 import os
 import re
-from typing import Optional
+from typing import Callable, Optional
 
+import jax
 import numpy as np
 
 from deblur_jax.core import files
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import image_files
-from deblur_jax.evaluation import protocols, realblur
+from deblur_jax.evaluation import protocols
 
-PROTOCOLS = tuple(protocols.HOST_PROTOCOLS)
-_RESULT_NAME = re.compile(r'^(scene\d+)_.*?(\d+)\.(png|jpg|jpeg|tif|tiff|bmp)$', re.IGNORECASE)
+PROTOCOLS = (*protocols.PROTOCOLS, *protocols.HOST_PROTOCOLS)
+LAYOUTS = ('realblur', 'target', 'hide', 'gopro')
+OUTPUT_FILES = ('scores.csv', 'scores.json')
+_REALBLUR_RESULT = re.compile(r'^(scene\d+)_.*?(\d+)$')
 _LIST_ENTRY = re.compile(r'(scene\d+[^/\\]*)[/\\]gt[/\\]gt_(\d+)\.png$')
 # evaluation_RealBlur_ecc.py: results of scene244 name the folder scene244_reflect.
 _SCENE_FOLDERS = {'scene244': 'scene244_reflect'}
-OUTPUT_FILES = ('scores.csv', 'scores.json')
+_HIDE_GROUPS = ('test-close-ups', 'test-long-shot')
+_TARGET_INPUTS = ('input', 'inputC')
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+  key: str  # What a result's name maps to (see _result_key).
+  group: str
+  path: str
+  blurred: Optional[str]  # The blurred input, where the data has it.
 
 
 @dataclasses.dataclass(frozen=True)
 class Pair:
-  name: str  # The result's file name.
-  group: str  # The scene.
+  name: str  # The result's path under the results folder.
+  group: str
   result: str
   target: str
-  blurred: Optional[str]  # The blurred input, where the data has it.
+  blurred: Optional[str]
 
 
-def _scene_folder(scene: str) -> str:
-  return _SCENE_FOLDERS.get(scene, scene)
+def detect_layout(data_dir: str) -> str:
+  """Which of LAYOUTS `data_dir` holds, from its folders."""
+  if not os.path.isdir(data_dir):
+    raise InputError(f'--data={data_dir} is not a folder.')
+  entries = set(os.listdir(data_dir))
+  if os.path.isdir(os.path.join(data_dir, 'target')):
+    return 'target'
+  if 'GT' in entries and os.path.isdir(os.path.join(data_dir, 'test')):
+    return 'hide'
+  if any(e.startswith('scene') and os.path.isdir(os.path.join(data_dir, e, 'gt'))
+         for e in entries):
+    return 'realblur'
+  if any(os.path.isdir(os.path.join(data_dir, e, 'sharp')) for e in entries):
+    return 'gopro'
+  raise InputError(f'--data={data_dir} holds none of the benchmark layouts: sceneNNN/gt/ '
+                   '(RealBlur), target/ (Restormer, DPDD), GT/ and test/ (HIDE) or '
+                   'SEQUENCE/sharp/ (GoPro).')
 
 
-def read_test_list(path: str) -> list[tuple[str, str]]:
-  """(scene folder, K) of each line of a RealBlur test list ('GT BLUR' paths)."""
-  entries = []
+def _stem(name: str) -> str:
+  return os.path.splitext(name)[0]
+
+
+def read_test_list(path: str) -> set[str]:
+  """The targets' keys ('sceneNNN/K') of a RealBlur test list ('GT BLUR' paths)."""
+  keys = set()
   with open(path) as f:
     for number, line in enumerate(f, 1):
       if not line.strip():
@@ -65,36 +105,136 @@ def read_test_list(path: str) -> list[tuple[str, str]]:
       if match is None:
         raise InputError(f'{path}:{number}: expected a ground-truth path ending in '
                          f'sceneNNN/gt/gt_K.png, got {line.strip()!r}.')
-      entries.append((match.group(1), match.group(2)))
-  return entries
+      keys.add(f'{match.group(1)}/{match.group(2)}')
+  return keys
 
 
-def match_results(results_dir: str, data_dir: str,
-                  test_list: Optional[str] = None) -> tuple[list[Pair], list[str], list[str]]:
-  """(pairs, unmatched result names, listed ground truths without a result).
+def _existing(path: str) -> Optional[str]:
+  return path if os.path.isfile(path) else None
 
-  A result is unmatched when its name is not sceneNNN_..._K or its scene has no
-  gt_K.png in `data_dir`; with a `test_list`, also when it is not listed."""
+
+def _realblur_targets(data_dir: str) -> list[Target]:
+  targets = []
+  for scene in sorted(os.listdir(data_dir)):
+    gt_dir = os.path.join(data_dir, scene, 'gt')
+    if not scene.startswith('scene') or not os.path.isdir(gt_dir):
+      continue
+    for name in image_files.image_names(os.listdir(gt_dir)):
+      k = _stem(name).rsplit('_', 1)[-1]
+      group = next((s for s, folder in _SCENE_FOLDERS.items() if folder == scene), scene)
+      targets.append(Target(f'{scene}/{k}', group, os.path.join(gt_dir, name),
+                            _existing(os.path.join(data_dir, scene, 'blur', f'blur_{k}.png'))))
+  return targets
+
+
+def _dpdd_groups(data_dir: str, names: list[str]) -> dict[str, str]:
+  """DPDD's indoor/outdoor split: {name: group} from its label files, if present."""
+  groups = {}
+  for group in ('indoor', 'outdoor'):
+    labels = os.path.join(data_dir, f'{group}_labels.npy')
+    if os.path.isfile(labels):
+      for index in np.load(labels).ravel():
+        if not 1 <= index <= len(names):
+          raise InputError(f'{labels} names image {index}, but target/ holds {len(names)}.')
+        groups[names[int(index) - 1]] = group
+  return groups
+
+
+def _target_targets(data_dir: str) -> list[Target]:
+  names = image_files.image_names(os.listdir(os.path.join(data_dir, 'target')))
+  inputs = next((os.path.join(data_dir, d) for d in _TARGET_INPUTS
+                 if os.path.isdir(os.path.join(data_dir, d))), None)
+  groups = _dpdd_groups(data_dir, names)
+  return [Target(_stem(n), groups.get(n, ''), os.path.join(data_dir, 'target', n),
+                 inputs and _existing(os.path.join(inputs, n))) for n in names]
+
+
+def _hide_targets(data_dir: str) -> list[Target]:
+  targets = []
+  for name in image_files.image_names(os.listdir(os.path.join(data_dir, 'GT'))):
+    blurred = [os.path.join(data_dir, 'test', g, name) for g in _HIDE_GROUPS]
+    found = [(g, b) for g, b in zip(_HIDE_GROUPS, blurred) if os.path.isfile(b)]
+    group, blurred_path = found[0] if found else ('', None)
+    targets.append(Target(_stem(name), group.removeprefix('test-'),
+                          os.path.join(data_dir, 'GT', name), blurred_path))
+  return targets
+
+
+def _gopro_targets(data_dir: str) -> list[Target]:
+  targets = []
+  for sequence in sorted(os.listdir(data_dir)):
+    sharp = os.path.join(data_dir, sequence, 'sharp')
+    if os.path.isdir(sharp):
+      for name in image_files.image_names(os.listdir(sharp)):
+        targets.append(Target(f'{sequence}/{_stem(name)}', sequence, os.path.join(sharp, name),
+                              _existing(os.path.join(data_dir, sequence, 'blur', name))))
+  return targets
+
+
+_TARGETS = {'realblur': _realblur_targets, 'target': _target_targets, 'hide': _hide_targets,
+            'gopro': _gopro_targets}
+
+
+def _result_key(layout: str, relative: str, keys: set[str]) -> Optional[str]:
+  """The target key a result at `relative` (under the results folder) names."""
+  stem = _stem(relative).replace(os.sep, '/')
+  if layout == 'realblur':
+    match = _REALBLUR_RESULT.match(os.path.basename(stem))
+    if match is None:
+      return None
+    return f'{_SCENE_FOLDERS.get(match.group(1), match.group(1))}/{match.group(2)}'
+  if stem in keys:
+    return stem
+  if layout == 'gopro':  # SEQUENCE_NAME, flattened.
+    sequence, _, name = stem.rpartition('_')
+    while sequence:
+      if f'{sequence}/{name}' in keys:
+        return f'{sequence}/{name}'
+      sequence, _, head = sequence.rpartition('_')
+      name = f'{head}_{name}'
+  return os.path.basename(stem) if os.path.basename(stem) in keys else None
+
+
+def match_results(results_dir: str, data_dir: str, test_list: Optional[str] = None
+                  ) -> tuple[str, list[Pair], list[str], list[str]]:
+  """(layout, pairs, result names that match no target, targets without a result).
+
+  Every target of the layout needs a result, except RealBlur's without a test
+  list (its folders hold the training scenes too)."""
   if not os.path.isdir(results_dir):
     raise InputError(f'--results={results_dir} is not a folder.')
-  if not os.path.isdir(data_dir):
-    raise InputError(f'--data={data_dir} is not a folder.')
-  listed = None if test_list is None else set(read_test_list(test_list))
+  layout = detect_layout(data_dir)
+  if test_list is not None and layout != 'realblur':
+    raise InputError(f'--test_list is for RealBlur scene folders, but --data={data_dir} has '
+                     f'the {layout!r} layout.')
+  targets = {t.key: t for t in _TARGETS[layout](data_dir)}
+  if test_list is not None:
+    listed = read_test_list(test_list)
+    targets = {k: t for k, t in targets.items() if k in listed}
   pairs, unmatched, found = [], [], set()
-  for name in image_files.image_names(sorted(os.listdir(results_dir))):
-    match = _RESULT_NAME.match(name)
-    key = match and (_scene_folder(match.group(1)), match.group(2))
-    target = key and os.path.join(data_dir, key[0], 'gt', f'gt_{key[1]}.png')
-    if not key or not os.path.isfile(target) or (listed is not None and key not in listed):
-      unmatched.append(name)
+  for path, relative in _result_files(results_dir):
+    key = _result_key(layout, relative, set(targets))
+    if key not in targets or key in found:
+      unmatched.append(relative)
       continue
     found.add(key)
-    blurred = os.path.join(data_dir, key[0], 'blur', f'blur_{key[1]}.png')
-    pairs.append(Pair(name, match.group(1), os.path.join(results_dir, name), target,
-                      blurred if os.path.isfile(blurred) else None))
-  missing = [] if listed is None else [f'{scene}/gt/gt_{k}.png'
-                                       for scene, k in sorted(listed - found)]
-  return pairs, unmatched, missing
+    target = targets[key]
+    pairs.append(Pair(relative, target.group, path, target.path, target.blurred))
+  expected = targets if (layout != 'realblur' or test_list is not None) else {}
+  missing = [os.path.relpath(t.path, data_dir) for k, t in sorted(expected.items())
+             if k not in found]
+  return layout, pairs, unmatched, missing
+
+
+def _result_files(results_dir: str) -> list[tuple[str, str]]:
+  """(path, path relative to results_dir) of every image under it; not score files."""
+  found = []
+  for folder, subfolders, names in os.walk(results_dir):
+    subfolders.sort()
+    for name in image_files.image_names(names):
+      path = os.path.join(folder, name)
+      found.append((path, os.path.relpath(path, results_dir)))
+  return found
 
 
 def _read_pair(pair: Pair):
@@ -105,42 +245,67 @@ def _read_pair(pair: Pair):
   if result.bit_depth != target.bit_depth:
     raise InputError(f'{pair.result} is {result.bit_depth}-bit, its ground truth '
                      f'{pair.target} {target.bit_depth}-bit.')
-  return result.rgb, target.rgb
+  blurred = None if pair.blurred is None else image_files.read_image(pair.blurred).rgb
+  if blurred is not None and blurred.shape != target.rgb.shape:
+    blurred = None  # Scored without the input rather than not at all.
+  return result.rgb, target.rgb, blurred
 
 
-def score_pair(pair: Pair, protocol: str) -> dict:
-  """One row of scores.csv: name, group, psnr, ssim, input_psnr; or name and error."""
+def _jax_scorer(name: str) -> Callable:
+  """A protocol of protocols.PROTOCOLS as a scorer of one image (result, target,
+  blurred or None), jitted (once per image size)."""
+  protocol = protocols.Protocol(name)
+  scores = jax.jit(lambda a, b: protocol(a[None], b[None]))
+
+  def score(result, target, blurred):
+    out = {k: float(v[0]) for k, v in scores(result, target).items()}
+    if blurred is not None:
+      out.update({f'input_{k}': float(v[0]) for k, v in scores(blurred, target).items()})
+    return out
+  return score
+
+
+def score_pair(pair: Pair, protocol: str, scorer: Optional[Callable] = None) -> dict:
+  """One row of scores.csv: name, group and the scores; or name and error."""
+  scorer = scorer or protocols.HOST_PROTOCOLS[protocol]
   try:
-    result, target = _read_pair(pair)
-    scores = realblur.score(result, target, clip=protocols.HOST_PROTOCOLS[protocol])
-    if pair.blurred is not None:
-      scores['input_psnr'] = realblur.input_psnr(image_files.read_image(pair.blurred).rgb, target)
-  except (InputError, realblur.AlignmentError) as error:
-    return {'name': pair.name, 'error': str(error)}
+    scores = scorer(*_read_pair(pair))
+  except InputError as error:
+    scores = {'error': str(error)}
+  if 'error' in scores:
+    return {'name': pair.name, 'error': scores['error']}
   return {'name': pair.name, 'group': pair.group, **scores}
 
 
 def score_all(pairs: list[Pair], protocol: str, workers: int) -> list[dict]:
-  """score_pair of every pair, in `workers` processes (1: in this one)."""
+  """score_pair of every pair: in `workers` processes for a host protocol."""
+  if protocol not in protocols.HOST_PROTOCOLS:
+    scorer = _jax_scorer(protocol)
+    return [score_pair(pair, protocol, scorer) for pair in pairs]
   if workers <= 1 or len(pairs) <= 1:
     return [score_pair(pair, protocol) for pair in pairs]
   with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
     return list(pool.map(score_pair, pairs, [protocol] * len(pairs)))
 
 
+_METRICS = ('psnr', 'ssim', 'mae', 'input_psnr', 'input_ssim')
+
+
 def _means(rows: list[dict]) -> dict:
-  keys = [k for k in ('psnr', 'ssim', 'input_psnr') if all(k in row for row in rows)]
+  keys = [k for k in _METRICS if rows and all(k in row for row in rows)]
   return {'count': len(rows), **{k: float(np.mean([row[k] for row in rows])) for k in keys}}
 
 
-def summary(rows: list[dict], protocol: str, unmatched: list[str], missing: list[str]) -> dict:
-  """scores.json: the protocol, the means over all scored images and per group,
-  and the names of what was not scored."""
+def summary(rows: list[dict], protocol: str, layout: str, unmatched: list[str],
+            missing: list[str]) -> dict:
+  """scores.json: the protocol and layout, the means over all scored images and per
+  group, and the names of what was not scored."""
   scored = [row for row in rows if 'error' not in row]
-  groups = sorted({row['group'] for row in scored})
+  groups = sorted({row['group'] for row in scored if row['group']})
   return {
       'protocol': protocol,
-      'means': _means(scored) if scored else {'count': 0},
+      'layout': layout,
+      'means': _means(scored),
       'groups': {g: _means([row for row in scored if row['group'] == g]) for g in groups},
       'failed': {row['name']: row['error'] for row in rows if 'error' in row},
       'unmatched_results': unmatched,
@@ -149,13 +314,12 @@ def summary(rows: list[dict], protocol: str, unmatched: list[str], missing: list
 
 
 def _csv_text(rows: list[dict]) -> str:
-  fields = ['name', 'group', 'psnr', 'ssim']
-  if any('input_psnr' in row for row in rows):
-    fields.append('input_psnr')
+  scored = [row for row in rows if 'error' not in row]
+  fields = ['name', 'group', *(k for k in _METRICS if scored and all(k in r for r in scored))]
   text = io.StringIO()
   writer = csv.DictWriter(text, fields, extrasaction='ignore', lineterminator='\n')
   writer.writeheader()
-  writer.writerows(row for row in rows if 'error' not in row)
+  writer.writerows(scored)
   return text.getvalue()
 
 
@@ -171,7 +335,6 @@ def check_output(output_dir: str, overwrite: bool) -> None:
 
 def write_scores(output_dir: str, rows: list[dict], scores: dict) -> list[str]:
   """Writes scores.csv and scores.json (each replaced whole); returns their paths."""
-  os.makedirs(output_dir, exist_ok=True)
   texts = (_csv_text(rows), json.dumps(scores, indent=2) + '\n')
   paths = [os.path.join(output_dir, name) for name in OUTPUT_FILES]
   for path, text in zip(paths, texts):

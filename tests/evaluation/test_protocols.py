@@ -101,7 +101,7 @@ def test_protocols_are_per_image_and_jittable(reference, protocol):
 
 @pytest.mark.parametrize('fields, match', [
     (dict(protocol='matlab'), r"Unknown config\.eval\.protocol 'matlab'; choose one of "
-                              r"\['basicsr', 'mimo', 'nafnet', 'realblur', 'rsblur'\]"),
+                              r"\['basicsr', 'dpdd', 'mimo', 'nafnet', 'realblur', 'rsblur'\]"),
     (dict(protocol='basicsr', crop_border=-1), r'config\.eval\.crop_border=-1 must be >= 0'),
     (dict(protocol='mimo', crop_border=4), r"crop_border=4 is set, but config\.eval\.protocol="
                                            r"'mimo' takes no options"),

@@ -18,7 +18,7 @@ from PIL import Image
 from deblur_jax.configs import mimo
 from deblur_jax.core.errors import InputError
 from deblur_jax.data import image_files
-from deblur_jax.evaluation import evaluator, protocols, realblur, results, scoring
+from deblur_jax.evaluation import dpdd, evaluator, protocols, realblur, results, scoring
 from deblur_jax.parallel import sharding
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'fixtures', 'realblur')
@@ -77,14 +77,15 @@ def test_results_match_the_scene_folders_and_the_test_list(tmp_path):
   (results / 'scene001_blur_9.png').write_bytes((results / NAMES[0]).read_bytes())
   (results / 'notes.txt').write_text('not an image')
   os.remove(results / 'scene001_blur_2.png')
-  pairs, unmatched, missing = scoring.match_results(
+  layout, pairs, unmatched, missing = scoring.match_results(
       str(results), os.path.join(FIXTURE, 'data'),
       os.path.join(FIXTURE, 'data', 'RealBlur_J_test_list.txt'))
+  assert layout == 'realblur'
   assert [p.name for p in pairs] == ['scene001_blur_1.png', 'scene244_blur_3.png']
   assert pairs[1].target.endswith(os.path.join('scene244_reflect', 'gt', 'gt_3.png'))
   assert [p.group for p in pairs] == ['scene001', 'scene244']
   assert unmatched == ['scene001_blur_9.png']
-  assert missing == ['scene001/gt/gt_2.png']
+  assert missing == [os.path.join('scene001', 'gt', 'gt_2.png')]
 
 
 def test_a_malformed_test_list_line_is_an_error_naming_it(tmp_path):
@@ -96,7 +97,7 @@ def test_a_malformed_test_list_line_is_an_error_naming_it(tmp_path):
 
 def test_another_size_or_bit_depth_is_reported_for_that_image(tmp_path):
   pair = scoring.match_results(os.path.join(FIXTURE, 'results'),
-                               os.path.join(FIXTURE, 'data'))[0][0]
+                               os.path.join(FIXTURE, 'data'))[1][0]
   small = tmp_path / 'small.png'
   Image.open(pair.result).crop((0, 0, 40, 30)).save(small)
   row = scoring.score_pair(pair.__class__(pair.name, pair.group, str(small), pair.target, None),
@@ -121,14 +122,16 @@ def test_the_score_tool_writes_the_files_names_what_is_missing_and_exits_1(tmp_p
   run = subprocess.run(command, capture_output=True, text=True)
   assert run.returncode == 1, run.stderr
   assert 'no result for 1: scene001/gt/gt_2.png' in run.stdout
+  assert 'realblur (realblur layout): 2 images' in run.stdout
   scores = json.loads((tmp_path / 'scores' / 'scores.json').read_text())
   official = [EXPECTED['images'][n]['deblur_psnr'] for n in ('scene001_blur_1.png',
                                                               'scene244_blur_3.png')]
   assert scores['protocol'] == 'realblur' and scores['means']['count'] == 2
+  assert scores['layout'] == 'realblur'
   assert abs(scores['means']['psnr'] - np.mean(official)) < PSNR_TOLERANCE
   assert set(scores['groups']) == {'scene001', 'scene244'}
   rows = (tmp_path / 'scores' / 'scores.csv').read_text().splitlines()
-  assert rows[0] == 'name,group,psnr,ssim,input_psnr' and len(rows) == 3
+  assert rows[0] == 'name,group,psnr,ssim,input_psnr,input_ssim' and len(rows) == 3
   # Run again: the files exist, nothing is replaced without --overwrite.
   before = (tmp_path / 'scores' / 'scores.json').read_text()
   again = subprocess.run(command, capture_output=True, text=True)
@@ -144,7 +147,7 @@ class ReturnsTheInput(nn.Module):
     return [images]
 
 
-@pytest.mark.parametrize('protocol', ['realblur', 'rsblur'])
+@pytest.mark.parametrize('protocol', ['realblur', 'rsblur', 'dpdd'])
 def test_evaluation_under_a_host_protocol_scores_every_image_in_its_row(tmp_path, protocol):
   """Three 64x96 pairs in one global batch of 4 (a padded row): each row holds the
   host's aligned scores of its own image and the official unaligned input PSNR."""
@@ -165,7 +168,11 @@ def test_evaluation_under_a_host_protocol_scores_every_image_in_its_row(tmp_path
   for row, name in zip(result.rows, NAMES):
     official = EXPECTED['images'][name]
     blurred, target = read(official['blur']), read(official['gt'])
-    expected = realblur.score(blurred, target, clip=protocol == 'rsblur')
+    if protocol == 'dpdd':
+      expected = dpdd.score(blurred, target)
+      assert row['mae'] == pytest.approx(expected['mae'], abs=1e-7)
+    else:
+      expected = realblur.score(blurred, target, clip=protocol == 'rsblur')
     assert row['psnr'] == pytest.approx(expected['psnr'], abs=1e-6)
     assert row['ssim'] == pytest.approx(expected['ssim'], abs=1e-6)
     assert row['input_psnr'] == pytest.approx(official['blur_psnr'], abs=1e-4)
@@ -187,3 +194,66 @@ def test_an_image_the_alignment_cannot_score_is_left_out_of_the_means():
   with pytest.raises(InputError, match=r"crop_border=4 is set, but config\.eval\.protocol="
                                        r"'realblur' takes no options"):
     protocols.Protocol('realblur', crop_border=4)
+
+
+def copy_fixture_images(folder_of, name_of):
+  """The fixture's (gt, blur, result) images copied to the paths the layout wants."""
+  for index, name in enumerate(NAMES):
+    official = EXPECTED['images'][name]
+    for kind in ('gt', 'blur', 'result'):
+      path = folder_of(kind, index) / name_of(kind, index)
+      os.makedirs(path.parent, exist_ok=True)
+      shutil.copy(os.path.join(FIXTURE, official[kind]), path)
+
+
+def test_hide_restormer_and_gopro_layouts_match_results_by_name_and_group_them(tmp_path):
+  hide, restormer, gopro = tmp_path / 'HIDE', tmp_path / 'test' / 'DPDD', tmp_path / 'GOPRO'
+  hide_groups = ['test-close-ups', 'test-close-ups', 'test-long-shot']
+  copy_fixture_images(lambda kind, i: {'gt': hide / 'GT', 'blur': hide / 'test' / hide_groups[i],
+                                       'result': tmp_path / 'hide_results'}[kind],
+                      lambda kind, i: f'{i}.png')
+  copy_fixture_images(lambda kind, i: {'gt': restormer / 'target', 'blur': restormer / 'inputC',
+                                       'result': tmp_path / 'dpdd_results'}[kind],
+                      lambda kind, i: f'{i}.png')
+  np.save(restormer / 'indoor_labels.npy', np.array([1, 3]))
+  np.save(restormer / 'outdoor_labels.npy', np.array([2]))
+  sequences = ['GOPR0384_11_00', 'GOPR0384_11_00', 'GOPR0385_11_01']
+  copy_fixture_images(
+      lambda kind, i: {'gt': gopro / sequences[i] / 'sharp', 'blur': gopro / sequences[i] / 'blur',
+                       'result': tmp_path / 'gopro_results'}[kind],
+      lambda kind, i: f'{sequences[i]}_00000{i}.png' if kind == 'result' else f'00000{i}.png')
+  expected = {'HIDE': ('hide', ['close-ups', 'close-ups', 'long-shot']),
+              'test/DPDD': ('target', ['indoor', 'outdoor', 'indoor']),
+              'GOPRO': ('gopro', sequences)}
+  for (data, (layout, groups)), results_dir in zip(
+      expected.items(), ('hide_results', 'dpdd_results', 'gopro_results')):
+    found, pairs, unmatched, missing = scoring.match_results(str(tmp_path / results_dir),
+                                                             str(tmp_path / data))
+    assert found == layout and not unmatched and not missing
+    assert [p.group for p in pairs] == groups
+    assert all(p.blurred is not None for p in pairs)
+  os.remove(tmp_path / 'gopro_results' / f'{sequences[2]}_000002.png')
+  _, _, _, missing = scoring.match_results(str(tmp_path / 'gopro_results'), str(gopro))
+  assert missing == [os.path.join(sequences[2], 'sharp', '000002.png')]
+
+
+def test_dpdd_and_jax_protocols_score_a_target_layout(tmp_path):
+  data = tmp_path / 'DPDD'
+  copy_fixture_images(lambda kind, i: {'gt': data / 'target', 'blur': data / 'inputC',
+                                       'result': tmp_path / 'results'}[kind],
+                      lambda kind, i: f'{i}.png')
+  _, pairs, _, _ = scoring.match_results(str(tmp_path / 'results'), str(data))
+  rows = scoring.score_all(pairs, 'dpdd', workers=1)
+  official = EXPECTED['images'][NAMES[0]]
+  result, target = read(official['result']), read(official['gt'])
+  assert rows[0]['psnr'] == pytest.approx(-10 * np.log10(np.mean((result - target) ** 2.0)))
+  assert rows[0]['mae'] == pytest.approx(np.mean(np.abs(result - target)), rel=1e-6)
+  assert 0 < rows[0]['ssim'] < 1 and 'input_psnr' in rows[0]
+  mimo_rows = scoring.score_all(pairs, 'mimo', workers=1)
+  assert mimo_rows[0]['psnr'] == pytest.approx(rows[0]['psnr'], abs=1e-3)  # Both whole-image.
+  assert set(mimo_rows[0]) == {'name', 'group', 'psnr', 'ssim', 'input_psnr', 'input_ssim'}
+
+
+def test_a_folder_of_no_known_layout_is_an_error_naming_the_layouts(tmp_path):
+  with pytest.raises(InputError, match=r'holds none of the benchmark layouts'):
+    scoring.match_results(str(tmp_path), str(tmp_path))
