@@ -2,6 +2,8 @@
 
   python -m deblur_jax.score --results=DIR --data=DIR --protocol=NAME \
       [--test_list=FILE] [--output=DIR] [--workers=N] [--overwrite]
+  python -m deblur_jax.score --output=DIR [--method=NAME] \
+      --benchmark=NAME,PROTOCOL,RESULTS,DATA[,TEST_LIST] --benchmark=...
 
 finds the benchmark's layout in --data (RealBlur's scene folders, the Restormer /
 DPDD target/ folder, HIDE's GT/, GoPro's sequences), matches each result file to
@@ -11,6 +13,10 @@ group) to `--output` (default: the results folder) and prints the means. Results
 without ground truth, targets without a result and images that cannot be scored
 are named, the rest scored, and the exit status is 1. Layouts and protocols:
 deblur_jax.evaluation.scoring.
+
+With --benchmark (repeated), each benchmark's results are scored under its own
+protocol into DIR/NAME/scores.{csv,json}, and DIR/table.md and DIR/table.tex
+hold a paper's table: PSNR and SSIM per benchmark, the protocol under each.
 """
 
 import os
@@ -19,8 +25,9 @@ import sys
 from absl import flags
 
 from deblur_jax.cli import command_line
+from deblur_jax.core import files
 from deblur_jax.core.errors import InputError
-from deblur_jax.evaluation import scoring
+from deblur_jax.evaluation import scoring, tables
 
 FLAGS = flags.FLAGS
 
@@ -35,8 +42,11 @@ def _define_flags() -> None:
   flags.DEFINE_string('output', None, 'Folder for scores.csv and scores.json (default: '
                       '--results).')
   flags.DEFINE_integer('workers', os.cpu_count() or 1, 'Processes that score images.')
-  flags.DEFINE_bool('overwrite', False, 'Replace existing scores.csv and scores.json.')
-  flags.mark_flags_as_required(['results', 'data', 'protocol'])
+  flags.DEFINE_bool('overwrite', False, 'Replace existing score and table files.')
+  flags.DEFINE_multi_string('benchmark', [], 'NAME,PROTOCOL,RESULTS,DATA[,TEST_LIST]: one '
+                            "column of a paper's table (with --output; instead of --results, "
+                            '--data and --protocol).')
+  flags.DEFINE_string('method', None, "The table's row name (default: --output's name).")
 
 
 def _report(scores: dict) -> str:
@@ -55,22 +65,86 @@ def _report(scores: dict) -> str:
   return '\n'.join(lines)
 
 
-def main(_):
+def _parse_benchmark(text: str) -> tuple[str, str, str, str, str | None]:
+  fields = text.split(',')
+  if len(fields) not in (4, 5) or not all(fields):
+    raise InputError(f'--benchmark={text!r} must be NAME,PROTOCOL,RESULTS,DATA[,TEST_LIST].')
+  if fields[1] not in scoring.PROTOCOLS:
+    raise InputError(f'--benchmark={text!r}: unknown protocol {fields[1]!r}; choose one of '
+                     f'{sorted(scoring.PROTOCOLS)}.')
+  return (*fields, None) if len(fields) == 4 else tuple(fields)
+
+
+def _matched(field: str, results: str, data: str, test_list: str | None):
+  """scoring.match_results, with one-line errors for what it cannot start from."""
+  if test_list is not None and not os.path.isfile(test_list):
+    raise InputError(f'{field}: the test list {test_list} is not a file.')
+  layout, pairs, unmatched, missing = scoring.match_results(results, data, test_list)
+  if not pairs:
+    raise InputError(f'{field}: {results} holds no image that matches a ground truth in '
+                     f'{data} ({layout} layout; see docs/evaluation.md).')
+  return layout, pairs, unmatched, missing
+
+
+def _score(protocol: str, matched) -> tuple[list[dict], dict]:
+  layout, pairs, unmatched, missing = matched
+  rows = scoring.score_all(pairs, protocol, FLAGS.workers)
+  return rows, scoring.summary(rows, protocol, layout, unmatched, missing)
+
+
+def _incomplete(scores: dict) -> bool:
+  return bool(scores['failed'] or scores['unmatched_results'] or scores['missing_results'])
+
+
+def _table(_) -> None:
+  if FLAGS.results or FLAGS.data or FLAGS.protocol or FLAGS.test_list:
+    raise InputError('--benchmark replaces --results, --data, --protocol and --test_list.')
+  if not FLAGS.output:
+    raise InputError('--benchmark needs --output, the folder for the table and its scores.')
+  benchmarks = [_parse_benchmark(text) for text in FLAGS.benchmark]
+  names = [b[0] for b in benchmarks]
+  if len(set(names)) < len(names):
+    raise InputError(f'--benchmark names repeat: {names}.')
+  for name in names:  # Everything checked before anything is scored or written.
+    scoring.check_output(os.path.join(FLAGS.output, name), FLAGS.overwrite)
+  for table_file in tables.TABLE_FILES:
+    if os.path.exists(os.path.join(FLAGS.output, table_file)) and not FLAGS.overwrite:
+      raise InputError(f'{os.path.join(FLAGS.output, table_file)} exists; pass --overwrite to '
+                       'replace it.')
+  matched = [_matched(f'--benchmark={name}', results, data, test_list)
+             for name, _, results, data, test_list in benchmarks]
+  scored = [_score(b[1], m) for b, m in zip(benchmarks, matched)]
+  summaries = []
+  for name, (rows, scores) in zip(names, scored):
+    scoring.write_scores(os.path.join(FLAGS.output, name), rows, scores)
+    summaries.append((name, scores))
+    print(f'{name}: ' + _report(scores))
+  method = FLAGS.method or os.path.basename(os.path.normpath(FLAGS.output))
+  texts = (tables.markdown(method, summaries), tables.latex(method, summaries))
+  for table_file, text in zip(tables.TABLE_FILES, texts):
+    with files.atomic_write(os.path.join(FLAGS.output, table_file), 'w') as f:
+      f.write(text)
+  print(texts[0], end='')
+  print(f'Wrote {FLAGS.output}/table.md, table.tex and NAME/scores.csv, scores.json for '
+        f'{", ".join(names)}')
+  if any(_incomplete(scores) for _, scores in summaries):
+    sys.exit(1)
+
+
+def main(argv):
+  if FLAGS.benchmark:
+    return _table(argv)
+  missing_flags = [f'--{f}' for f in ('results', 'data', 'protocol') if not FLAGS[f].value]
+  if missing_flags:
+    raise InputError(f'Pass {", ".join(missing_flags)} (or --benchmark, repeated, for a table).')
   output = FLAGS.output or FLAGS.results
   scoring.check_output(output, FLAGS.overwrite)
-  if FLAGS.test_list is not None and not os.path.isfile(FLAGS.test_list):
-    raise InputError(f'--test_list={FLAGS.test_list} is not a file.')
-  layout, pairs, unmatched, missing = scoring.match_results(FLAGS.results, FLAGS.data,
-                                                            FLAGS.test_list)
-  if not pairs:
-    raise InputError(f'--results={FLAGS.results} holds no image that matches a ground truth in '
-                     f'--data={FLAGS.data} ({layout} layout; see docs/evaluation.md).')
-  rows = scoring.score_all(pairs, FLAGS.protocol, FLAGS.workers)
-  scores = scoring.summary(rows, FLAGS.protocol, layout, unmatched, missing)
+  rows, scores = _score(FLAGS.protocol, _matched('--results', FLAGS.results, FLAGS.data,
+                                                 FLAGS.test_list))
   paths = scoring.write_scores(output, rows, scores)
   print(_report(scores))
   print('Wrote ' + ' and '.join(paths))
-  if scores['failed'] or unmatched or missing:
+  if _incomplete(scores):
     sys.exit(1)
 
 

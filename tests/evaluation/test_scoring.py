@@ -257,3 +257,33 @@ def test_dpdd_and_jax_protocols_score_a_target_layout(tmp_path):
 def test_a_folder_of_no_known_layout_is_an_error_naming_the_layouts(tmp_path):
   with pytest.raises(InputError, match=r'holds none of the benchmark layouts'):
     scoring.match_results(str(tmp_path), str(tmp_path))
+
+
+def test_a_papers_table_of_two_benchmarks_in_one_command(tmp_path):
+  data = tmp_path / 'DPDD'
+  copy_fixture_images(lambda kind, i: {'gt': data / 'target', 'blur': data / 'inputC',
+                                       'result': tmp_path / 'dpdd_results'}[kind],
+                      lambda kind, i: f'{i}.png')
+  realblur_data = os.path.join(FIXTURE, 'data')
+  command = [sys.executable, '-m', 'deblur_jax.score', f'--output={tmp_path / "table"}',
+             '--method=Ours', '--workers=1',
+             f'--benchmark=RealBlur-J,realblur,{os.path.join(FIXTURE, "results")},{realblur_data},'
+             f'{os.path.join(realblur_data, "RealBlur_J_test_list.txt")}',
+             f'--benchmark=DPDD,dpdd,{tmp_path / "dpdd_results"},{data}']
+  run = subprocess.run(command, capture_output=True, text=True)
+  assert run.returncode == 0, run.stderr
+  means = [json.loads((tmp_path / 'table' / name / 'scores.json').read_text())['means']
+           for name in ('RealBlur-J', 'DPDD')]
+  assert abs(means[0]['psnr'] - EXPECTED['means']['deblur_psnr']) < PSNR_TOLERANCE
+  markdown = (tmp_path / 'table' / 'table.md').read_text().splitlines()
+  assert markdown[0] == '| method | RealBlur-J PSNR / SSIM | DPDD PSNR / SSIM |'
+  assert markdown[2] == (f"| Ours | {means[0]['psnr']:.2f} / {means[0]['ssim']:.4f} | "
+                         f"{means[1]['psnr']:.2f} / {means[1]['ssim']:.4f} |")
+  assert markdown[3] == '| protocol | `realblur` (3 images) | `dpdd` (3 images) |'
+  latex = (tmp_path / 'table' / 'table.tex').read_text()
+  assert '\\multicolumn{2}{c}{RealBlur-J} & \\multicolumn{2}{c}{DPDD}' in latex
+  assert f"Ours & {means[0]['psnr']:.2f} & {means[0]['ssim']:.4f}" in latex
+  # A bad benchmark is an error before anything is written.
+  bad = subprocess.run([*command[:4], '--overwrite', '--benchmark=X,matlab,a,b'],
+                       capture_output=True, text=True)
+  assert bad.returncode == 2 and "unknown protocol 'matlab'" in bad.stderr
