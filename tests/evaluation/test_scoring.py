@@ -287,3 +287,37 @@ def test_a_papers_table_of_two_benchmarks_in_one_command(tmp_path):
   bad = subprocess.run([*command[:4], '--overwrite', '--benchmark=X,matlab,a,b'],
                        capture_output=True, text=True)
   assert bad.returncode == 2 and "unknown protocol 'matlab'" in bad.stderr
+
+
+def evaluate_returning_the_input(config, tmp_path):
+  mesh = sharding.create_mesh(jax.devices()[:4])
+  built = evaluator.build_evaluator(config, str(tmp_path / 'work'), mesh, ReturnsTheInput())
+  return evaluator.run_evaluation(built, {}, num_images=0)
+
+
+def test_evaluation_reads_realblurs_test_list_and_restormers_layout(tmp_path):
+  """RealBlur through its own list (ground truth first); DPDD in Restormer's
+  test/DPDD/{inputC,target} through the folder fields: documented in docs/protocols.md."""
+  config = mimo.get_config('tiny')
+  config.data.update(dir=os.path.join(FIXTURE, 'data'), max_eval_images=0,
+                     eval_pairs_file=os.path.join(FIXTURE, 'data', 'RealBlur_J_test_list.txt'),
+                     pairs_file_order='sharp_blur')
+  config.eval.protocol = 'realblur'
+  rows = evaluate_returning_the_input(config, tmp_path).rows
+  assert [row['name'] for row in rows] == [
+      os.path.join(scene, 'blur', f'blur_{k}.png')
+      for scene, k in (('scene001', 1), ('scene001', 2), ('scene244_reflect', 3))]
+  assert [row['input_psnr'] for row in rows] == pytest.approx(
+      [EXPECTED['images'][name]['blur_psnr'] for name in NAMES], abs=1e-4)
+
+  dpdd_dir = tmp_path / 'test' / 'DPDD'
+  copy_fixture_images(lambda kind, i: {'gt': dpdd_dir / 'target', 'blur': dpdd_dir / 'inputC',
+                                       'result': tmp_path / 'unused'}[kind],
+                      lambda kind, i: f'{i}.png')
+  config = mimo.get_config('tiny')
+  config.data.update(dir=str(tmp_path / 'test'), eval_split='DPDD', blur_folder='inputC',
+                     sharp_folder='target', max_eval_images=0)
+  config.eval.protocol = 'dpdd'
+  result = evaluate_returning_the_input(config, tmp_path)
+  assert len(result.rows) == 3 and result.metrics[-1] == 'mae'
+  assert all(row['psnr'] == pytest.approx(row['input_psnr']) for row in result.rows)
