@@ -8,6 +8,11 @@ Layouts of the ground truth (`--data`), recognised from its folders:
   evaluation_RealBlur_ecc.py matches them. Groups: the scenes. With RealBlur's
   test list (lines of 'GT BLUR' paths ending in sceneNNN/gt/gt_K.png) every
   listed image must have a result; without one, the results say which.
+- 'rsblur': DATA/DAY/SCENE/{gt/gt_sharp,real_blur/real_blur}.png; results named
+  DAY_SCENE_real_blur.png, as evaluate_RSBlur.py matches them. With RSBlur's test
+  list (RSBlur_real_test.txt) every listed image needs a result, and the
+  saturation lists beside it (RSBlur_real_test_saturation.txt,
+  ..._non_saturation.txt) make the groups 'saturated' and 'non-saturated'.
 - 'target' (the Restormer layout of every benchmark, DPDD's own):
   DATA/target/NAME and DATA/input/NAME (DPDD: inputC/); results named NAME.
   DPDD's indoor_labels.npy / outdoor_labels.npy (1-based indices into the sorted
@@ -44,10 +49,17 @@ from deblur_jax.data import image_files
 from deblur_jax.evaluation import protocols
 
 PROTOCOLS = (*protocols.PROTOCOLS, *protocols.HOST_PROTOCOLS)
-LAYOUTS = ('realblur', 'target', 'hide', 'gopro')
+LAYOUTS = ('realblur', 'rsblur', 'target', 'hide', 'gopro')
 OUTPUT_FILES = ('scores.csv', 'scores.json')
 _REALBLUR_RESULT = re.compile(r'^(scene\d+)_.*?(\d+)$')
-_LIST_ENTRY = re.compile(r'(scene\d+[^/\\]*)[/\\]gt[/\\]gt_(\d+)\.png$')
+# A test list line's ground truth -> its target's key, per layout.
+_LIST_ENTRIES = {
+    'realblur': (re.compile(r'(scene\d+[^/\\]*)[/\\]gt[/\\]gt_(\d+)\.png$'),
+                 'sceneNNN/gt/gt_K.png'),
+    'rsblur': (re.compile(r'([^/\\]+)[/\\]([^/\\]+)[/\\]gt[/\\]gt_sharp\.png$'),
+               'DAY/SCENE/gt/gt_sharp.png'),
+}
+_RSBLUR_GROUPS = {'saturated': '_saturation.txt', 'non-saturated': '_non_saturation.txt'}
 # evaluation_RealBlur_ecc.py: results of scene244 name the folder scene244_reflect.
 _SCENE_FOLDERS = {'scene244': 'scene244_reflect'}
 _HIDE_GROUPS = ('test-close-ups', 'test-long-shot')
@@ -83,30 +95,58 @@ def detect_layout(data_dir: str) -> str:
   if any(e.startswith('scene') and os.path.isdir(os.path.join(data_dir, e, 'gt'))
          for e in entries):
     return 'realblur'
+  if _rsblur_scenes(data_dir):
+    return 'rsblur'
   if any(os.path.isdir(os.path.join(data_dir, e, 'sharp')) for e in entries):
     return 'gopro'
   raise InputError(f'--data={data_dir} holds none of the benchmark layouts: sceneNNN/gt/ '
-                   '(RealBlur), target/ (Restormer, DPDD), GT/ and test/ (HIDE) or '
-                   'SEQUENCE/sharp/ (GoPro).')
+                   '(RealBlur), DAY/SCENE/gt/gt_sharp.png (RSBlur), target/ (Restormer, DPDD), '
+                   'GT/ and test/ (HIDE) or SEQUENCE/sharp/ (GoPro).')
+
+
+def _rsblur_scenes(data_dir: str) -> list[tuple[str, str]]:
+  """(DAY, SCENE) of every DATA/DAY/SCENE/gt/gt_sharp.png."""
+  scenes = []
+  for day in sorted(os.listdir(data_dir)):
+    day_dir = os.path.join(data_dir, day)
+    if os.path.isdir(day_dir):
+      scenes += [(day, scene) for scene in sorted(os.listdir(day_dir))
+                 if os.path.isfile(os.path.join(day_dir, scene, 'gt', 'gt_sharp.png'))]
+  return scenes
 
 
 def _stem(name: str) -> str:
   return os.path.splitext(name)[0]
 
 
-def read_test_list(path: str) -> set[str]:
-  """The targets' keys ('sceneNNN/K') of a RealBlur test list ('GT BLUR' paths)."""
+def read_test_list(path: str, layout: str = 'realblur') -> set[str]:
+  """The targets' keys ('sceneNNN/K', 'DAY/SCENE') of a RealBlur or RSBlur test list
+  (lines of 'GT BLUR' paths)."""
+  pattern, form = _LIST_ENTRIES[layout]
   keys = set()
   with open(path) as f:
     for number, line in enumerate(f, 1):
       if not line.strip():
         continue
-      match = _LIST_ENTRY.search(line.split()[0])
+      match = pattern.search(line.split()[0])
       if match is None:
         raise InputError(f'{path}:{number}: expected a ground-truth path ending in '
-                         f'sceneNNN/gt/gt_K.png, got {line.strip()!r}.')
+                         f'{form}, got {line.strip()!r}.')
       keys.add(f'{match.group(1)}/{match.group(2)}')
   return keys
+
+
+def _rsblur_groups(test_list: Optional[str]) -> dict[str, str]:
+  """{key: 'saturated' or 'non-saturated'} from the lists beside RSBlur's test list
+  (RSBlur_real_test.txt -> RSBlur_real_test_saturation.txt, ..._non_saturation.txt)."""
+  if test_list is None:
+    return {}
+  groups = {}
+  for group, suffix in _RSBLUR_GROUPS.items():
+    path = test_list[:-len('.txt')] + suffix if test_list.endswith('.txt') else ''
+    if os.path.isfile(path):
+      groups.update({key: group for key in read_test_list(path, 'rsblur')})
+  return groups
 
 
 def _existing(path: str) -> Optional[str]:
@@ -138,6 +178,14 @@ def _dpdd_groups(data_dir: str, names: list[str]) -> dict[str, str]:
           raise InputError(f'{labels} names image {index}, but target/ holds {len(names)}.')
         groups[names[int(index) - 1]] = group
   return groups
+
+
+def _rsblur_targets(data_dir: str, test_list: Optional[str] = None) -> list[Target]:
+  groups = _rsblur_groups(test_list)
+  return [Target(f'{day}/{scene}', groups.get(f'{day}/{scene}', ''),
+                 os.path.join(data_dir, day, scene, 'gt', 'gt_sharp.png'),
+                 _existing(os.path.join(data_dir, day, scene, 'real_blur', 'real_blur.png')))
+          for day, scene in _rsblur_scenes(data_dir)]
 
 
 def _target_targets(data_dir: str) -> list[Target]:
@@ -173,6 +221,7 @@ def _gopro_targets(data_dir: str) -> list[Target]:
 
 _TARGETS = {'realblur': _realblur_targets, 'target': _target_targets, 'hide': _hide_targets,
             'gopro': _gopro_targets}
+_LISTED_LAYOUTS = ('realblur', 'rsblur')  # Folders that hold other splits too: a test list.
 
 
 def _result_key(layout: str, relative: str, keys: set[str]) -> Optional[str]:
@@ -183,6 +232,9 @@ def _result_key(layout: str, relative: str, keys: set[str]) -> Optional[str]:
     if match is None:
       return None
     return f'{_SCENE_FOLDERS.get(match.group(1), match.group(1))}/{match.group(2)}'
+  if layout == 'rsblur':  # evaluate_RSBlur.py: DAY_SCENE_x_y, DAY itself may hold '_'.
+    parts = os.path.basename(stem).split('_')
+    return f"{'_'.join(parts[:-3])}/{parts[-3]}" if len(parts) >= 4 else None
   if stem in keys:
     return stem
   if layout == 'gopro':  # SEQUENCE_NAME, flattened.
@@ -199,17 +251,19 @@ def match_results(results_dir: str, data_dir: str, test_list: Optional[str] = No
                   ) -> tuple[str, list[Pair], list[str], list[str]]:
   """(layout, pairs, result names that match no target, targets without a result).
 
-  Every target of the layout needs a result, except RealBlur's without a test
-  list (its folders hold the training scenes too)."""
+  Every target of the layout needs a result, except RealBlur's and RSBlur's
+  without a test list (their folders hold the training scenes too)."""
   if not os.path.isdir(results_dir):
     raise InputError(f'--results={results_dir} is not a folder.')
   layout = detect_layout(data_dir)
-  if test_list is not None and layout != 'realblur':
-    raise InputError(f'--test_list is for RealBlur scene folders, but --data={data_dir} has '
-                     f'the {layout!r} layout.')
-  targets = {t.key: t for t in _TARGETS[layout](data_dir)}
+  if test_list is not None and layout not in _LISTED_LAYOUTS:
+    raise InputError(f'--test_list is for RealBlur and RSBlur folders, but --data={data_dir} '
+                     f'has the {layout!r} layout.')
+  found_targets = (_rsblur_targets(data_dir, test_list) if layout == 'rsblur'
+                   else _TARGETS[layout](data_dir))
+  targets = {t.key: t for t in found_targets}
   if test_list is not None:
-    listed = read_test_list(test_list)
+    listed = read_test_list(test_list, layout)
     targets = {k: t for k, t in targets.items() if k in listed}
   pairs, unmatched, found = [], [], set()
   for path, relative in _result_files(results_dir):
@@ -220,7 +274,7 @@ def match_results(results_dir: str, data_dir: str, test_list: Optional[str] = No
     found.add(key)
     target = targets[key]
     pairs.append(Pair(relative, target.group, path, target.path, target.blurred))
-  expected = targets if (layout != 'realblur' or test_list is not None) else {}
+  expected = targets if (layout not in _LISTED_LAYOUTS or test_list is not None) else {}
   missing = [os.path.relpath(t.path, data_dir) for k, t in sorted(expected.items())
              if k not in found]
   return layout, pairs, unmatched, missing

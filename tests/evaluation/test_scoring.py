@@ -321,3 +321,34 @@ def test_evaluation_reads_realblurs_test_list_and_restormers_layout(tmp_path):
   result = evaluate_returning_the_input(config, tmp_path)
   assert len(result.rows) == 3 and result.metrics[-1] == 'mae'
   assert all(row['psnr'] == pytest.approx(row['input_psnr']) for row in result.rows)
+
+
+def test_rsblur_layout_matches_day_scene_names_and_splits_by_saturation(tmp_path):
+  data, results_dir, lists = tmp_path / 'RSBlur', tmp_path / 'results', tmp_path / 'datalist'
+  scenes = [('0001', '000022'), ('0001', '000023'), ('0002_b', '000007')]
+  copy_fixture_images(
+      lambda kind, i: {'gt': data / scenes[i][0] / scenes[i][1] / 'gt',
+                       'blur': data / scenes[i][0] / scenes[i][1] / 'real_blur',
+                       'result': results_dir}[kind],
+      lambda kind, i: {'gt': 'gt_sharp.png', 'blur': 'real_blur.png',
+                       'result': f'{scenes[i][0]}_{scenes[i][1]}_real_blur.png'}[kind])
+  lines = [f'RSBlur/{d}/{s}/gt/gt_sharp.png RSBlur/{d}/{s}/real_blur/real_blur.png\n'
+           for d, s in scenes]
+  os.makedirs(lists)
+  (lists / 'RSBlur_real_test.txt').write_text(''.join(lines))
+  (lists / 'RSBlur_real_test_saturation.txt').write_text(lines[1])
+  (lists / 'RSBlur_real_test_non_saturation.txt').write_text(lines[0] + lines[2])
+  layout, pairs, unmatched, missing = scoring.match_results(
+      str(results_dir), str(data), str(lists / 'RSBlur_real_test.txt'))
+  assert layout == 'rsblur' and not unmatched and not missing
+  assert [p.group for p in pairs] == ['non-saturated', 'saturated', 'non-saturated']
+  rows = scoring.score_all(pairs, 'rsblur', workers=1)
+  for pair, row in zip(pairs, rows):
+    result, target = (image_files.read_image(p).rgb for p in (pair.result, pair.target))
+    assert row['psnr'] == pytest.approx(realblur.score(result, target, clip=True)['psnr'])
+  scores = scoring.summary(rows, 'rsblur', layout, unmatched, missing)
+  assert set(scores['groups']) == {'saturated', 'non-saturated'}
+  os.remove(results_dir / '0002_b_000007_real_blur.png')
+  missing = scoring.match_results(str(results_dir), str(data),
+                                  str(lists / 'RSBlur_real_test.txt'))[3]
+  assert missing == [os.path.join('0002_b', '000007', 'gt', 'gt_sharp.png')]
