@@ -352,3 +352,16 @@ def test_rsblur_layout_matches_day_scene_names_and_splits_by_saturation(tmp_path
   missing = scoring.match_results(str(results_dir), str(data),
                                   str(lists / 'RSBlur_real_test.txt'))[3]
   assert missing == [os.path.join('0002_b', '000007', 'gt', 'gt_sharp.png')]
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_dpdd_scores_are_restormers_utils(name):
+  """Against Restormer's Defocus_Deblurring/utils.py, run once (tests/fixtures/dpdd)."""
+  official = json.load(open(os.path.join(os.path.dirname(FIXTURE), 'dpdd',
+                                         'expected.json')))['images'][name]
+  record = EXPECTED['images'][name]
+  for kind in ('result', 'blur'):
+    scores = dpdd.score(read(record[kind]), read(record['gt']))
+    assert scores['psnr'] == pytest.approx(official[kind]['psnr'], abs=1e-4)
+    assert scores['ssim'] == pytest.approx(official[kind]['ssim'], abs=1e-6)
+    assert scores['mae'] == pytest.approx(official[kind]['mae'], abs=1e-7)
