@@ -188,3 +188,24 @@ def test_evaluate_checkpoint_scores_and_records_the_configs_protocol(tmp_path):
     assert float(row['input_psnr']) == pytest.approx(y_psnr_of_files(folder, name, 2),
                                                      abs=1e-3)
     assert np.isfinite(float(row['psnr'])) and 0 < float(row['ssim']) <= 1
+
+
+@pytest.mark.parametrize('protocol', ['realblur', 'dpdd'])
+def test_a_checkpoint_evaluates_under_a_host_protocol_with_its_files_and_page(tmp_path, protocol):
+  """The whole `--mode=eval` path (files, results page) under a protocol scored on the
+  host; an untrained model's output may defeat the alignment: such images are NaN in
+  the rows, left out of the means, and the page is still written."""
+  data = make_pair_tree(tmp_path / 'data', splits=('test',), num_sequences=1, per_sequence=2,
+                        size=(48, 64))
+  write_tiny_checkpoint(tmp_path / 'work', step=1)
+  config = mimo.get_config('tiny')
+  config.data.dir = str(data)
+  config.eval.protocol = protocol
+  summary = evaluator.evaluate_checkpoint(config, str(tmp_path / 'work'))
+  saved = json.loads((tmp_path / 'work' / 'eval' / 'step_1.json').read_text())
+  assert saved['protocol'] == protocol and saved['num_unscored'] == summary['num_unscored']
+  with open(tmp_path / 'work' / 'eval' / 'step_1.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 2 and all(np.isfinite(float(r['input_psnr'])) for r in rows)
+  assert ('mae' in rows[0]) == (protocol == 'dpdd')
+  assert (tmp_path / 'work' / 'eval' / 'step_1.html').is_file()
