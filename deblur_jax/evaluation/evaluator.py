@@ -83,6 +83,9 @@ def _local_rows(global_array) -> np.ndarray:
   return np.concatenate([np.asarray(s.data) for s in shards])
 
 
+# Worker processes that score under a host protocol: one per core, at most this many
+# (each spawned worker imports the running program's main module, TensorFlow included).
+MAX_HOST_WORKERS = 8
 
 
 def host_metrics(protocol: protocols.Protocol) -> tuple[str, ...]:
@@ -100,7 +103,8 @@ class HostScoring:
     self.protocol, self.rows = protocol, rows
     # 'spawn': the workers start clean instead of forking a process that runs JAX's threads.
     self.pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers=os.cpu_count() or 1, mp_context=multiprocessing.get_context('spawn'))
+        max_workers=min(os.cpu_count() or 1, MAX_HOST_WORKERS),
+        mp_context=multiprocessing.get_context('spawn'))
     self.chunks = []  # Per chunk: (the chunk, a future or None per local row).
 
   def submit(self, chunk, deblurred: np.ndarray, local: dict) -> None:
