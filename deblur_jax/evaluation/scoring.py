@@ -225,18 +225,26 @@ _LISTED_LAYOUTS = ('realblur', 'rsblur')  # Folders that hold other splits too: 
 
 
 def _result_key(layout: str, relative: str, keys: set[str]) -> Optional[str]:
-  """The target key a result at `relative` (under the results folder) names."""
+  """The target key a result at `relative` (under the results folder) names: by the
+  benchmark's own naming, or by the blurred input's path under the data folder, as
+  `deblur_jax.predict` mirrors it (sceneNNN/blur/blur_K, DAY/SCENE/real_blur/real_blur,
+  SEQUENCE/blur/NAME)."""
   stem = _stem(relative).replace(os.sep, '/')
+  folders = stem.split('/')
   if layout == 'realblur':
-    match = _REALBLUR_RESULT.match(os.path.basename(stem))
+    match = _REALBLUR_RESULT.match('_'.join(folders))
     if match is None:
       return None
     return f'{_SCENE_FOLDERS.get(match.group(1), match.group(1))}/{match.group(2)}'
   if layout == 'rsblur':  # evaluate_RSBlur.py: DAY_SCENE_x_y, DAY itself may hold '_'.
-    parts = os.path.basename(stem).split('_')
+    if len(folders) >= 4 and folders[-2:] == ['real_blur', 'real_blur']:
+      return f'{folders[-4]}/{folders[-3]}'
+    parts = folders[-1].split('_')
     return f"{'_'.join(parts[:-3])}/{parts[-3]}" if len(parts) >= 4 else None
   if stem in keys:
     return stem
+  if len(folders) > 2 and f'{folders[0]}/{folders[-1]}' in keys:
+    return f'{folders[0]}/{folders[-1]}'
   if layout == 'gopro':  # SEQUENCE_NAME, flattened.
     sequence, _, name = stem.rpartition('_')
     while sequence:

@@ -86,6 +86,13 @@ def test_results_match_the_scene_folders_and_the_test_list(tmp_path):
   assert [p.group for p in pairs] == ['scene001', 'scene244']
   assert unmatched == ['scene001_blur_9.png']
   assert missing == [os.path.join('scene001', 'gt', 'gt_2.png')]
+  # Results as `predict` mirrors the blurred inputs: sceneNNN/blur/blur_K.png.
+  nested = tmp_path / 'nested' / 'scene244' / 'blur'
+  os.makedirs(nested)
+  shutil.copy(os.path.join(FIXTURE, 'results', 'scene244_blur_3.png'), nested / 'blur_3.png')
+  pairs = scoring.match_results(str(tmp_path / 'nested'), os.path.join(FIXTURE, 'data'))[1]
+  assert [p.target for p in pairs] == [os.path.join(FIXTURE, 'data', 'scene244_reflect', 'gt',
+                                                    'gt_3.png')]
 
 
 def test_a_malformed_test_list_line_is_an_error_naming_it(tmp_path):
@@ -232,6 +239,12 @@ def test_hide_restormer_and_gopro_layouts_match_results_by_name_and_group_them(t
     assert found == layout and not unmatched and not missing
     assert [p.group for p in pairs] == groups
     assert all(p.blurred is not None for p in pairs)
+  # Results as `predict` mirrors the blurred inputs' paths: SEQUENCE/blur/NAME.
+  mirrored = tmp_path / 'mirrored'
+  copy_fixture_images(lambda kind, i: mirrored / sequences[i] / 'blur',
+                      lambda kind, i: f'00000{i}.png')
+  _, pairs, unmatched, missing = scoring.match_results(str(mirrored), str(gopro))
+  assert len(pairs) == 3 and not unmatched and not missing
   os.remove(tmp_path / 'gopro_results' / f'{sequences[2]}_000002.png')
   _, _, _, missing = scoring.match_results(str(tmp_path / 'gopro_results'), str(gopro))
   assert missing == [os.path.join(sequences[2], 'sharp', '000002.png')]
