@@ -52,7 +52,9 @@ def get_config(arg: Optional[str] = None):
   config.train.num_train_steps = 300_000
   config.train.eval_every_steps = 10_000
   config.train.checkpoint_every_steps = 5_000
-  config.eval.protocol = 'basicsr'  # uint8 outputs, as the official test script writes them
+  # RealBlur: the official evaluation's alignment; GoPro: uint8 outputs, as the official
+  # test script writes them.
+  config.eval.protocol = 'realblur' if realblur else 'basicsr'
   common.apply_short_run(config, variants)
   if set(variants) & set(common.SHORT_RUNS):
     config.model.dim = 8

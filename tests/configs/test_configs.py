@@ -92,7 +92,7 @@ DOCUMENTED = [
                       'train.batch_size': 64, 'data.crop_size': 128, 'loss.name': 'mimo',
                       'train.num_train_steps': 300_000, 'data.augment': 'flips_rot90'}),
     ('fftformer.py:realblur', {'data.crop_size': 256, 'train.batch_size': 16,
-                               'optimizer.learning_rate': 4e-4}),
+                               'optimizer.learning_rate': 4e-4, 'eval.protocol': 'realblur'}),
     ('fftformer.py:tiny', {'model.dim': 8, 'data.crop_size': 32, 'train.num_train_steps': 3}),
 ]
 
