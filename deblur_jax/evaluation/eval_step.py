@@ -18,7 +18,7 @@ PER_IMAGE_METRICS = ('psnr', 'ssim', 'mse', 'input_psnr', 'input_ssim')
 
 def device_metrics(protocol: protocols.Protocol) -> tuple[str, ...]:
   """The PER_IMAGE_METRICS the eval step computes: all, or only 'mse' for a protocol
-  scored on the host (protocols.score_on_host gives the others)."""
+  scored on the host (protocols.HOST_PROTOCOLS give the others)."""
   return ('mse',) if protocol.on_host else PER_IMAGE_METRICS
 
 

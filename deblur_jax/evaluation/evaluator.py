@@ -8,6 +8,7 @@ the results page step_N.html with the comparison images beside it (results_page.
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -88,24 +89,25 @@ def _local_rows(global_array) -> np.ndarray:
 MAX_HOST_WORKERS = 8
 
 
-def host_metrics(protocol: protocols.Protocol) -> tuple[str, ...]:
-  """What the host protocol's scorer gives for each image."""
-  extra = ('mae',) if protocol.name == 'dpdd' else ()
-  return ('psnr', 'ssim', 'input_psnr', 'input_ssim', *extra)
-
-
 class HostScoring:
   """Scores this process's outputs under a host protocol (protocols.HOST_PROTOCOLS)
-  in worker processes while the device computes the next batches, then gathers
-  every process's scores."""
+  in worker processes while the device computes the next batches, then fills every
+  process's scores into the rows. A context manager: leaving it stops the workers."""
 
   def __init__(self, protocol: protocols.Protocol, rows: range):
     self.protocol, self.rows = protocol, rows
+    self.keys = ('psnr', 'ssim', 'input_psnr', 'input_ssim', *protocol.extra_metrics)
     # 'spawn': the workers start clean instead of forking a process that runs JAX's threads.
     self.pool = concurrent.futures.ProcessPoolExecutor(
         max_workers=min(os.cpu_count() or 1, MAX_HOST_WORKERS),
         mp_context=multiprocessing.get_context('spawn'))
     self.chunks = []  # Per chunk: (the chunk, a future or None per local row).
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exception):
+    self.pool.shutdown(cancel_futures=True)
 
   def submit(self, chunk, deblurred: np.ndarray, local: dict) -> None:
     scorer = protocols.HOST_PROTOCOLS[self.protocol.name]
@@ -114,39 +116,30 @@ class HostScoring:
         for j, row in enumerate(self.rows)]
     self.chunks.append((chunk, futures))
 
-  def close(self) -> None:
-    self.pool.shutdown(cancel_futures=True)
-
-  def gather(self) -> np.ndarray:
-    """(chunks, global batch rows, host_metrics) of every process; NaN where an image
-    was not scored (padding, or an alignment that failed, which is logged)."""
-    keys = host_metrics(self.protocol)
-    local = np.full((len(self.rows), len(self.chunks), len(keys)), np.nan)
-    try:
-      for c, (chunk, futures) in enumerate(self.chunks):
-        for j, future in enumerate(futures):
-          if future is None:
-            continue
-          scores = future.result()
-          local[j, c] = [scores[k] for k in keys]
-          if 'error' in scores:
-            logging.warning('Not scored under %s: %s: %s', self.protocol.name,
-                            chunk.pairs[self.rows[j]].name, scores['error'])
-    finally:
-      self.close()
+  def _gather(self) -> np.ndarray:
+    """(chunks, global batch rows, keys) of every process; NaN where an image was not
+    scored (padding, or an alignment that failed, which is logged)."""
+    local = np.full((len(self.rows), len(self.chunks), len(self.keys)), np.nan)
+    for c, (chunk, futures) in enumerate(self.chunks):
+      for j, future in enumerate(futures):
+        if future is None:
+          continue
+        scores = future.result()
+        local[j, c] = [scores[k] for k in self.keys]
+        if 'error' in scores:
+          logging.warning('Not scored under %s: %s: %s', self.protocol.name,
+                          chunk.pairs[self.rows[j]].name, scores['error'])
     if jax.process_count() > 1:
       local = multihost_utils.process_allgather(local, tiled=True)
     return local.transpose(1, 0, 2)
 
-
-def _fill_host_scores(rows: list[dict], chunks: list, scores: np.ndarray,
-                      keys: tuple[str, ...]) -> None:
-  """Puts HostScoring.gather's `scores` of `keys` into the rows (in chunk and row order)."""
-  index = 0
-  for c, chunk in enumerate(chunks):
-    for r in range(chunk.num_valid):
-      rows[index].update({k: float(v) for k, v in zip(keys, scores[c, r])})
-      index += 1
+  def fill(self, rows: list[dict]) -> None:
+    """Adds the scores to `rows`, one per valid image in chunk and row order."""
+    scores, index = self._gather(), 0
+    for c, (chunk, _) in enumerate(self.chunks):
+      for r in range(chunk.num_valid):
+        rows[index].update({k: float(v) for k, v in zip(self.keys, scores[c, r])})
+        index += 1
 
 
 def run_evaluation(evaluator: Evaluator, variables, *, num_images: int,
@@ -155,46 +148,34 @@ def run_evaluation(evaluator: Evaluator, variables, *, num_images: int,
   and hands its first images to `page_images` to save for the results page."""
   on_device = eval_step.device_metrics(evaluator.protocol)
   host = HostScoring(evaluator.protocol, evaluator.rows) if evaluator.protocol.on_host else None
-  rows, images, chunks = [], [], []
-  try:
-    _evaluate_chunks(evaluator, variables, on_device, host, rows, images, chunks, num_images,
-                     page_images)
-  except BaseException:
+  rows, images = [], []
+  with host or contextlib.nullcontext():
+    for chunk, local in pipeline.eval_batches(evaluator.chunks, evaluator.rows,
+                                              evaluator.read_pairs):
+      outputs = evaluator.eval_fn(variables, sharding.make_global_batch(local, evaluator.mesh))
+      per_image = jax.device_get({k: outputs[k] for k in on_device})
+      for j, pair in enumerate(chunk.pairs[:chunk.num_valid]):
+        rows.append({'name': pair.name, 'group': pair.group,
+                     **{k: float(per_image[k][j]) for k in on_device}})
+      wants_images = len(images) < num_images or (page_images is not None
+                                                  and page_images.wants_more())
+      if host is not None or wants_images:
+        deblurred = _local_rows(outputs['deblurred'])
+      if host is not None:
+        host.submit(chunk, deblurred, local)
+      if wants_images:
+        for j, row in enumerate(evaluator.rows):
+          if row >= chunk.num_valid:
+            continue
+          name = chunk.pairs[row].name
+          if len(images) < num_images:
+            grid = np.concatenate([local['blur'][j], deblurred[j], local['sharp'][j]], axis=1)
+            images.append((name, np.clip(grid, 0.0, 1.0)))
+          if page_images is not None:
+            page_images.add(name, local['blur'][j], deblurred[j], local['sharp'][j])
     if host is not None:
-      host.close()
-    raise
-  if host is not None:
-    _fill_host_scores(rows, chunks, host.gather(), host_metrics(evaluator.protocol))
+      host.fill(rows)
   return results.EvalResult(rows, images, evaluator.protocol)
-
-
-def _evaluate_chunks(evaluator: Evaluator, variables, on_device: tuple, host, rows: list,
-                     images: list, chunks: list, num_images: int, page_images) -> None:
-  """run_evaluation's loop: fills `rows`, `images` and `chunks`, feeds `host`."""
-  for chunk, local in pipeline.eval_batches(evaluator.chunks, evaluator.rows,
-                                            evaluator.read_pairs):
-    outputs = evaluator.eval_fn(variables, sharding.make_global_batch(local, evaluator.mesh))
-    per_image = jax.device_get({k: outputs[k] for k in on_device})
-    chunks.append(chunk)
-    for j, pair in enumerate(chunk.pairs[:chunk.num_valid]):
-      rows.append({'name': pair.name, 'group': pair.group,
-                   **{k: float(per_image[k][j]) for k in on_device}})
-    wants_images = len(images) < num_images or (page_images is not None
-                                                and page_images.wants_more())
-    if host is not None or wants_images:
-      deblurred = _local_rows(outputs['deblurred'])
-    if host is not None:
-      host.submit(chunk, deblurred, local)
-    if wants_images:
-      for j, row in enumerate(evaluator.rows):
-        if row >= chunk.num_valid:
-          continue
-        name = chunk.pairs[row].name
-        if len(images) < num_images:
-          grid = np.concatenate([local['blur'][j], deblurred[j], local['sharp'][j]], axis=1)
-          images.append((name, np.clip(grid, 0.0, 1.0)))
-        if page_images is not None:
-          page_images.add(name, local['blur'][j], deblurred[j], local['sharp'][j])
 
 
 def _page_images(evaluator: Evaluator, step: int) -> results.PageImages | None:

@@ -150,7 +150,8 @@ _WHY_NO_OPTIONS = {'mimo': 'it scores the whole RGB image, as the MIMO-UNet code
                    'realblur': "RealBlur's script scores the aligned RGB image",
                    'rsblur': "RSBlur's script scores the aligned RGB image",
                    'dpdd': "Restormer's DPDD scripts score the whole RGB image"}
-
+# Per-image scores a protocol gives besides PSNR and SSIM.
+_EXTRA_METRICS = {'dpdd': ('mae',)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,6 +186,11 @@ class Protocol:
   def on_host(self) -> bool:
     """Scored on the host after the eval step (HOST_PROTOCOLS), not inside it."""
     return self.name in HOST_PROTOCOLS
+
+  @property
+  def extra_metrics(self) -> tuple[str, ...]:
+    """Per-image scores besides PSNR and SSIM (and the input's): ('mae',) for 'dpdd'."""
+    return _EXTRA_METRICS.get(self.name, ())
 
   @property
   def min_size(self) -> int:

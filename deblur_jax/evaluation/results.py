@@ -28,9 +28,8 @@ class EvalResult:
 
   @property
   def metrics(self) -> tuple[str, ...]:
-    """PER_IMAGE_METRICS, and 'mae' where the protocol gives it ('dpdd')."""
-    extra = ('mae',) if self.rows and 'mae' in self.rows[0] else ()
-    return (*PER_IMAGE_METRICS, *extra)
+    """PER_IMAGE_METRICS and the protocol's extra ones ('mae' for 'dpdd')."""
+    return (*PER_IMAGE_METRICS, *self.protocol.extra_metrics)
 
   def summary(self) -> dict:
     """The protocol's fields; means over all images and per group (GoPro sequence, demo

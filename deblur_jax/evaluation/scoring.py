@@ -38,7 +38,7 @@ import io
 import json
 import os
 import re
-from typing import Callable, Optional
+from typing import Callable, Collection, Optional
 
 import jax
 import numpy as np
@@ -59,7 +59,9 @@ _LIST_ENTRIES = {
     'rsblur': (re.compile(r'([^/\\]+)[/\\]([^/\\]+)[/\\]gt[/\\]gt_sharp\.png$'),
                'DAY/SCENE/gt/gt_sharp.png'),
 }
-_RSBLUR_GROUPS = {'saturated': '_saturation.txt', 'non-saturated': '_non_saturation.txt'}
+# Groups listed in files beside a layout's test list (X.txt -> X_saturation.txt, ...).
+_LISTED_GROUPS = {'rsblur': {'saturated': '_saturation.txt',
+                             'non-saturated': '_non_saturation.txt'}}
 # evaluation_RealBlur_ecc.py: results of scene244 name the folder scene244_reflect.
 _SCENE_FOLDERS = {'scene244': 'scene244_reflect'}
 _HIDE_GROUPS = ('test-close-ups', 'test-long-shot')
@@ -136,16 +138,14 @@ def read_test_list(path: str, layout: str = 'realblur') -> set[str]:
   return keys
 
 
-def _rsblur_groups(test_list: Optional[str]) -> dict[str, str]:
-  """{key: 'saturated' or 'non-saturated'} from the lists beside RSBlur's test list
+def _listed_groups(layout: str, test_list: str) -> dict[str, str]:
+  """{key: group} from the lists beside the test list that _LISTED_GROUPS names
   (RSBlur_real_test.txt -> RSBlur_real_test_saturation.txt, ..._non_saturation.txt)."""
-  if test_list is None:
-    return {}
   groups = {}
-  for group, suffix in _RSBLUR_GROUPS.items():
-    path = test_list[:-len('.txt')] + suffix if test_list.endswith('.txt') else ''
+  for group, suffix in _LISTED_GROUPS.get(layout, {}).items():
+    path = test_list.removesuffix('.txt') + suffix
     if os.path.isfile(path):
-      groups.update({key: group for key in read_test_list(path, 'rsblur')})
+      groups.update({key: group for key in read_test_list(path, layout)})
   return groups
 
 
@@ -180,9 +180,8 @@ def _dpdd_groups(data_dir: str, names: list[str]) -> dict[str, str]:
   return groups
 
 
-def _rsblur_targets(data_dir: str, test_list: Optional[str] = None) -> list[Target]:
-  groups = _rsblur_groups(test_list)
-  return [Target(f'{day}/{scene}', groups.get(f'{day}/{scene}', ''),
+def _rsblur_targets(data_dir: str) -> list[Target]:
+  return [Target(f'{day}/{scene}', '',
                  os.path.join(data_dir, day, scene, 'gt', 'gt_sharp.png'),
                  _existing(os.path.join(data_dir, day, scene, 'real_blur', 'real_blur.png')))
           for day, scene in _rsblur_scenes(data_dir)]
@@ -219,12 +218,12 @@ def _gopro_targets(data_dir: str) -> list[Target]:
   return targets
 
 
-_TARGETS = {'realblur': _realblur_targets, 'target': _target_targets, 'hide': _hide_targets,
-            'gopro': _gopro_targets}
+_TARGETS = {'realblur': _realblur_targets, 'rsblur': _rsblur_targets, 'target': _target_targets,
+            'hide': _hide_targets, 'gopro': _gopro_targets}
 _LISTED_LAYOUTS = ('realblur', 'rsblur')  # Folders that hold other splits too: a test list.
 
 
-def _result_key(layout: str, relative: str, keys: set[str]) -> Optional[str]:
+def _result_key(layout: str, relative: str, keys: Collection[str]) -> Optional[str]:
   """The target key a result at `relative` (under the results folder) names: by the
   benchmark's own naming, or by the blurred input's path under the data folder, as
   `deblur_jax.predict` mirrors it (sceneNNN/blur/blur_K, DAY/SCENE/real_blur/real_blur,
@@ -267,15 +266,14 @@ def match_results(results_dir: str, data_dir: str, test_list: Optional[str] = No
   if test_list is not None and layout not in _LISTED_LAYOUTS:
     raise InputError(f'--test_list is for RealBlur and RSBlur folders, but --data={data_dir} '
                      f'has the {layout!r} layout.')
-  found_targets = (_rsblur_targets(data_dir, test_list) if layout == 'rsblur'
-                   else _TARGETS[layout](data_dir))
-  targets = {t.key: t for t in found_targets}
+  targets = {t.key: t for t in _TARGETS[layout](data_dir)}
   if test_list is not None:
-    listed = read_test_list(test_list, layout)
-    targets = {k: t for k, t in targets.items() if k in listed}
+    listed, groups = read_test_list(test_list, layout), _listed_groups(layout, test_list)
+    targets = {k: dataclasses.replace(t, group=groups.get(k, t.group))
+               for k, t in targets.items() if k in listed}
   pairs, unmatched, found = [], [], set()
-  for path, relative in _result_files(results_dir):
-    key = _result_key(layout, relative, set(targets))
+  for path, relative in image_files.list_images(results_dir, '--results'):
+    key = _result_key(layout, relative, targets)
     if key not in targets or key in found:
       unmatched.append(relative)
       continue
@@ -286,17 +284,6 @@ def match_results(results_dir: str, data_dir: str, test_list: Optional[str] = No
   missing = [os.path.relpath(t.path, data_dir) for k, t in sorted(expected.items())
              if k not in found]
   return layout, pairs, unmatched, missing
-
-
-def _result_files(results_dir: str) -> list[tuple[str, str]]:
-  """(path, path relative to results_dir) of every image under it; not score files."""
-  found = []
-  for folder, subfolders, names in os.walk(results_dir):
-    subfolders.sort()
-    for name in image_files.image_names(names):
-      path = os.path.join(folder, name)
-      found.append((path, os.path.relpath(path, results_dir)))
-  return found
 
 
 def _read_pair(pair: Pair):
