@@ -25,6 +25,7 @@ from typing import Sequence
 
 from deblur_jax.core import files
 from deblur_jax.core.errors import InputError
+from deblur_jax.evaluation import tables
 
 DEFAULT_PAGE_IMAGES = 100  # Images whose comparison a page keeps, the first evaluated.
 MAX_CURVE_POINTS = 500  # Longer curves are drawn as means of consecutive logged values.
@@ -40,6 +41,12 @@ _METRICS = ('psnr', 'ssim', 'input_psnr', 'input_ssim')  # The per-image CSV col
 def eval_dir(workdir: str) -> str:
   """Where a run's evaluations write their files."""
   return os.path.join(workdir, 'eval')
+
+
+def benchmarks_dir(workdir: str, step: int) -> str:
+  """Where `deblur_jax.score --workdir` writes the step's paper table (table.md,
+  table.tex) and each benchmark's results and scores."""
+  return os.path.join(eval_dir(workdir), f'step_{step}_benchmarks')
 
 
 def page_path(workdir: str, step: int) -> str:
@@ -93,7 +100,8 @@ def _thin(points: list[tuple[int, float]], max_points: int = MAX_CURVE_POINTS) -
 
 
 def page_data(record: dict, rows: Sequence[dict], scalars: dict, *,
-              images: dict | None = None, pages: Sequence[int] = ()) -> dict:
+              images: dict | None = None, pages: Sequence[int] = (),
+              benchmark_tables: Sequence[str] = ()) -> dict:
   """What the results page of one evaluation shows.
 
   Args:
@@ -104,12 +112,14 @@ def page_data(record: dict, rows: Sequence[dict], scalars: dict, *,
     images: {name: {'blur', 'deblurred', 'sharp': path relative to the page}} of the
       images whose comparison was saved.
     pages: the other evaluated steps that have a page, to link to.
+    benchmark_tables: the step's paper tables (paths relative to the page), to link to.
 
   Returns:
     {'step', 'run' (model, parameters, data, protocol), 'overall', 'groups' ({name: means}),
     'ema' (means or None), 'rows' (per image, worst PSNR gain first), 'images' (how many
-    were saved), 'curves' (CURVES with their points), 'pages'}. Means hold 'count', the
-    metrics, 'psnr_gain' and 'ssim_gain' (the restored image's minus the blurred input's).
+    were saved), 'curves' (CURVES with their points), 'pages', 'benchmark_tables'}. Means
+    hold 'count', the metrics, 'psnr_gain' and 'ssim_gain' (the restored image's minus the
+    blurred input's).
   """
   images = images or {}
   table = []
@@ -142,6 +152,7 @@ def page_data(record: dict, rows: Sequence[dict], scalars: dict, *,
                              for tag, label in series]}
                  for title, series in CURVES],
       'pages': sorted(pages),
+      'benchmark_tables': list(benchmark_tables),
   }
 
 
@@ -176,7 +187,12 @@ def load_page_data(workdir: str, step: int | None = None) -> dict:
             and all(_is_local(p) and os.path.isfile(os.path.join(folder, p))
                     for p in paths.values())}
   pages = [s for s in steps if s != step and os.path.isfile(page_path(workdir, s))]
-  return page_data(record, rows, read_scalars(workdir), images=images, pages=pages)
+  benchmarks = benchmarks_dir(workdir, step)
+  benchmark_tables = [os.path.relpath(os.path.join(benchmarks, name), folder)
+                      for name in tables.TABLE_FILES
+                      if os.path.isfile(os.path.join(benchmarks, name))]
+  return page_data(record, rows, read_scalars(workdir), images=images, pages=pages,
+                   benchmark_tables=benchmark_tables)
 
 
 def write_page(workdir: str, step: int | None = None) -> str:
@@ -222,6 +238,10 @@ def _run_table(data: dict) -> str:
       ('Images', f'{shown["evaluated"]:,} evaluated; comparisons saved for '
                  f'{shown["saved"]:,}{_e(limit)}'),
   ]
+  if data['benchmark_tables']:
+    links = ', '.join(f'<a href="{urllib.parse.quote(path)}">{_e(os.path.basename(path))}</a>'
+                      for path in data['benchmark_tables'])
+    entries.append(('Paper table', f'{links} (deblur_jax.score on each benchmark)'))
   if data['pages']:
     links = ', '.join(f'<a href="step_{s}.html">{s:,}</a>' for s in data['pages'])
     entries.append(('Other evaluations', links))

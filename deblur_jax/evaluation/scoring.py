@@ -254,14 +254,8 @@ def _result_key(layout: str, relative: str, keys: Collection[str]) -> Optional[s
   return os.path.basename(stem) if os.path.basename(stem) in keys else None
 
 
-def match_results(results_dir: str, data_dir: str, test_list: Optional[str] = None
-                  ) -> tuple[str, list[Pair], list[str], list[str]]:
-  """(layout, pairs, result names that match no target, targets without a result).
-
-  Every target of the layout needs a result, except RealBlur's and RSBlur's
-  without a test list (their folders hold the training scenes too)."""
-  if not os.path.isdir(results_dir):
-    raise InputError(f'--results={results_dir} is not a folder.')
+def _benchmark_targets(data_dir: str, test_list: Optional[str]) -> tuple[str, dict[str, Target]]:
+  """(layout, {key: target}) of `data_dir`, only those of `test_list` where given."""
   layout = detect_layout(data_dir)
   if test_list is not None and layout not in _LISTED_LAYOUTS:
     raise InputError(f'--test_list is for RealBlur and RSBlur folders, but --data={data_dir} '
@@ -271,6 +265,36 @@ def match_results(results_dir: str, data_dir: str, test_list: Optional[str] = No
     listed, groups = read_test_list(test_list, layout), _listed_groups(layout, test_list)
     targets = {k: dataclasses.replace(t, group=groups.get(k, t.group))
                for k, t in targets.items() if k in listed}
+  return layout, targets
+
+
+def benchmark_inputs(data_dir: str, test_list: Optional[str] = None) -> list[tuple[str, str]]:
+  """(path, path relative to `data_dir`) of the blurred input of every target a
+  result is expected for (match_results), for a model to restore; results written
+  at those relative paths match their targets. RealBlur and RSBlur need their test
+  list: their folders hold the training scenes too."""
+  layout, targets = _benchmark_targets(data_dir, test_list)
+  if layout in _LISTED_LAYOUTS and test_list is None:
+    raise InputError(f'--data={data_dir} ({layout} layout) holds the training scenes too: '
+                     "give the benchmark's test list.")
+  if not targets:
+    raise InputError(f'--data={data_dir} holds no ground-truth image ({layout} layout).')
+  without = [os.path.relpath(t.path, data_dir) for t in targets.values() if t.blurred is None]
+  if without:
+    raise InputError(f'--data={data_dir}: no blurred input for {len(without)} ground-truth '
+                     f'images, e.g. {without[0]}.')
+  return [(t.blurred, os.path.relpath(t.blurred, data_dir)) for _, t in sorted(targets.items())]
+
+
+def match_results(results_dir: str, data_dir: str, test_list: Optional[str] = None
+                  ) -> tuple[str, list[Pair], list[str], list[str]]:
+  """(layout, pairs, result names that match no target, targets without a result).
+
+  Every target of the layout needs a result, except RealBlur's and RSBlur's
+  without a test list (their folders hold the training scenes too)."""
+  if not os.path.isdir(results_dir):
+    raise InputError(f'--results={results_dir} is not a folder.')
+  layout, targets = _benchmark_targets(data_dir, test_list)
   pairs, unmatched, found = [], [], set()
   for path, relative in image_files.list_images(results_dir, '--results'):
     key = _result_key(layout, relative, targets)

@@ -378,3 +378,51 @@ def test_dpdd_scores_are_restormers_utils(name):
     assert scores['psnr'] == pytest.approx(official[kind]['psnr'], abs=1e-4)
     assert scores['ssim'] == pytest.approx(official[kind]['ssim'], abs=1e-6)
     assert scores['mae'] == pytest.approx(official[kind]['mae'], abs=1e-7)
+
+
+def test_a_checkpoints_table_restores_each_benchmark_and_the_results_page_links_it(tmp_path):
+  """--workdir instead of results: the model restores every benchmark's blurred inputs
+  (RealBlur's through its test list), each is scored under its protocol, and the
+  step's results page links the tables."""
+  from helpers import write_tiny_checkpoint  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / 'run'
+  write_tiny_checkpoint(workdir, step=5)
+  evaluation = workdir / 'eval'  # An evaluation of step 5 with its page, as --mode=eval leaves.
+  os.makedirs(evaluation)
+  (evaluation / 'step_5.json').write_text(json.dumps(
+      {'psnr': 30.0, 'ssim': 0.9, 'input_psnr': 25.0, 'input_ssim': 0.8, 'num_images': 1}))
+  (evaluation / 'step_5.csv').write_text('name,psnr,ssim,input_psnr,input_ssim\na.png,30,0.9,25,'
+                                         '0.8\n')
+  data = tmp_path / 'DPDD'
+  copy_fixture_images(lambda kind, i: {'gt': data / 'target', 'blur': data / 'inputC',
+                                       'result': tmp_path / 'unused'}[kind],
+                      lambda kind, i: f'{i}.png')
+  realblur_data = os.path.join(FIXTURE, 'data')
+  command = [sys.executable, '-m', 'deblur_jax.score', f'--workdir={workdir}', '--workers=1',
+             f'--benchmark=RealBlur-J,realblur,{realblur_data},'
+             f'{os.path.join(realblur_data, "RealBlur_J_test_list.txt")}',
+             f'--benchmark=DPDD,mimo,{data}']
+  run = subprocess.run(command, capture_output=True, text=True)
+  assert run.returncode == 0, run.stderr
+  output = evaluation / 'step_5_benchmarks'
+  assert sorted(os.listdir(output / 'DPDD' / 'results' / 'inputC')) == ['0.png', '1.png', '2.png']
+  assert sorted(p.name for p in (output / 'RealBlur-J' / 'results').rglob('*.png')) == [
+      'blur_1.png', 'blur_2.png', 'blur_3.png']
+  scores = json.loads((output / 'RealBlur-J' / 'scores.json').read_text())
+  assert scores['protocol'] == 'realblur' and scores['means']['count'] == 3
+  markdown = (output / 'table.md').read_text().splitlines()
+  assert markdown[0] == '| method | RealBlur-J PSNR / SSIM | DPDD PSNR / SSIM |'
+  assert markdown[2].startswith('| MIMOUNet |')
+  assert markdown[3] == '| protocol | `realblur` (3 images) | `mimo` (3 images) |'
+  page = (evaluation / 'step_5.html').read_text()
+  assert 'href="step_5_benchmarks/table.md"' in page
+  assert 'href="step_5_benchmarks/table.tex"' in page
+  # Again: everything exists, nothing is replaced without --overwrite.
+  again = subprocess.run(command, capture_output=True, text=True)
+  assert again.returncode == 2 and 'exists; pass --overwrite' in again.stderr
+  # A RealBlur folder without its test list holds the training scenes too.
+  unlisted = subprocess.run([*command[:4], f'--output={tmp_path / "x"}',
+                             f'--benchmark=R,realblur,{realblur_data}'],
+                            capture_output=True, text=True)
+  assert unlisted.returncode == 2 and "give the benchmark's test list" in unlisted.stderr
+  assert not (tmp_path / 'x').exists()
