@@ -11,6 +11,7 @@ from deblur_jax.core.errors import InputError
 from deblur_jax.core.lookup import lookup
 from deblur_jax.models import (
   autoencoder,
+  evssm,
   fftformer,
   gan,
   mimo_unet,
@@ -32,6 +33,7 @@ MODELS = {
     'gan_generator': gan.ResnetGenerator,  # DeblurGAN-style ResNet generator.
     'restormer': restormer.Restormer,  # Restormer (motion, defocus, deraining, denoising).
     'fftformer': fftformer.FFTformer,  # FFTformer (GoPro, RealBlur).
+    'evssm': evssm.EVSSM,  # EVSSM (GoPro), Mamba's selective scan in JAX.
 }
 
 

@@ -2,7 +2,7 @@
 
     convert_file('NAFNet-GoPro-width64.pth', None, 'runs/nafnet64')  # model read from the keys
 
-Each family module (mimo_unet, nafnet, restormer, fftformer) reads its sizes from
+Each family module (mimo_unet, nafnet, restormer, fftformer, evssm) reads its sizes from
 the state dict,
 checks every key and shape, and returns the Flax parameters with the config the
 checkpoint records; this module finds the state dict, tells the families apart,
@@ -18,6 +18,7 @@ from deblur_jax.core import checkpoints
 from deblur_jax.core.errors import InputError
 from deblur_jax.core.lookup import lookup
 from deblur_jax.weights import (
+  evssm_pytorch,
   fftformer_pytorch,
   mimo_unet_pytorch,
   nafnet_pytorch,
@@ -39,11 +40,13 @@ MODELS = {
     'restormer_dual_pixel': ('restormer', 'configs/restormer.py:dual_pixel'),
     'fftformer': ('fftformer', 'configs/fftformer.py'),
     'fftformer_realblur': ('fftformer', 'configs/fftformer.py:realblur'),
+    'evssm': ('evssm', 'configs/evssm.py'),
 }
 FAMILIES = {'mimo_unet': mimo_unet_pytorch, 'nafnet': nafnet_pytorch,
-            'restormer': restormer_pytorch, 'fftformer': fftformer_pytorch}
+            'restormer': restormer_pytorch, 'fftformer': fftformer_pytorch,
+            'evssm': evssm_pytorch}
 _FAMILY_NAMES = {'mimo_unet': 'MIMO-UNet', 'nafnet': 'NAFNet', 'restormer': 'Restormer',
-                 'fftformer': 'FFTformer'}
+                 'fftformer': 'FFTformer', 'evssm': 'EVSSM'}
 
 
 def identify(state_dict: dict) -> str | None:
