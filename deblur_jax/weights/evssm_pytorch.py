@@ -31,7 +31,7 @@ _MODULE_NAMES = (
 _LEVEL_KEY = re.compile(r'encoder_level([123])\.block(\d+)\.')
 # A 'kernel' of this many axes -> the transpose of its PyTorch weight: Conv2d (out, in,
 # kh, kw) -> HWIO, Conv1d (C, 1, k) -> (k, 1, C), Linear (out, in) -> (in, out).
-_KERNEL_AXES = {4: state_dicts.CONV_AXES, 3: (2, 1, 0), 2: (1, 0)}
+KERNEL_AXES = {4: state_dicts.CONV_AXES, 3: (2, 1, 0), 2: (1, 0)}
 
 
 def torch_key(flax_path: tuple[str, ...]) -> str:
@@ -80,7 +80,7 @@ def params_from_state_dict(state_dict: dict, source: str = 'the state dict') -> 
            traverse_util.flatten_dict(template).items()}
 
   def axes(path):
-    return _KERNEL_AXES[ranks[path]] if path[-1] == 'kernel' else None
+    return KERNEL_AXES[ranks[path]] if path[-1] == 'kernel' else None
 
   return state_dicts.params_from_template(
       state_dict, template, torch_key, axes, f'an EVSSM state dict with {describe(sizes)}',

@@ -94,6 +94,15 @@ DOCUMENTED = [
     ('fftformer.py:realblur', {'data.crop_size': 256, 'train.batch_size': 16,
                                'optimizer.learning_rate': 4e-4, 'eval.protocol': 'realblur'}),
     ('fftformer.py:tiny', {'model.dim': 8, 'data.crop_size': 32, 'train.num_train_steps': 3}),
+    ('evssm.py', {'model.name': 'evssm', 'model.dim': 48, 'model.num_blocks': (6, 6, 12),
+                  'model.windows': True, 'model.window_sizes': (384, 192, 96),
+                  'optimizer.name': 'adamw', 'optimizer.learning_rate': 1e-3,
+                  'optimizer.b2': 0.9, 'optimizer.weight_decay': 1e-3,
+                  'optimizer.end_learning_rate': 1e-7, 'optimizer.grad_clip_norm': 0.01,
+                  'train.batch_size': 32, 'data.crop_size': 128, 'loss.name': 'mimo',
+                  'train.num_train_steps': 300_000, 'data.augment': 'flips_rot90'}),
+    ('evssm.py:tiny', {'model.dim': 8, 'model.num_blocks': (1, 1, 1), 'data.crop_size': 32,
+                       'train.num_train_steps': 3}),
 ]
 
 
