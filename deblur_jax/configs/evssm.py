@@ -37,7 +37,8 @@ def get_config(arg: Optional[str] = None):
       ffn_expansion_factor=3.0,  # EDFFN hidden width = int(channels x this).
       use_bias=False,  # Biases in the EDFFN convs and the output conv.
       windows=True,  # The test model's overlapping scan windows, when not training.
-      window_sizes=(384, 192, 96),  # Their sides per level (the official ones).
+      window_sizes=(384, 192, 96),  # The windows' sides per level, top first (official).
+      remat=False,  # Recompute each block's activations in the backward pass (memory).
   ))
   config.data.crop_size = 128
   config.data.augment = 'flips_rot90'

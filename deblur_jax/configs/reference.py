@@ -14,7 +14,7 @@ import re
 
 from deblur_jax.configs import common
 
-MODEL_CONFIGS = ('mimo', 'nafnet', 'restormer', 'fftformer', 'unet', 'resunet',
+MODEL_CONFIGS = ('mimo', 'nafnet', 'restormer', 'fftformer', 'evssm', 'unet', 'resunet',
                  'autoencoder', 'gan')
 
 # `config.a.b = value  # comment`, `optimizer.b = ...` or `b=value,  # comment` (a dict(...)).

@@ -338,6 +338,8 @@ class EVSSM(nn.Module):
     windows: the test model's overlapping scan windows when not training.
     window_sizes: their sides per level, top first (the official 384, 192, 96;
       smaller ones bound memory further but change the output).
+    remat: recompute each block's activations in the backward pass instead of
+      keeping them (training memory for compute; the same numbers).
     dtype: compute dtype; parameters stay float32, norms, FFTs and scans run in float32.
 
   Call with images (N, H, W, 3), H and W multiples of 4 (pad with
@@ -350,6 +352,7 @@ class EVSSM(nn.Module):
   use_bias: bool = False
   windows: bool = True
   window_sizes: Sequence[int] = WINDOWS
+  remat: bool = False
   dtype: Any = jnp.float32
 
   size_multiple: ClassVar[int] = 4  # Two halvings; EDFFN pads its own patches.
@@ -361,10 +364,11 @@ class EVSSM(nn.Module):
     check_images('EVSSM', x, self.size_multiple)
     dim, dtype = self.dim, self.dtype
     windowed = self.windows and not train
+    block = nn.remat(EVSBlock, static_argnums=(2,)) if self.remat else EVSBlock
 
     def level(z, name, depth):
       for j in range(self.num_blocks[depth]):
-        z = EVSBlock(dim << depth, j, self.window_sizes[depth], self.ffn_expansion_factor,
+        z = block(dim << depth, j, self.window_sizes[depth], self.ffn_expansion_factor,
                      self.use_bias, dtype, name=f'{name}_{j}')(z, windowed)
       return z
 
