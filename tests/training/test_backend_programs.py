@@ -30,7 +30,7 @@ FAMILIES = {'mimo_unet': ('mimo', 'tiny'), 'nafnet': ('nafnet', 'tiny'),
             'autoencoder': ('autoencoder', 'tiny'),
             'attention_autoencoder': ('autoencoder', 'attention,tiny'),
             'gan_generator': ('gan', 'tiny'), 'restormer': ('restormer', 'tiny'),
-            'fftformer': ('fftformer', 'tiny')}
+            'fftformer': ('fftformer', 'tiny'), 'evssm': ('evssm', 'tiny')}
 
 
 def test_every_registered_model_is_covered():
@@ -77,6 +77,15 @@ def test_accelerators_get_the_grouped_depthwise_conv_and_the_cpu_its_shifted_tap
   cpu_program = lowered_step('nafnet', 'cpu')
   assert not group_counts(cpu_program)
   assert 'stablehlo.case' in cpu_program  # the skipped-step update stays a cond on CPUs
+
+
+def test_accelerators_scan_each_chunk_in_parallel_form_and_the_cpu_step_by_step():
+  """EVSSM's selective scan: a loop over chunks everywhere; inside each chunk a second
+  loop (one position a step) on CPUs only, lax.associative_scan's log-depth form on
+  GPUs and TPUs."""
+  loops = {platform: lowered_step('evssm', platform).count('stablehlo.while')
+           for platform in ('cpu', 'cuda', 'tpu')}
+  assert loops['cuda'] == loops['tpu'] > 0 and loops['cpu'] > loops['cuda'], loops
 
 
 def test_the_bias_gradient_is_the_same_either_way():
