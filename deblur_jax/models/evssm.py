@@ -95,11 +95,6 @@ def _associative_chunk(A, h, u, delta, Bs, Cs):
   return states[:, -1], jnp.einsum('btdn,btn->btd', states, Cs)
 
 
-def _chunk(A, h, u, delta, Bs, Cs):
-  return jax.lax.platform_dependent(A, h, u, delta, Bs, Cs, cpu=_sequential_chunk,
-                                    default=_associative_chunk)
-
-
 def selective_scan_sequential(u, delta, A, Bs, Cs, D):
   """The selective scan as defined (mamba's selective_scan_ref): one lax.scan step
   per position, float32. Its gradient keeps every step's (B, D, N) state."""
@@ -117,6 +112,11 @@ def selective_scan(u, delta, A, Bs, Cs, D, chunk: int = SCAN_CHUNK, chunk_fn=Non
   elsewhere, chosen when lowered). The same numbers as selective_scan_sequential up
   to float rounding. float32."""
   u, delta, A, Bs, Cs, D = (x.astype(jnp.float32) for x in (u, delta, A, Bs, Cs, D))
+  if chunk_fn is None:
+    return jax.lax.platform_dependent(
+        u, delta, A, Bs, Cs, D,
+        cpu=functools.partial(selective_scan, chunk=chunk, chunk_fn=_sequential_chunk),
+        default=functools.partial(selective_scan, chunk=chunk, chunk_fn=_associative_chunk))
   batch, length, channels = u.shape
   chunk = min(chunk, length)
   pad = -length % chunk  # Zero steps: delta 0 keeps the state, their outputs are dropped.
@@ -126,7 +126,7 @@ def selective_scan(u, delta, A, Bs, Cs, D, chunk: int = SCAN_CHUNK, chunk_fn=Non
     x = jnp.pad(x, ((0, 0), (0, pad), (0, 0)))
     return _time_major(x.reshape(batch, count, chunk, x.shape[-1]))
 
-  body = functools.partial(chunk_fn or _chunk, A)
+  body = functools.partial(chunk_fn, A)
 
   @jax.checkpoint
   def step(h, inputs):
