@@ -44,8 +44,10 @@ from deblur_jax.models.layers import (
   DepthwiseConv3x3,
   TorchConv,
   check_images,
+  downsample_conv,
   pixelwise_matmul,
   torch_uniform,
+  upsample_conv,
 )
 
 # The official GoPro model (options/train/GoPro.yml; EVSSM()'s defaults): 17,129,472
@@ -369,16 +371,11 @@ class EVSSM(nn.Module):
     def level(z, name, depth):
       for j in range(self.num_blocks[depth]):
         z = block(dim << depth, j, self.window_sizes[depth], self.ffn_expansion_factor,
-                     self.use_bias, dtype, name=f'{name}_{j}')(z, windowed)
+                  self.use_bias, dtype, name=f'{name}_{j}')(z, windowed)
       return z
 
-    def down(z, name):
-      z = image_ops.bilinear_downsample_2x(z)
-      return TorchConv(2 * z.shape[-1], 3, use_bias=False, dtype=dtype, name=name)(z)
-
-    def up(z, name):
-      z = image_ops.bilinear_upsample_2x(z)
-      return TorchConv(z.shape[-1] // 2, 3, use_bias=False, dtype=dtype, name=name)(z)
+    down = functools.partial(downsample_conv, dtype=dtype)
+    up = functools.partial(upsample_conv, dtype=dtype)
 
     inp = x.astype(jnp.float32)
     z = TorchConv(dim, 3, use_bias=False, dtype=dtype, name='patch_embed')(inp)

@@ -31,14 +31,15 @@ from typing import Any, ClassVar, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from deblur_jax.models import image_ops
 from deblur_jax.models.layers import (
   ChannelLayerNorm,
   Conv1x1,
   DepthwiseConv3x3,
   TorchConv,
   check_images,
+  downsample_conv,
   torch_uniform,
+  upsample_conv,
 )
 
 PATCH = 8  # the side of the patches DFFN and FSAS transform
@@ -209,13 +210,8 @@ class FFTformer(nn.Module):
         z = block(features, att=att, name=f'{name}_{j}')(z)
       return z
 
-    def down(z, name):
-      z = image_ops.bilinear_downsample_2x(z)
-      return TorchConv(2 * z.shape[-1], 3, use_bias=False, dtype=dtype, name=name)(z)
-
-    def up(z, name):
-      z = image_ops.bilinear_upsample_2x(z)
-      return TorchConv(z.shape[-1] // 2, 3, use_bias=False, dtype=dtype, name=name)(z)
+    down = functools.partial(downsample_conv, dtype=dtype)
+    up = functools.partial(upsample_conv, dtype=dtype)
 
     inp = x.astype(jnp.float32)
     z = TorchConv(dim, 3, use_bias=self.use_bias, dtype=dtype, name='patch_embed')(inp)

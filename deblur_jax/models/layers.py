@@ -8,7 +8,8 @@
 - `reflect_pad`: reflection padding of height and width.
 - `torch_uniform`: PyTorch's default conv init, for the models ported from PyTorch.
 - `TorchConv`: PyTorch's padded conv and init (`Conv1x1`: k = 1), 1x1 convs
-  computed as a matmul (faster on XLA's CPU backend).
+  computed as a matmul (faster on XLA's CPU backend); `downsample_conv` and
+  `upsample_conv`, a bilinear resize and a 3x3 TorchConv (FFTformer, EVSSM).
 - `ConcatConv1x1`: TorchConv's 1x1 conv of a channel concatenation of
   nearest-upsampled maps, computed part by part without building it.
 - `DepthwiseConv3x3`: a depthwise 3x3 conv, on CPUs computed as nine shifted
@@ -184,6 +185,20 @@ class TorchConv(nn.Module):
 
 
 Conv1x1 = functools.partial(TorchConv, kernel_size=1)
+
+
+def downsample_conv(x, name: str, dtype: Any = jnp.float32):
+  """FFTformer's and EVSSM's Downsample: bilinear 0.5x (`image_ops`), then a bias-free
+  3x3 `TorchConv` named `name` doubling the channels. Call inside a compact module."""
+  x = image_ops.bilinear_downsample_2x(x)
+  return TorchConv(2 * x.shape[-1], 3, use_bias=False, dtype=dtype, name=name)(x)
+
+
+def upsample_conv(x, name: str, dtype: Any = jnp.float32):
+  """Their Upsample: bilinear 2x, then a bias-free 3x3 `TorchConv` named `name`
+  halving the channels. Call inside a compact module."""
+  x = image_ops.bilinear_upsample_2x(x)
+  return TorchConv(x.shape[-1] // 2, 3, use_bias=False, dtype=dtype, name=name)(x)
 
 
 class ConcatConv1x1(nn.Module):
