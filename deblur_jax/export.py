@@ -7,7 +7,9 @@
 The .jaxexport file is a serialised `jax.export.Exported` with the weights
 inside: float32 NHWC images in [0, 1] (any batch, any height and width from 4
 up; 5 for the GAN generator) in, the deblurred images (clamped to [0, 1], same
-shape) out, for every model. Running it needs jax alone, not this library:
+shape) out, for every model. EVSSM, whose scan windows are laid out by the image
+size, exports for one size: --image_size=HxW (any batch). Running it needs jax
+alone, not this library:
 
   exported = jax.export.deserialize(open('mimo.jaxexport', 'rb').read())
   deblurred = exported.call(images)
@@ -33,7 +35,20 @@ flags.DEFINE_string('saved_model', None, 'Also write a TensorFlow SavedModel to 
 flags.DEFINE_enum('dtype', 'float32', list(models.COMPUTE_DTYPES), 'Compute dtype.')
 flags.DEFINE_list('platforms', None, "Platforms to lower for, e.g. 'cpu,cuda' (default: this "
                   f"machine's); any of {', '.join(serialize.PLATFORMS)}.")
+flags.DEFINE_string('image_size', None, 'HxW, e.g. 720x1280: export for this image size '
+                    '(any batch) instead of any size; needed by EVSSM, whose scan windows '
+                    'are laid out by the image size.')
 flags.mark_flags_as_required(['output'])
+
+
+def _image_size(text):
+  """(H, W) of --image_size, or None."""
+  if text is None:
+    return None
+  parts = text.lower().split('x')
+  if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+    raise InputError(f'--image_size={text!r} must be HEIGHTxWIDTH, e.g. 720x1280.')
+  return int(parts[0]), int(parts[1])
 
 
 def main(_):
@@ -41,16 +56,18 @@ def main(_):
     raise InputError(f'--output={FLAGS.output!r} is a folder; give a file name.')
   for platform in FLAGS.platforms or ():
     lookup(serialize.PLATFORMS, platform, '--platforms')
+  image_size = _image_size(FLAGS.image_size)
   workdir, step = checkpoints.checkpoint_location(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
   model, variables, step = deblur.load_model(workdir, step, models.compute_dtype(FLAGS.dtype))
-  exported = serialize.export(model, variables, FLAGS.platforms)
+  exported = serialize.export(model, variables, FLAGS.platforms, image_size)
   with files.atomic_write(FLAGS.output) as f:
     f.write(exported.serialize())
-  logging.info('Wrote %s: the checkpoint at step %d for %s, images from %dx%d up, %d bytes.',
-               FLAGS.output, step, exported.platforms, serialize.min_side(model),
-               serialize.min_side(model), os.path.getsize(FLAGS.output))
+  sizes = (f'images of {image_size[0]}x{image_size[1]}' if image_size else
+           f'images from {serialize.min_side(model)}x{serialize.min_side(model)} up')
+  logging.info('Wrote %s: the checkpoint at step %d for %s, %s, %d bytes.', FLAGS.output, step,
+               exported.platforms, sizes, os.path.getsize(FLAGS.output))
   if FLAGS.saved_model:
-    serialize.write_saved_model(model, variables, FLAGS.saved_model)
+    serialize.write_saved_model(model, variables, FLAGS.saved_model, image_size)
     logging.info('Wrote the SavedModel %s.', FLAGS.saved_model)
 
 

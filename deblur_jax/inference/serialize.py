@@ -2,7 +2,9 @@
 
 Both take float32 NHWC images in [0, 1] (any batch, any height and width from
 `min_side(model)` up: 4, or 5 for the GAN generator) and return the deblurred
-images (clamped to [0, 1], same shape). Running the `jax.export.Exported`
+images (clamped to [0, 1], same shape). A model whose computation is laid out by
+the image size (EVSSM's scan windows: `sized_by_image`) is exported for one
+height and width (`image_size`), any batch. Running the `jax.export.Exported`
 needs jax alone, not this library:
 
   exported = jax.export.deserialize(open('mimo.jaxexport', 'rb').read())
@@ -32,11 +34,34 @@ def image_constraints(model) -> tuple[str, str]:
   return (f'h >= {min_side(model)}', f'w >= {min_side(model)}')
 
 
-def export(model, variables, platforms=None) -> jax.export.Exported:
-  """The deblur_fn function exported for any image shape, lowered for `platforms`
-  (some of PLATFORMS; default: this machine's). An InputError naming the model
-  if it cannot be written for symbolic image sizes."""
-  shape = jax.export.symbolic_shape(IMAGE_SHAPE, constraints=image_constraints(model))
+def sized_by_image(model) -> bool:
+  """Whether `model` lays its computation out by the image size (a class attribute),
+  so that it exports for one size (`image_size`) only."""
+  return getattr(type(model), 'sized_by_image', False)
+
+
+def _polymorphic_shape(model, image_size) -> tuple[str, tuple[str, ...]]:
+  """(the input's shape spec, its constraints): any size, or `image_size` (H, W)."""
+  if image_size is None and sized_by_image(model):
+    raise InputError(f'{type(model).__name__} lays out its computation by the image size '
+                     '(its scan windows): export it for one size with --image_size=HxW, '
+                     'e.g. 720x1280.')
+  if image_size is None:
+    return IMAGE_SHAPE, image_constraints(model)
+  height, width = image_size
+  if min(height, width) < min_side(model):
+    raise InputError(f'--image_size={height}x{width}: {type(model).__name__} takes sides '
+                     f'from {min_side(model)}.')
+  return f'b, {height}, {width}, 3', ()
+
+
+def export(model, variables, platforms=None, image_size=None) -> jax.export.Exported:
+  """The deblur_fn function exported for any image shape (or, with `image_size`
+  (H, W), for that size and any batch), lowered for `platforms` (some of
+  PLATFORMS; default: this machine's). An InputError naming the model if it cannot
+  be written for symbolic image sizes."""
+  spec, constraints = _polymorphic_shape(model, image_size)
+  shape = jax.export.symbolic_shape(spec, constraints=constraints)
   try:
     return jax.export.export(deblur.make_deblur_fn(model, variables), platforms=platforms)(
         jax.ShapeDtypeStruct(shape, jnp.float32))
@@ -46,16 +71,18 @@ def export(model, variables, platforms=None) -> jax.export.Exported:
                      f'{reason}') from e
 
 
-def write_saved_model(model, variables, directory: str) -> None:
-  """A TensorFlow SavedModel with a `serving_default` signature, through jax2tf."""
+def write_saved_model(model, variables, directory: str, image_size=None) -> None:
+  """A TensorFlow SavedModel with a `serving_default` signature, through jax2tf (for
+  `image_size` (H, W) only, as `export`, where given)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
 
+  spec, constraints = _polymorphic_shape(model, image_size)
   converted = jax2tf.convert(deblur.make_deblur_fn(model, variables), with_gradient=False,
-                             polymorphic_shapes=[IMAGE_SHAPE],
-                             polymorphic_constraints=image_constraints(model))
+                             polymorphic_shapes=[spec], polymorphic_constraints=constraints)
+  height, width = image_size or (None, None)
   module = tf.Module()
   module.deblur_fn = tf.function(
       converted, autograph=False,
-      input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name='images')])
+      input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name='images')])
   tf.saved_model.save(module, directory, signatures={'serving_default': module.deblur_fn})

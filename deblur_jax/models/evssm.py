@@ -360,6 +360,8 @@ class EVSSM(nn.Module):
   size_multiple: ClassVar[int] = 4  # Two halvings; EDFFN pads its own patches.
   # The scan relates pixels across its whole window: more padding would change the output.
   pad_only_to_multiple: ClassVar[bool] = True
+  # The windows' number and places follow the image size: exported for one size.
+  sized_by_image: ClassVar[bool] = True
 
   @nn.compact
   def __call__(self, x, train: bool = False):

@@ -32,8 +32,8 @@ def test_an_unknown_config_name_stays_an_error_naming_it(tmp_path):
                   f'--workdir={tmp_path}', cwd=tmp_path)
   assert proc.returncode != 0
   assert 'configs/nonexistent.py' in proc.stderr and 'Traceback' not in proc.stderr
-  assert ("the shipped configs are ['configs/autoencoder.py', 'configs/fftformer.py', "
-          "'configs/gan.py'," in proc.stderr)
+  assert ("the shipped configs are ['configs/autoencoder.py', 'configs/evssm.py', "
+          "'configs/fftformer.py', 'configs/gan.py'," in proc.stderr)
 
 
 @pytest.fixture(scope='module')

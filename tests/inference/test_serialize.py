@@ -29,6 +29,7 @@ TINY_MODELS = (
     ('gan', 'tiny', {}),
     ('restormer', 'tiny', {}),
     ('fftformer', 'tiny', {}),
+    ('evssm', 'tiny', {'window_sizes': (12, 6, 3)}),  # windows overlapping at 20x28
 )
 # Sides that are multiples of no model's size multiple (4, 8, 16), batch 1 and 2.
 SHAPES = ((1, 20, 28, 3), (2, 9, 11, 3))
@@ -83,14 +84,17 @@ def test_tiny_models_cover_every_registered_model():
 
 @pytest.mark.parametrize('spec', TINY_MODELS, ids=lambda spec: f'{spec[0]}:{spec[1]}')
 def test_every_model_exports_for_cpu_cuda_and_tpu_and_runs_as_the_library(spec):
+  """Any image size; EVSSM, whose windows follow the image size, for each size."""
   model = models.build_model(tiny_model_config(*spec))
   variables = random_variables(model)
-  exported = jax.export.deserialize(
-      serialize.export(model, variables, PLATFORMS).serialize())
-  assert exported.platforms == PLATFORMS
-  assert str(exported.in_avals[0].shape) == '(b, h, w, 3)'
   reference = deblur.make_deblur_fn(model, variables)
   for shape in SHAPES:
+    sized = serialize.sized_by_image(model)
+    exported = jax.export.deserialize(serialize.export(
+        model, variables, PLATFORMS, shape[1:3] if sized else None).serialize())
+    assert exported.platforms == PLATFORMS
+    assert str(exported.in_avals[0].shape) == (f'(b, {shape[1]}, {shape[2]}, 3)' if sized
+                                               else '(b, h, w, 3)')
     x = images(*shape)
     out = np.asarray(compiled(exported.call, x)(x))
     assert out.shape == shape
@@ -132,6 +136,15 @@ def test_a_model_that_cannot_export_is_an_input_error_naming_it():
   with pytest.raises(InputError, match=r'^SizeDependent cannot be exported for any image size: '
                                       r'[^\n]*inconclusive[^\n]*$'):
     serialize.export(SizeDependent(), {})
+
+
+def test_a_model_sized_by_the_image_needs_an_image_size():
+  model = models.build_model(tiny_model_config('evssm', 'tiny', {}))
+  with pytest.raises(InputError, match=r'^EVSSM lays out its computation by the image size '
+                                      r'.*--image_size=HxW'):
+    serialize.export(model, random_variables(model))
+  with pytest.raises(InputError, match=r'--image_size=3x8: EVSSM takes sides from 4'):
+    serialize.export(model, random_variables(model), image_size=(3, 8))
 
 
 def test_jax_export_round_trip_for_any_batch_and_size(tiny_model):

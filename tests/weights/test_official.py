@@ -38,14 +38,14 @@ def test_a_nafnet_checkpoint_given_as_mimo_unet_says_what_it_is(tmp_path):
 
 def test_weights_of_neither_family_need_a_model_to_be_checked_against(tmp_path):
   with pytest.raises(InputError, match=r'other_model\.pt holds none of the weights deblur_jax '
-                                       r'converts \(MIMO-UNet, NAFNet, Restormer, FFTformer; '
+                                       r'converts \(MIMO-UNet, NAFNet, Restormer, FFTformer, EVSSM; '
                                        r"its keys begin \['0\.bias'.*give --model"):
     official.convert_file(OTHER, None, str(tmp_path))
 
 
 def test_an_unknown_model_name_lists_the_known_ones(tmp_path):
   with pytest.raises(InputError, match=r"Unknown --model='nafnet'; choose one of "
-                                       r"\['fftformer', .*'mimo_unet'"):
+                                       r"\['evssm', 'fftformer', .*'mimo_unet'"):
     official.convert_file(NAFNET, 'nafnet', str(tmp_path))
 
 
