@@ -46,6 +46,7 @@ def tiny_config():
 # training/test_loop.py leaves in the persistent cache, instead of all workers
 # compiling those at once.
 SLOW_FIRST = ('parallel/test_distributed.py', 'configs/test_model_configs.py',
+              'models/test_evssm.py', 'configs/test_evssm_training.py',
               'training/test_loop.py', 'training/test_train_step.py',
               'training/test_preemption.py', 'training/test_init_from.py', 'tools/test_main.py',
               'evaluation/test_results_page.py', 'configs/test_configs.py')

@@ -19,7 +19,7 @@ def tiny(config_name, variant='tiny'):
 @pytest.mark.parametrize('config_name,variant', [
     ('unet', 'tiny'), ('resunet', 'tiny'), ('autoencoder', 'tiny'),
     ('autoencoder', 'attention,tiny'), ('nafnet', 'tiny'), ('restormer', 'tiny'),
-    ('fftformer', 'tiny'), ('evssm', 'tiny')])
+    ('fftformer', 'tiny')])
 def test_each_seed_config_trains_two_steps(config_name, variant, tmp_path):
   config = tiny(config_name, variant)
   config.train.num_train_steps = 2

@@ -94,9 +94,9 @@ def test_a_small_evssm_gives_the_official_outputs():
   assert float(jnp.std(y - x)) > 1  # far from the input: the weights are not trivial
   np.testing.assert_allclose(y, expected, rtol=0, atol=5e-5)
   # Training scans whole crops: another function where windows overlap.
-  trained = model.apply({'params': params}, x, train=True)[0]
+  trained = jax.jit(model.apply, static_argnames='train')({'params': params}, x, train=True)[0]
   assert float(jnp.max(jnp.abs(trained - y))) > 1e-2
-  unwindowed = evssm.EVSSM(**sizes, windows=False).apply({'params': params}, x)[0]
+  unwindowed = jax.jit(evssm.EVSSM(**sizes, windows=False).apply)({'params': params}, x)[0]
   np.testing.assert_allclose(unwindowed, trained, rtol=0, atol=1e-5)
 
 

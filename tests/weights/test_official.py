@@ -38,8 +38,8 @@ def test_a_nafnet_checkpoint_given_as_mimo_unet_says_what_it_is(tmp_path):
 
 def test_weights_of_neither_family_need_a_model_to_be_checked_against(tmp_path):
   with pytest.raises(InputError, match=r'other_model\.pt holds none of the weights deblur_jax '
-                                       r'converts \(MIMO-UNet, NAFNet, Restormer, FFTformer, EVSSM; '
-                                       r"its keys begin \['0\.bias'.*give --model"):
+                                       r'converts \(MIMO-UNet, NAFNet, Restormer, FFTformer, '
+                                       r"EVSSM; its keys begin \['0\.bias'.*give --model"):
     official.convert_file(OTHER, None, str(tmp_path))
 
 
