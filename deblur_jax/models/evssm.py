@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deblur_jax.models import image_ops
-from deblur_jax.models.fftformer import PATCH, patch_irfft2, patch_rfft2
+from deblur_jax.models.fftformer import PATCH, filter_patches, patch_mask_shape
 from deblur_jax.models.layers import (
   ChannelLayerNorm,
   Conv1x1,
@@ -294,10 +294,9 @@ class EDFFN(nn.Module):
     x1, x2 = jnp.split(x, 2, axis=-1)
     x = Conv1x1(self.features, use_bias=self.use_bias, dtype=self.dtype, name='project_out')(
         nn.gelu(x1, approximate=False) * x2)
-    mask = self.param('fft', nn.initializers.ones, (self.features, 1, 1, PATCH, PATCH // 2 + 1))
-    mask = mask.reshape(self.features, PATCH, PATCH // 2 + 1).transpose(1, 2, 0)
+    mask = self.param('fft', nn.initializers.ones, patch_mask_shape(self.features))
     x, size = image_ops.pad_to_multiple(x, PATCH)
-    x = patch_irfft2(patch_rfft2(x) * mask[:, None, :, :])
+    x = filter_patches(x, mask)
     return image_ops.crop_to(x, size).astype(self.dtype)
 
 

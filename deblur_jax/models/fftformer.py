@@ -75,6 +75,18 @@ def patch_irfft2(spectrum):
   return from_patches(jnp.fft.irfft2(spectrum, s=(PATCH, PATCH), axes=(2, 4)))
 
 
+def patch_mask_shape(channels: int) -> tuple[int, ...]:
+  """The shape of the official `fft` parameters (PyTorch's): (C, 1, 1, 8, 5)."""
+  return (channels, 1, 1, PATCH, PATCH // 2 + 1)
+
+
+def filter_patches(x, mask):
+  """Each 8x8 patch of (N, H, W, C) (sides multiples of 8) filtered in frequency by
+  the learned real `mask` (patch_mask_shape(C)): irfft2(rfft2(patch) * mask), float32."""
+  mask = mask.reshape(mask.shape[0], PATCH, PATCH // 2 + 1).transpose(1, 2, 0)  # (8, 5, C)
+  return patch_irfft2(patch_rfft2(x) * mask[:, None, :, :])
+
+
 class UnusedConv1x1(nn.Module):
   """Holds the parameters of a 1x1 conv that nothing calls (the official
   `reduce_chan_level2`): kernel (1, 1, in, out) and, with `use_bias`, bias."""
@@ -103,9 +115,8 @@ class DFFN(nn.Module):
   def __call__(self, x):
     hidden = int(self.features * self.expansion)
     x = Conv1x1(2 * hidden, use_bias=self.use_bias, dtype=self.dtype, name='project_in')(x)
-    mask = self.param('fft', nn.initializers.ones, (2 * hidden, 1, 1, PATCH, PATCH // 2 + 1))
-    mask = mask.reshape(2 * hidden, PATCH, PATCH // 2 + 1).transpose(1, 2, 0)  # (8, 5, 2H)
-    x = patch_irfft2(patch_rfft2(x) * mask[:, None, :, :]).astype(self.dtype)
+    mask = self.param('fft', nn.initializers.ones, patch_mask_shape(2 * hidden))
+    x = filter_patches(x, mask).astype(self.dtype)
     x = DepthwiseConv3x3(use_bias=self.use_bias, dtype=self.dtype, name='dwconv')(x)
     x1, x2 = jnp.split(x, 2, axis=-1)
     x = nn.gelu(x1, approximate=False) * x2
