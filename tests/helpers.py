@@ -1,5 +1,6 @@
 """Test data: smooth random images and small GoPro-like PNG trees."""
 
+import importlib
 import os
 import pathlib
 import signal
@@ -168,3 +169,50 @@ def finish(procs, timeout_s=600):
       if p.poll() is None:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
+
+
+# Each registered model as its tiny config (config module, variant, model overrides).
+# NAFNet with TLC windows of 12, 6 and 3 pixels at its three levels: local at
+# 20x28, the whole map at 9x11 (padded to 12x12), so the exported program's
+# run-time choice between them is checked both ways.
+TINY_MODELS = (
+    ('mimo', 'tiny', {}),
+    ('nafnet', 'tiny', {'tlc_train_size': 8}),
+    ('unet', 'tiny', {}),
+    ('resunet', 'tiny', {}),
+    ('autoencoder', 'tiny', {}),
+    ('autoencoder', 'attention,tiny', {}),
+    ('gan', 'tiny', {}),
+    ('restormer', 'tiny', {}),
+    ('fftformer', 'tiny', {}),
+    ('evssm', 'tiny', {'window_sizes': (12, 6, 3)}),  # windows overlapping at 20x28
+)
+
+
+def tiny_model_config(config_name, variant, overrides):
+  config = importlib.import_module(f'deblur_jax.configs.{config_name}').get_config(variant)
+  config.model.update(overrides)
+  return config.model
+
+
+def random_variables(model):
+  """`model`'s variables drawn with NumPy: no init program to compile (seconds per
+  model), and none left at its initial value (NAFNet's beta and gamma start at
+  zero, which makes its blocks, TLC and all, identities)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  from deblur_jax import models  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+
+  def draw(path, leaf):
+    name, shape = path[-1].key, leaf.shape
+    if name == 'kernel':
+      value = rng.uniform(-1.5, 1.5, size=shape) / np.sqrt(np.prod(shape[:-1]))
+    elif name in ('scale', 'var'):  # norm scales and running variances: positive
+      value = rng.uniform(0.8, 1.2, size=shape)
+    else:
+      value = 0.2 * rng.normal(size=shape)
+    return jnp.asarray(value, jnp.float32)
+
+  return jax.tree_util.tree_map_with_path(draw, models.variables_template(model))

@@ -40,18 +40,24 @@ def sized_by_image(model) -> bool:
   return getattr(type(model), 'sized_by_image', False)
 
 
-def _polymorphic_shape(model, image_size) -> tuple[str, tuple[str, ...]]:
-  """(the input's shape spec, its constraints): any size, or `image_size` (H, W)."""
+def check_image_size(model, image_size) -> None:
+  """An InputError unless `model` exports for `image_size` (H, W), or for any size
+  (None)."""
   if image_size is None and sized_by_image(model):
     raise InputError(f'{type(model).__name__} lays out its computation by the image size '
                      '(its scan windows): export it for one size with --image_size=HxW, '
                      'e.g. 720x1280.')
+  if image_size is not None and min(image_size) < min_side(model):
+    raise InputError(f'--image_size={image_size[0]}x{image_size[1]}: {type(model).__name__} '
+                     f'takes sides from {min_side(model)}.')
+
+
+def _polymorphic_shape(model, image_size) -> tuple[str, tuple[str, ...]]:
+  """(the input's shape spec, its constraints): any size, or `image_size` (H, W)."""
+  check_image_size(model, image_size)
   if image_size is None:
     return IMAGE_SHAPE, image_constraints(model)
   height, width = image_size
-  if min(height, width) < min_side(model):
-    raise InputError(f'--image_size={height}x{width}: {type(model).__name__} takes sides '
-                     f'from {min_side(model)}.')
   return f'b, {height}, {width}, 3', ()
 
 

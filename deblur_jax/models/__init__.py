@@ -50,7 +50,8 @@ def compute_dtype(name: str):
 DISCRIMINATORS = gan.DISCRIMINATORS
 
 
-def _knobs(module_class) -> set[str]:
+def model_knobs(module_class) -> set[str]:
+  """The config fields `module_class` takes (its dataclass fields, less flax's own)."""
   hidden = {'parent', 'name', 'dtype'}
   return {f.name for f in dataclasses.fields(module_class) if f.init and f.name not in hidden}
 
@@ -59,11 +60,17 @@ def _build(registry: dict, module_config, field: str, dtype: Any) -> nn.Module:
   """Builds `registry[module_config.name]` with the config's other fields as attributes."""
   module_class = lookup(registry, module_config.name, f'{field}.name')
   kwargs = {k: v for k, v in module_config.items() if k != 'name'}
-  unknown = sorted(set(kwargs) - _knobs(module_class))
+  unknown = sorted(set(kwargs) - model_knobs(module_class))
   if unknown:
     raise InputError(f'{field} has fields {unknown} that model {module_config.name!r} '
-                     f'does not take; it takes {sorted(_knobs(module_class))}.')
+                     f'does not take; it takes {sorted(model_knobs(module_class))}.')
   return module_class(**kwargs, dtype=dtype)
+
+
+def model_config(model: nn.Module) -> dict:
+  """The config a model was built from: its registered name and knobs."""
+  name = next(key for key, value in MODELS.items() if value is type(model))
+  return {'name': name, **{knob: getattr(model, knob) for knob in sorted(model_knobs(type(model)))}}
 
 
 def get_model_class(name: str):

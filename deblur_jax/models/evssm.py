@@ -45,6 +45,7 @@ from deblur_jax.models.layers import (
   TorchConv,
   check_images,
   downsample_conv,
+  per_platform,
   pixelwise_matmul,
   torch_uniform,
   upsample_conv,
@@ -115,7 +116,7 @@ def selective_scan(u, delta, A, Bs, Cs, D, chunk: int = SCAN_CHUNK, chunk_fn=Non
   to float rounding. float32."""
   u, delta, A, Bs, Cs, D = (x.astype(jnp.float32) for x in (u, delta, A, Bs, Cs, D))
   if chunk_fn is None:
-    return jax.lax.platform_dependent(
+    return per_platform(
         u, delta, A, Bs, Cs, D,
         cpu=functools.partial(selective_scan, chunk=chunk, chunk_fn=_sequential_chunk),
         default=functools.partial(selective_scan, chunk=chunk, chunk_fn=_associative_chunk))

@@ -93,7 +93,7 @@ def _pad_end_to_multiple(x, axis: int, multiple: int):
   padded = round_up(n, multiple)
   if not jax.export.is_symbolic_dim(n) and padded == n:
     return x
-  rows = jnp.arange(padded)
+  rows = jax.lax.iota(jnp.int32, padded)
   reflected = jnp.where(rows < n, rows, 2 * (n - 1) - rows)
   repeated = jnp.minimum(rows, n - 1)
   source = jnp.where(jnp.less(padded - n, n), reflected, repeated)
@@ -110,6 +110,27 @@ def pad_to_multiple(x, multiple: int):
   return _pad_end_to_multiple(x, 2, multiple), size
 
 
+def zero_pad_to_multiple(x, multiple: int):
+  """Zero-pads the bottom and right of NHWC `x` so H and W divide by `multiple`
+  (jnp.pad's 'constant' mode). For a symbolic size (jax.export) an in-bounds
+  gather and a select, which converters to other runtimes (ONNX) express for any
+  size where a pad of symbolic length they do not."""
+  for axis in (1, 2):
+    n = x.shape[axis]
+    padded = round_up(n, multiple)
+    if not jax.export.is_symbolic_dim(n):
+      x = jnp.pad(x, [(0, padded - n if a == axis else 0) for a in range(x.ndim)])
+      continue
+    rows = jax.lax.iota(jnp.int32, padded)
+    inside = jnp.expand_dims(rows < n, [a for a in range(x.ndim) if a != axis])
+    x = jnp.where(inside, jnp.take(x, rows, axis=axis, mode='clip'), 0).astype(x.dtype)
+  return x
+
+
 def crop_to(x, size):
-  """Undoes `pad_to_multiple`: keeps the top-left `size` = (height, width)."""
-  return x[:, :size[0], :size[1], :]
+  """Undoes `pad_to_multiple`: keeps the top-left `size` = (height, width). A
+  lax.slice, not indexing (a gather for symbolic sizes), so that converters to
+  other runtimes (ONNX) keep it a slice."""
+  if tuple(x.shape[1:3]) == tuple(size):
+    return x
+  return jax.lax.slice(x, (0,) * x.ndim, (x.shape[0], size[0], size[1]) + x.shape[3:])

@@ -21,9 +21,13 @@
   backend runs the same sum several times slower as a reduction loop); TorchConv,
   ConvTranspose2x and DepthwiseConv3x3 use it.
 The CPU-tuned forms are picked per backend when a program is lowered
-(`jax.lax.platform_dependent`): GPUs and TPUs get plain JAX ops.
+(`per_platform`, through `jax.lax.platform_dependent`): GPUs and TPUs get plain
+JAX ops, and so does every platform inside `plain_forms()` (a converter to
+another runtime, ONNX, reads the traced program and never lowers it).
 """
 
+import contextlib
+import contextvars
 import functools
 from typing import Any, Callable, Optional
 
@@ -35,6 +39,32 @@ import numpy as np
 from deblur_jax.models import image_ops
 
 glorot_uniform = nn.initializers.glorot_uniform()
+
+_PLAIN_FORMS = contextvars.ContextVar('deblur_jax_plain_forms', default=False)
+
+
+@contextlib.contextmanager
+def plain_forms():
+  """Within it, functions traced take the plain JAX form of every platform-tuned
+  layer (the one GPUs and TPUs get) instead of a choice made when lowered: for
+  converters that read the traced program (ONNX). JAX's trace caches are cleared
+  on entry and exit, so no program traced outside it is reused inside, nor the
+  other way round."""
+  jax.clear_caches()
+  token = _PLAIN_FORMS.set(True)
+  try:
+    yield
+  finally:
+    _PLAIN_FORMS.reset(token)
+    jax.clear_caches()
+
+
+def per_platform(*args, cpu: Callable, default: Callable):
+  """cpu(*args) on CPUs, default(*args) elsewhere, chosen when the program is
+  lowered (jax.lax.platform_dependent); default(*args) inside `plain_forms()`."""
+  if _PLAIN_FORMS.get():
+    return default(*args)
+  return jax.lax.platform_dependent(*args, cpu=cpu, default=default)
 
 
 def reflect_pad(x, pad: int):
@@ -264,7 +294,7 @@ def bias_add(y, bias):
   """y + bias (broadcast over the last axis). On CPUs its bias gradient is a
   matmul (`_sum_over_pixels`); elsewhere JAX's own reduction, which GPUs and TPUs
   fuse with the producer of the gradient. Chosen when the program is lowered."""
-  return jax.lax.platform_dependent(y, bias, cpu=bias_add_matmul_grad, default=jnp.add)
+  return per_platform(y, bias, cpu=bias_add_matmul_grad, default=jnp.add)
 
 
 def _shifted_taps(padded, height: int, width: int):
@@ -318,8 +348,8 @@ def depthwise_conv3x3(x, kernel):
   compilers have kernels for. Chosen when the program is lowered; the same
   numbers up to float rounding.
   """
-  return jax.lax.platform_dependent(x, kernel, cpu=depthwise_conv3x3_shifted_taps,
-                                    default=depthwise_conv3x3_grouped)
+  return per_platform(x, kernel, cpu=depthwise_conv3x3_shifted_taps,
+                      default=depthwise_conv3x3_grouped)
 
 
 class DepthwiseConv3x3(nn.Module):

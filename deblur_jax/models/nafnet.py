@@ -99,7 +99,7 @@ def _tlc_windows(size, kernel: int):
   before, and moved inside the map at its borders. `size` may be symbolic
   (jax.export), hence jnp rather than Python arithmetic."""
   length = jnp.minimum(size, kernel)
-  start = jnp.clip(jnp.arange(size) - (length - 1) // 2, 0, size - length)
+  start = jnp.clip(jax.lax.iota(jnp.int32, size) - (length - 1) // 2, 0, size - length)
   return start, start + length, length
 
 
@@ -316,12 +316,9 @@ class NAFNet(nn.Module):
     # The residual is added to the float32 input, so a bfloat16 compute dtype does
     # not round the image itself.
     height, width = x.shape[1:3]
-    multiple = 2 ** levels
     # Padded sizes written as multiples (round_up) so that jax.export can prove the
     # upsampled maps as large as their skips for symbolic sizes.
-    inp = jnp.pad(x.astype(jnp.float32),
-                  ((0, 0), (0, image_ops.round_up(height, multiple) - height),
-                   (0, image_ops.round_up(width, multiple) - width), (0, 0)))
+    inp = image_ops.zero_pad_to_multiple(x.astype(jnp.float32), 2 ** levels)
     c = self.width
     z = TorchConv(c, 3, dtype=self.dtype, name='intro')(inp)
     skips = []
@@ -338,4 +335,4 @@ class NAFNet(nn.Module):
       z = z + skips[level]
       z = blocks(z, c, num, kernels[level], f'decoders_{i}')
     out = TorchConv(3, 3, dtype=self.dtype, name='ending')(z).astype(jnp.float32) + inp
-    return [out[:, :height, :width]]
+    return [image_ops.crop_to(out, (height, width))]

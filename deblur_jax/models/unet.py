@@ -88,7 +88,7 @@ class UNet(nn.Module):
       norms = tuple(unnormalized is not None and (level, j) not in unnormalized for j in (0, 1))
       x = block(self.base_features * 2**level, norms, name=f'encoder_{level}')(x, train)
       skips.append(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = nn.max_pool(x, window_shape=(2, 2), strides=(2, 2))
     x = block(self.base_features * 16, name='bottleneck')(x, train)
     for level in reversed(range(4)):
       skip = skips[level]

@@ -1,7 +1,6 @@
 """Exported inference programs give the same images as the library, at any size, for
 every registered model."""
 
-import importlib
 
 import flax.linen as nn
 import jax
@@ -14,32 +13,11 @@ from deblur_jax.configs import mimo
 from deblur_jax.core.errors import InputError
 from deblur_jax.inference import deblur, serialize
 from deblur_jax.models import image_ops
+from helpers import TINY_MODELS, random_variables, tiny_model_config
 
-# Each registered model as its tiny config (config module, variant, model overrides).
-# NAFNet with TLC windows of 12, 6 and 3 pixels at its three levels: local at
-# 20x28, the whole map at 9x11 (padded to 12x12), so the exported program's
-# run-time choice between them is checked both ways.
-TINY_MODELS = (
-    ('mimo', 'tiny', {}),
-    ('nafnet', 'tiny', {'tlc_train_size': 8}),
-    ('unet', 'tiny', {}),
-    ('resunet', 'tiny', {}),
-    ('autoencoder', 'tiny', {}),
-    ('autoencoder', 'attention,tiny', {}),
-    ('gan', 'tiny', {}),
-    ('restormer', 'tiny', {}),
-    ('fftformer', 'tiny', {}),
-    ('evssm', 'tiny', {'window_sizes': (12, 6, 3)}),  # windows overlapping at 20x28
-)
 # Sides that are multiples of no model's size multiple (4, 8, 16), batch 1 and 2.
 SHAPES = ((1, 20, 28, 3), (2, 9, 11, 3))
 PLATFORMS = ('cpu', 'cuda', 'tpu')
-
-
-def tiny_model_config(config_name, variant, overrides):
-  config = importlib.import_module(f'deblur_jax.configs.{config_name}').get_config(variant)
-  config.model.update(overrides)
-  return config.model
 
 
 def compiled(fn, *args):
@@ -47,25 +25,6 @@ def compiled(fn, *args):
   model's test time), the same for the library and the exported program."""
   return jax.jit(fn).lower(*args).compile(
       compiler_options={'xla_backend_optimization_level': 0})
-
-
-def random_variables(model):
-  """`model`'s variables drawn with NumPy: no init program to compile (seconds per
-  model), and none left at its initial value (NAFNet's beta and gamma start at
-  zero, which makes its blocks, TLC and all, identities)."""
-  rng = np.random.default_rng(0)
-
-  def draw(path, leaf):
-    name, shape = path[-1].key, leaf.shape
-    if name == 'kernel':
-      value = rng.uniform(-1.5, 1.5, size=shape) / np.sqrt(np.prod(shape[:-1]))
-    elif name in ('scale', 'var'):  # norm scales and running variances: positive
-      value = rng.uniform(0.8, 1.2, size=shape)
-    else:
-      value = 0.2 * rng.normal(size=shape)
-    return jnp.asarray(value, jnp.float32)
-
-  return jax.tree_util.tree_map_with_path(draw, models.variables_template(model))
 
 
 @pytest.fixture(scope='module')
