@@ -158,6 +158,11 @@ def _to_float16(proto):
   return proto
 
 
+def runtime_version() -> str:
+  import onnxruntime  # pylint: disable=g-import-not-at-top
+  return onnxruntime.__version__
+
+
 def metadata(proto) -> dict:
   """The file's metadata as a dict."""
   return {p.key: p.value for p in proto.metadata_props}

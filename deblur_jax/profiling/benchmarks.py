@@ -157,7 +157,39 @@ def bench_infer(config, mesh, batch: int, height: int, width: int, dtype: str, s
   compiled, compile_s = compile_timed(deblur_fn, variables, images)
   times = time_calls(lambda: jax.block_until_ready(compiled(variables, images)), steps, warmup)
   return {'compile_s': compile_s, 'times': times, 'compiled': compiled,
-          'params': count_params(variables['params'])}
+          'params': count_params(variables['params']), 'variables': variables,
+          'images': images, 'outputs': compiled(variables, images)}
+
+
+def bench_onnx(config, mesh, batch: int, height: int, width: int, dtype: str, steps: int,
+               warmup: int) -> dict:
+  """The model's ONNX graph (`dtype` float32 or float16) in ONNX Runtime's CPU provider
+  against the library's XLA program (bench_infer, float32), same weights, same images,
+  same process: both times, the file size and the largest difference of the outputs."""
+  from deblur_jax.inference import onnx_graph, serialize  # pylint: disable=g-import-not-at-top
+
+  result = bench_infer(config, mesh, batch, height, width, 'float32', steps, warmup)
+  model = models.build_model(config.model)
+  variables = jax.device_get(result.pop('variables'))
+  image_size = (height, width) if serialize.sized_by_image(model) else None
+  start = time.perf_counter()
+  proto = onnx_graph.convert(model, variables, image_size, dtype)
+  convert_s = time.perf_counter() - start
+  run_onnx = onnx_graph.onnx_runtime_fn(proto)
+  images = np.asarray(result.pop('images')).transpose(0, 3, 1, 2)
+  onnx_times = time_calls(lambda: run_onnx(images), steps, warmup)
+  difference = np.abs(run_onnx(images) - np.asarray(result.pop('outputs')).transpose(0, 3, 1, 2))
+  xla_s = statistics.median(result['times'])
+  result['times'] = onnx_times  # the record's step times are ONNX Runtime's
+  result['extra'] = {
+      'runtime': f'onnxruntime {onnx_graph.runtime_version()} CPUExecutionProvider',
+      'onnx_dtype': dtype, 'onnx_bytes': proto.ByteSize(),
+      'onnx_convert_s': round(convert_s, 3),
+      'xla_step_ms_median': round(1e3 * xla_s, 3), 'xla_compile_s': round(result['compile_s'], 3),
+      'max_abs_difference_from_xla': float(difference.max()),
+      'mean_abs_difference_from_xla': float(difference.mean()),
+  }
+  return result
 
 
 def process_cpu_seconds() -> float:
@@ -209,6 +241,8 @@ def run_benchmark(config, what: str, batch: int, height: int, width: int, dtype:
     result = bench_train(config, mesh, batch, height, width, dtype, steps, warmup)
   elif what == 'infer':
     result = bench_infer(config, mesh, batch, height, width, dtype, steps, warmup)
+  elif what == 'onnx':
+    result = bench_onnx(config, mesh, batch, height, width, dtype, steps, warmup)
   else:
     result = bench_input(config, mesh, batch, steps, warmup)
   step_s = statistics.median(result['times'])
