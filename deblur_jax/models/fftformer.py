@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 from deblur_jax.models.layers import (
   ChannelLayerNorm,
@@ -38,6 +39,7 @@ from deblur_jax.models.layers import (
   TorchConv,
   check_images,
   downsample_conv,
+  in_plain_forms,
   torch_uniform,
   upsample_conv,
 )
@@ -75,6 +77,42 @@ def patch_irfft2(spectrum):
   return from_patches(jnp.fft.irfft2(spectrum, s=(PATCH, PATCH), axes=(2, 4)))
 
 
+def _dft_basis(length: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
+  """cos and sin of 2 pi k n / 8 for positions k < `length` and frequencies n < `bins`."""
+  angle = 2 * np.pi * np.outer(np.arange(length), np.arange(bins)) / PATCH
+  return np.cos(angle).astype(np.float32), np.sin(angle).astype(np.float32)
+
+
+def patch_dft(x):
+  """`patch_rfft2` written as matrix products (its real and imaginary parts, each
+  (N, H/8, 8, W/8, 5, C)): a real DFT along the patch columns, then a complex one
+  along its rows, for runtimes without 2-D FFTs (`layers.plain_forms`)."""
+  patches = to_patches(x.astype(jnp.float32))
+  cos_cols, sin_cols = _dft_basis(PATCH, PATCH // 2 + 1)
+  cos_rows, sin_rows = _dft_basis(PATCH, PATCH)
+  real = jnp.einsum('ahmbnc,nv->ahmbvc', patches, cos_cols)
+  imag = -jnp.einsum('ahmbnc,nv->ahmbvc', patches, sin_cols)
+  rows = functools.partial(jnp.einsum, 'ahmbvc,mu->ahubvc')
+  return (rows(real, cos_rows) + rows(imag, sin_rows),
+          rows(imag, cos_rows) - rows(real, sin_rows))
+
+
+def patch_idft(real, imag):
+  """`patch_irfft2` of the spectrum `real` + i `imag` written as matrix products, the
+  inverse of `patch_dft`: a complex inverse DFT along the rows, then the real one
+  along the columns, which drops the imaginary parts of the first and the Nyquist
+  column as torch.fft.irfft2 does (their sines are zero)."""
+  cos_rows, sin_rows = _dft_basis(PATCH, PATCH)
+  rows = functools.partial(jnp.einsum, 'ahubvc,mu->ahmbvc')
+  row_real = rows(real, cos_rows) - rows(imag, sin_rows)
+  row_imag = rows(imag, cos_rows) + rows(real, sin_rows)
+  cos_cols, sin_cols = _dft_basis(PATCH, PATCH // 2 + 1)
+  weights = np.array([1, 2, 2, 2, 1], np.float32) / (PATCH * PATCH)  # the Hermitian halves
+  patches = (jnp.einsum('ahmbvc,nv->ahmbnc', row_real, cos_cols * weights)
+             - jnp.einsum('ahmbvc,nv->ahmbnc', row_imag, sin_cols * weights))
+  return from_patches(patches)
+
+
 def patch_mask_shape(channels: int) -> tuple[int, ...]:
   """The shape of the official `fft` parameters (PyTorch's): (C, 1, 1, 8, 5)."""
   return (channels, 1, 1, PATCH, PATCH // 2 + 1)
@@ -84,7 +122,20 @@ def filter_patches(x, mask):
   """Each 8x8 patch of (N, H, W, C) (sides multiples of 8) filtered in frequency by
   the learned real `mask` (patch_mask_shape(C)): irfft2(rfft2(patch) * mask), float32."""
   mask = mask.reshape(mask.shape[0], PATCH, PATCH // 2 + 1).transpose(1, 2, 0)  # (8, 5, C)
-  return patch_irfft2(patch_rfft2(x) * mask[:, None, :, :])
+  mask = mask[:, None, :, :]
+  if in_plain_forms():
+    real, imag = patch_dft(x)
+    return patch_idft(real * mask, imag * mask)
+  return patch_irfft2(patch_rfft2(x) * mask)
+
+
+def multiply_patch_spectra(a, b):
+  """irfft2(rfft2(a) * rfft2(b)) of each 8x8 patch (FSAS's product of q's and k's
+  spectra, no conjugate), float32 (N, H, W, C)."""
+  if in_plain_forms():
+    (a_real, a_imag), (b_real, b_imag) = patch_dft(a), patch_dft(b)
+    return patch_idft(a_real * b_real - a_imag * b_imag, a_real * b_imag + a_imag * b_real)
+  return patch_irfft2(patch_rfft2(a) * patch_rfft2(b))
 
 
 class UnusedConv1x1(nn.Module):
@@ -137,7 +188,7 @@ class FSAS(nn.Module):
     hidden = Conv1x1(6 * c, use_bias=self.use_bias, dtype=self.dtype, name='to_hidden')(x)
     hidden = DepthwiseConv3x3(use_bias=self.use_bias, dtype=self.dtype, name='to_hidden_dw')(hidden)
     q, k, v = jnp.split(hidden, 3, axis=-1)
-    out = patch_irfft2(patch_rfft2(q) * patch_rfft2(k))
+    out = multiply_patch_spectra(q, k)
     out = ChannelLayerNorm(dtype=self.dtype, name='norm')(out)
     return Conv1x1(c, use_bias=self.use_bias, dtype=self.dtype, name='project_out')(v * out)
 

@@ -46,8 +46,10 @@ _PLAIN_FORMS = contextvars.ContextVar('deblur_jax_plain_forms', default=False)
 @contextlib.contextmanager
 def plain_forms():
   """Within it, functions traced take the plain JAX form of every platform-tuned
-  layer (the one GPUs and TPUs get) instead of a choice made when lowered: for
-  converters that read the traced program (ONNX). JAX's trace caches are cleared
+  layer (the one GPUs and TPUs get) instead of a choice made when lowered, and
+  layers that other runtimes lack take a form written with common operations (the
+  8x8-patch FFTs as matrix products): for converters that read the traced program
+  (ONNX). JAX's trace caches are cleared
   on entry and exit, so no program traced outside it is reused inside, nor the
   other way round."""
   jax.clear_caches()
@@ -59,10 +61,15 @@ def plain_forms():
     jax.clear_caches()
 
 
+def in_plain_forms() -> bool:
+  """Whether functions are being traced inside `plain_forms()`."""
+  return _PLAIN_FORMS.get()
+
+
 def per_platform(*args, cpu: Callable, default: Callable):
   """cpu(*args) on CPUs, default(*args) elsewhere, chosen when the program is
   lowered (jax.lax.platform_dependent); default(*args) inside `plain_forms()`."""
-  if _PLAIN_FORMS.get():
+  if in_plain_forms():
     return default(*args)
   return jax.lax.platform_dependent(*args, cpu=cpu, default=default)
 

@@ -41,7 +41,13 @@ import jax
 import jax.numpy as jnp
 
 from deblur_jax.models import image_ops
-from deblur_jax.models.layers import Conv1x1, DepthwiseConv3x3, TorchConv, check_images
+from deblur_jax.models.layers import (
+  Conv1x1,
+  DepthwiseConv3x3,
+  TorchConv,
+  check_images,
+  in_plain_forms,
+)
 
 # The official GoPro models (options/test/GoPro/NAFNet-width{32,64}.yml): NAFNetLocal
 # trained on 256x256 crops. 17,111,907 and 67,888,835 parameters.
@@ -197,6 +203,15 @@ class NAFBlockStack(nn.Module):
     fields = (self.features, self.tlc_kernel, self.dropout_rate, self.dtype)
     if self.num_blocks == 1:
       return NAFBlock(*fields, name='blocks')(x, train)
+
+    stacked = self.variables.get('params', {}).get('blocks')
+    if in_plain_forms() and stacked is not None:
+      # Unrolled, each block with its slice of the stacked parameters: converters
+      # (ONNX) write straight-line graphs, not loops.
+      block = NAFBlock(*fields, parent=None)
+      for index in range(self.num_blocks):
+        x = block.apply({'params': jax.tree.map(lambda p, i=index: p[i], stacked)}, x, train)
+      return x
 
     def step(block, carry, _):
       return block(carry, train), None

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deblur_jax.models import fftformer, image_ops
+from deblur_jax.models import fftformer, image_ops, layers
 from deblur_jax.weights import fftformer_pytorch
 
 FIXTURE = pathlib.Path(__file__).parents[1] / 'fixtures' / 'fftformer' / 'tiny_io.npz'
@@ -92,6 +92,37 @@ def test_inverse_fft_of_a_non_hermitian_spectrum_matches_numpy():
   expected = np.fft.irfft2(spectrum.astype(np.complex128), s=(8, 8), axes=(2, 4))
   np.testing.assert_allclose(fftformer.patch_irfft2(jnp.asarray(spectrum)),
                              expected.reshape(1, 16, 24, 4), atol=1e-5)
+
+
+def test_the_dft_forms_equal_numpys_fft_of_each_patch():
+  """patch_dft / patch_idft (matrix products, for ONNX) as numpy's rfft2 / irfft2, the
+  inverse on a non-Hermitian spectrum too."""
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(2, 16, 24, 3)).astype(np.float32)
+  real, imag = fftformer.patch_dft(jnp.asarray(x))
+  patches = x.reshape(2, 2, 8, 3, 8, 3)
+  expected = np.fft.rfft2(patches.astype(np.float64), axes=(2, 4))
+  np.testing.assert_allclose(real, expected.real, atol=1e-4)
+  np.testing.assert_allclose(imag, expected.imag, atol=1e-4)
+  spectrum = rng.normal(size=real.shape) + 1j * rng.normal(size=real.shape)
+  np.testing.assert_allclose(
+      fftformer.patch_idft(jnp.asarray(spectrum.real, jnp.float32),
+                           jnp.asarray(spectrum.imag, jnp.float32)),
+      np.fft.irfft2(spectrum, s=(8, 8), axes=(2, 4)).reshape(x.shape), atol=1e-5)
+
+
+def test_the_patch_filters_in_plain_forms_equal_the_fft_forms():
+  rng = np.random.default_rng(2)
+  a, b = (jnp.asarray(rng.normal(size=(1, 16, 8, 4)), jnp.float32) for _ in range(2))
+  mask = jnp.asarray(rng.normal(size=fftformer.patch_mask_shape(4)), jnp.float32)
+  fft_forms = fftformer.filter_patches(a, mask), fftformer.multiply_patch_spectra(a, b)
+  with layers.plain_forms():
+    plain = (jax.make_jaxpr(fftformer.filter_patches)(a, mask),
+             fftformer.filter_patches(a, mask), fftformer.multiply_patch_spectra(a, b))
+  assert 'fft' not in str(plain[0]) and 'fft' in str(jax.make_jaxpr(fftformer.filter_patches)(
+      a, mask))
+  np.testing.assert_allclose(plain[1], fft_forms[0], atol=1e-5)
+  np.testing.assert_allclose(plain[2], fft_forms[1], atol=1e-4)
 
 
 def test_torch_keys_follow_the_official_module_names():
