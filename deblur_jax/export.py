@@ -88,10 +88,7 @@ def _write_onnx(workdir: str, step, image_size) -> None:
     raise InputError(f'--dtype={dtype}: ONNX graphs are {" or ".join(onnx_graph.DTYPES)}.')
   model, variables, step = deblur.load_model(workdir, step)
   proto = onnx_graph.convert(model, variables, image_size, dtype, step)
-  if dtype == 'float32':
-    error = onnx_graph.check(proto, model, variables, image_size)
-  else:
-    error = onnx_graph.check(proto, model, variables, image_size, onnx_graph.FLOAT16_TOLERANCE)
+  error = onnx_graph.check(proto, model, variables, image_size, dtype)
   proto.metadata_props.add(key='max_abs_difference_from_library', value=f'{error:.3g}')
   with files.atomic_write(FLAGS.output) as f:
     f.write(proto.SerializeToString())

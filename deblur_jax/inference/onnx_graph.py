@@ -178,34 +178,50 @@ def onnx_runtime_fn(proto_or_path):
   return lambda images: session.run(None, {INPUT_NAME: np.asarray(images, np.float32)})[0]
 
 
-def probe_shapes(model, image_size=None) -> list[tuple[int, int, int, int]]:
+# Where float16 graphs are checked too: sums over a whole frame (NAFNet's TLC integral
+# image) can pass float16's largest value, 65504, at sizes tiny probes never reach.
+FLOAT16_PROBE_SIZE = (720, 1280)
+
+
+def probe_shapes(model, image_size=None, dtype: str = 'float32') -> list[tuple[int, ...]]:
   """NCHW shapes a graph is checked at: batch 1 and 2, sides that are not multiples
-  of the model's (nor of 16), or `image_size`."""
+  of the model's (nor of 16), or `image_size`; a float16 graph for any size also at
+  FLOAT16_PROBE_SIZE."""
   if image_size is not None:
     return [(1, 3, *image_size), (2, 3, *image_size)]
   low = serialize.min_side(model)
-  return [(1, 3, low + 17, low + 30), (2, 3, low + 3, low + 9)]
+  shapes = [(1, 3, low + 17, low + 30), (2, 3, low + 3, low + 9)]
+  return shapes + [(1, 3, *FLOAT16_PROBE_SIZE)] if dtype == 'float16' else shapes
 
 
-def check(proto, model, variables, image_size=None, tolerance: float = TOLERANCE) -> float:
-  """The largest difference between ONNX Runtime's output and the library's at
-  `probe_shapes`; an InputError if the graph fails to run or is further off than
-  `tolerance`."""
-  run_onnx = onnx_runtime_fn(proto)
+def check(proto, model, variables, image_size=None, dtype: str = 'float32') -> float:
+  """The largest difference between ONNX Runtime's output and the library's (float32)
+  at `probe_shapes`; an InputError if the graph fails to load or run, or is further
+  off than TOLERANCE (FLOAT16_TOLERANCE for a float16 graph; NaN counts as off)."""
+  tolerance = FLOAT16_TOLERANCE if dtype == 'float16' else TOLERANCE
   reference = deblur.make_deblur_fn(model, variables)
   rng = np.random.default_rng(0)
-  worst = 0.0
-  for shape in probe_shapes(model, image_size):
-    images = rng.uniform(size=shape).astype(np.float32)
-    expected = np.asarray(reference(images.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
-    try:
-      worst = max(worst, float(np.abs(run_onnx(images) - expected).max()))
-    except Exception as e:  # pylint: disable=broad-except  (ONNX Runtime's own errors)
-      first = str(e).strip().splitlines()[0][:300]
-      raise _converter_error(model, RuntimeError(
-          f'ONNX Runtime cannot run the graph at {shape[2]}x{shape[3]}: {first}'), image_size)
-    if worst > tolerance:
-      raise _converter_error(model, RuntimeError(
-          f'ONNX Runtime differs from the library by {worst:.3g} at {shape[2]}x{shape[3]}, '
-          f'more than {tolerance:g}'), image_size)
+  worst, where = 0.0, 'load'
+  try:
+    run_onnx = onnx_runtime_fn(proto)
+    for shape in probe_shapes(model, image_size, dtype):
+      where = f'run at {shape[2]}x{shape[3]}'
+      images = rng.uniform(size=shape).astype(np.float32)
+      expected = np.asarray(reference(images.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+      difference = float(np.abs(run_onnx(images) - expected).max())
+      worst = difference if np.isnan(difference) else max(worst, difference)
+      if not worst <= tolerance:
+        break
+  except Exception as e:  # pylint: disable=broad-except  (ONNX Runtime's own errors)
+    first = str(e).strip().splitlines()[0][:300]
+    raise _converter_error(model, RuntimeError(
+        f'ONNX Runtime cannot {where} the graph: {first}'), image_size) from e
+  if not worst <= tolerance:
+    if dtype == 'float16':
+      raise InputError(f'{type(model).__name__} in float16 differs from the library by '
+                       f'{worst:.3g} at {shape[2]}x{shape[3]} (more than {tolerance:g}; nan: '
+                       'a value beyond float16\'s range): export it in float32.')
+    raise _converter_error(model, RuntimeError(
+        f'ONNX Runtime differs from the library by {worst:.3g} at {shape[2]}x{shape[3]}, '
+        f'more than {tolerance:g}'), image_size)
   return worst

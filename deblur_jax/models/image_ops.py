@@ -63,11 +63,13 @@ def bilinear_upsample_2x(x):
   On each axis output 2m is 0.25 x[m - 1] + 0.75 x[m] and output 2m + 1 is
   0.75 x[m] + 0.25 x[m + 1], the neighbours clamped at the borders.
   """
+  # lax.concatenate, not jnp's: ONNX's converter (jax2onnx) replaces jnp.concatenate by a
+  # rule that mis-sizes a concatenation along a symbolic axis.
   for axis in (1, 2):
     n = x.shape[axis]
     part = functools.partial(jax.lax.slice_in_dim, x, axis=axis)
-    before = jnp.concatenate([part(0, 1), part(0, n - 1)], axis=axis)
-    after = jnp.concatenate([part(1, n), part(n - 1, n)], axis=axis)
+    before = jax.lax.concatenate([part(0, 1), part(0, n - 1)], axis)
+    after = jax.lax.concatenate([part(1, n), part(n - 1, n)], axis)
     even = 0.25 * before + 0.75 * x
     odd = 0.75 * x + 0.25 * after
     y = jnp.stack([even, odd], axis=axis + 1)
