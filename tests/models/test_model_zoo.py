@@ -241,3 +241,15 @@ def test_every_model_initialises_from_the_dummy_images_the_tools_use(name):
   assert images.shape[1] % model.size_multiple == 0 and images.shape[1] >= 16
   assert images.shape[-1] == models.input_channels(model) == 3
   jax.eval_shape(lambda: model.init(jax.random.key(0), images, train=False))
+
+
+def test_plain_forms_trace_the_default_form_and_nothing_traced_outside_leaks_in():
+  x, kernel = jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 1, 2))
+  conv = jax.jit(layers.depthwise_conv3x3)
+  assert 'platform_index' in str(jax.make_jaxpr(conv)(x, kernel))
+  with layers.plain_forms():
+    assert layers.in_plain_forms()
+    plain = str(jax.make_jaxpr(conv)(x, kernel))
+  assert 'platform_index' not in plain and 'feature_group_count=2' in plain
+  assert not layers.in_plain_forms()
+  assert 'platform_index' in str(jax.make_jaxpr(conv)(x, kernel))

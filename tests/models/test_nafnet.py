@@ -209,6 +209,10 @@ def test_a_scanned_level_is_its_blocks_applied_in_turn_with_their_own_weights():
   assert set(per_block) == {'stack_0'}
   np.testing.assert_allclose(stack.apply(variables, x), expected, rtol=0, atol=1e-5)
   assert float(jnp.abs(expected - x).max()) > 0.1
+  with layers.plain_forms():  # unrolled for converters: no loop in the traced program
+    assert 'scan' not in str(jax.make_jaxpr(stack.apply)(variables, x))
+    np.testing.assert_allclose(stack.apply(variables, x), expected, rtol=0, atol=1e-5)
+  assert 'scan' in str(jax.make_jaxpr(stack.apply)(variables, x))
 
 
 def test_unstack_and_stack_blocks_name_every_block_and_invert_each_other():

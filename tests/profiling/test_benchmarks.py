@@ -29,6 +29,15 @@ def test_a_record_has_sane_times_flops_and_memory(tiny_config, what, unit):
   assert record['peak_fraction'] is None  # no known peak for a CPU
 
 
+def test_the_onnx_bench_times_onnx_runtime_and_xla_on_the_same_frames(tiny_config):
+  pytest.importorskip('jax2onnx')
+  record = bench(tiny_config, 'onnx', height=20, width=28)
+  assert record['what'] == 'onnx' and record['runtime'].startswith('onnxruntime ')
+  assert 0 < record['step_ms_min'] <= record['step_ms_median'] and record['xla_step_ms_median'] > 0
+  assert record['onnx_bytes'] > 4 * record['params']  # float32 weights inside
+  assert 0 <= record['max_abs_difference_from_xla'] < 1e-4
+
+
 def test_fsdp_shards_the_state_and_the_record_says_so(tiny_config):
   """On 4 devices FSDP splits the large arrays of the parameters and of Adam's
   moments: each device's compiled step takes about half the bytes of the
