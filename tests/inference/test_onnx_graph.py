@@ -106,9 +106,9 @@ def test_a_float16_graph_stays_close_to_float32_or_is_refused_where_it_overflows
   """Checked at 720p too: NAFNet's TLC sums a whole feature map, past float16's range."""
   model = models.build_model(tiny_model_config('mimo', 'tiny', {}))
   variables = random_variables(model)
-  proto = onnx_graph.convert(model, variables, dtype='float16')
+  proto = onnx_graph.convert(model, variables, IMAGE_SIZE, dtype='float16')  # one size: quick
   assert any(init.data_type == 10 for init in proto.graph.initializer)  # FLOAT16 weights
-  assert 1e-5 < onnx_graph.check(proto, model, variables, dtype='float16') < 1e-2
+  assert 1e-5 < onnx_graph.check(proto, model, variables, IMAGE_SIZE, 'float16') < 1e-2
   model = models.build_model(tiny_model_config('nafnet', 'tiny', {'tlc_train_size': 8}))
   variables = random_variables(model)
   proto = onnx_graph.convert(model, variables, dtype='float16')
