@@ -115,8 +115,8 @@ def pad_to_multiple(x, multiple: int):
 def zero_pad_to_multiple(x, multiple: int):
   """Zero-pads the bottom and right of NHWC `x` so H and W divide by `multiple`
   (jnp.pad's 'constant' mode). For a symbolic size (jax.export) an in-bounds
-  gather and a select, which converters to other runtimes (ONNX) express for any
-  size where a pad of symbolic length they do not."""
+  gather and a select, which converters to other runtimes (ONNX) can write for
+  any size, unlike a pad of symbolic length."""
   for axis in (1, 2):
     n = x.shape[axis]
     padded = round_up(n, multiple)

@@ -48,8 +48,8 @@ def plain_forms():
   """Within it, functions traced take the plain JAX form of every platform-tuned
   layer (the one GPUs and TPUs get) instead of a choice made when lowered, and
   layers that other runtimes lack take a form written with common operations (the
-  8x8-patch FFTs as matrix products): for converters that read the traced program
-  (ONNX). JAX's trace caches are cleared
+  8x8-patch FFTs as matrix products, NAFNet's block stacks unrolled): for
+  converters that read the traced program (ONNX). JAX's trace caches are cleared
   on entry and exit, so no program traced outside it is reused inside, nor the
   other way round."""
   jax.clear_caches()
