@@ -9,8 +9,10 @@ accelerators first (`runtime.hide_accelerators_from_tensorflow`).
 """
 
 import datetime
+import os
 import resource
 import statistics
+import tempfile
 import time
 
 import jax
@@ -178,9 +180,14 @@ def bench_onnx(config, mesh, batch: int, height: int, width: int, dtype: str, st
   run_onnx = onnx_graph.onnx_runtime_fn(proto)
   images = np.asarray(result.pop('images')).transpose(0, 3, 1, 2)
   onnx_times = time_calls(lambda: run_onnx(images), steps, warmup)
-  difference = np.abs(run_onnx(images) - np.asarray(result.pop('outputs')).transpose(0, 3, 1, 2))
+  result['outputs_nchw'] = np.asarray(result.pop('outputs')).transpose(0, 3, 1, 2)
+  difference = np.abs(run_onnx(images) - result['outputs_nchw'])
   xla_s = statistics.median(result['times'])
   result['times'] = onnx_times  # the record's step times are ONNX Runtime's
+  opencv = _time_opencv(proto, images, steps, warmup) if dtype == 'float32' else {}
+  if opencv:
+    opencv['max_abs_difference_opencv_from_xla'] = float(np.abs(
+        opencv.pop('outputs') - np.asarray(result['outputs_nchw'])).max())
   result['extra'] = {
       'runtime': f'onnxruntime {onnx_graph.runtime_version()} CPUExecutionProvider',
       'onnx_dtype': dtype, 'onnx_bytes': proto.ByteSize(),
@@ -188,8 +195,32 @@ def bench_onnx(config, mesh, batch: int, height: int, width: int, dtype: str, st
       'xla_step_ms_median': round(1e3 * xla_s, 3), 'xla_compile_s': round(result['compile_s'], 3),
       'max_abs_difference_from_xla': float(difference.max()),
       'mean_abs_difference_from_xla': float(difference.mean()),
+      **opencv,
   }
+  del result['outputs_nchw']
   return result
+
+
+def _time_opencv(proto, images, steps: int, warmup: int) -> dict:
+  """The same float32 graph in OpenCV's DNN module (CPU): load and run times, outputs."""
+  import cv2  # pylint: disable=g-import-not-at-top
+
+  with tempfile.TemporaryDirectory() as folder:
+    path = os.path.join(folder, 'model.onnx')
+    with open(path, 'wb') as f:
+      f.write(proto.SerializeToString())
+    start = time.perf_counter()
+    net = cv2.dnn.readNetFromONNX(path)
+    load_s = time.perf_counter() - start
+
+  def forward():
+    net.setInput(images)
+    return net.forward()
+
+  times = time_calls(forward, steps, warmup)
+  return {'opencv': cv2.__version__, 'opencv_load_s': round(load_s, 3),
+          'opencv_step_ms_median': round(1e3 * statistics.median(times), 3),
+          'outputs': forward()}
 
 
 def process_cpu_seconds() -> float:

@@ -36,6 +36,7 @@ def test_the_onnx_bench_times_onnx_runtime_and_xla_on_the_same_frames(tiny_confi
   assert 0 < record['step_ms_min'] <= record['step_ms_median'] and record['xla_step_ms_median'] > 0
   assert record['onnx_bytes'] > 4 * record['params']  # float32 weights inside
   assert 0 <= record['max_abs_difference_from_xla'] < 1e-4
+  assert record['opencv_step_ms_median'] > 0 and record['max_abs_difference_opencv_from_xla'] < 1e-4
 
 
 def test_fsdp_shards_the_state_and_the_record_says_so(tiny_config):
