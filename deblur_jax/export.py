@@ -24,8 +24,8 @@ inside, checked in ONNX Runtime against the library before it is written:
   python -m deblur_jax.export --workdir=runs/mimo --output=mimo16.onnx --dtype=float16
 
 Height and width are dynamic for the models whose size arithmetic the converter
-writes (MIMO-UNet, NAFNet, Restormer, FFTformer, the autoencoder); the others export
-for one --image_size (any batch), EVSSM not at all. docs/deployment.md has the table.
+writes (all but two); the attention autoencoder exports for one --image_size (any
+batch), EVSSM not at all. docs/deployment.md has the table.
 
 The library parts: deblur_jax.inference.serialize and onnx_graph.
 """

@@ -5,7 +5,8 @@
 - `ConvTranspose2x`: a stride-2 transposed conv of any kernel size computed as one
   stride-1 conv and a pixel shuffle (MIMO-UNet's 4x4 one with PyTorch's init, the
   UNets' and the GAN's 2x2 and 3x3 ones with Keras').
-- `reflect_pad`: reflection padding of height and width.
+- `reflect_pad`: reflection padding of height and width (a gather for symbolic sizes);
+  `max_pool_2x`: 2x2 max pooling.
 - `torch_uniform`: PyTorch's default conv init, for the models ported from PyTorch.
 - `TorchConv`: PyTorch's padded conv and init (`Conv1x1`: k = 1), 1x1 convs
   computed as a matmul (faster on XLA's CPU backend); `downsample_conv` and
@@ -48,7 +49,8 @@ def plain_forms():
   """Within it, functions traced take the plain JAX form of every platform-tuned
   layer (the one GPUs and TPUs get) instead of a choice made when lowered, and
   layers that other runtimes lack take a form written with common operations (the
-  8x8-patch FFTs as matrix products, NAFNet's block stacks unrolled): for
+  8x8-patch FFTs as matrix products, NAFNet's block stacks unrolled, 2x2 max
+  pooling as a reshape): for
   converters that read the traced program (ONNX). JAX's trace caches are cleared
   on entry and exit, so no program traced outside it is reused inside, nor the
   other way round."""
@@ -74,9 +76,29 @@ def per_platform(*args, cpu: Callable, default: Callable):
   return jax.lax.platform_dependent(*args, cpu=cpu, default=default)
 
 
+def max_pool_2x(x):
+  """Max over 2x2 windows at stride 2 of (N, H, W, C) with even H and W
+  (nn.max_pool); inside `plain_forms()` a reshape and a max, whose sizes JAX
+  computes (a converter's own pooling rule can mis-size symbolic ones)."""
+  if in_plain_forms():
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+  return nn.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+
+
 def reflect_pad(x, pad: int):
-  """`x` (N, H, W, C) padded by `pad` pixels on each side of H and W, by reflection."""
-  return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='reflect')
+  """`x` (N, H, W, C) padded by `pad` pixels on each side of H and W, by reflection.
+  For a symbolic size (jax.export) a gather of reflected rows and columns, which
+  needs no constraint on the size (sides longer than `pad`) and which converters to
+  other runtimes (ONNX) write for any size."""
+  if not any(jax.export.is_symbolic_dim(n) for n in x.shape[1:3]):
+    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='reflect')
+  for axis in (1, 2):
+    n = x.shape[axis]
+    rows = jax.lax.iota(jnp.int32, n + 2 * pad) - pad
+    rows = jnp.where(rows < 0, -rows, jnp.where(rows > n - 1, 2 * (n - 1) - rows, rows))
+    x = jnp.take(x, rows, axis=axis, mode='clip')
+  return x
 
 
 def image_output(images, y, sigmoid: bool = True, global_residual: bool = False) -> list:

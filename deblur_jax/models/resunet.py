@@ -34,7 +34,13 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
-from deblur_jax.models.layers import ConvTranspose2x, check_images, glorot_uniform, image_output
+from deblur_jax.models.layers import (
+  ConvTranspose2x,
+  check_images,
+  glorot_uniform,
+  image_output,
+  max_pool_2x,
+)
 
 
 class ResidualBlock(nn.Module):
@@ -83,14 +89,13 @@ class ResUNet(nn.Module):
     b = self.base_features
     conv = functools.partial(nn.Conv, kernel_size=(3, 3), padding='SAME',
                              kernel_init=glorot_uniform, dtype=self.dtype)
-    pool = functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2))
     x = images.astype(self.dtype)
     stem = nn.relu(conv(b, name='conv_0')(x))
     y = nn.relu(conv(4 * b, name='conv_1')(jnp.concatenate([x, stem], -1)))
-    y = pool(jnp.concatenate([y, stem], -1))
+    y = max_pool_2x(jnp.concatenate([y, stem], -1))
     stem = y[..., 4 * b:]
     y = nn.relu(conv(8 * b, name='conv_2')(y))
-    y = pool(jnp.concatenate([y, stem], -1))
+    y = max_pool_2x(jnp.concatenate([y, stem], -1))
     for i in range(self.num_blocks):
       y = ResidualBlock(8 * b, self.dtype, name=f'block_{i}')(y, train)
     for i, width in enumerate((8 * b, 4 * b)):

@@ -31,7 +31,13 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from deblur_jax.core.lookup import lookup
-from deblur_jax.models.layers import ConvTranspose2x, check_images, glorot_uniform, image_output
+from deblur_jax.models.layers import (
+  ConvTranspose2x,
+  check_images,
+  glorot_uniform,
+  image_output,
+  max_pool_2x,
+)
 
 # config.model.batch_norm values -> (level, conv) pairs of encoder convs without BatchNorm.
 BATCH_NORM_PLACEMENTS = {'report': {(2, 1)}, 'encoder': set(), 'none': None}
@@ -88,7 +94,7 @@ class UNet(nn.Module):
       norms = tuple(unnormalized is not None and (level, j) not in unnormalized for j in (0, 1))
       x = block(self.base_features * 2**level, norms, name=f'encoder_{level}')(x, train)
       skips.append(x)
-      x = nn.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+      x = max_pool_2x(x)
     x = block(self.base_features * 16, name='bottleneck')(x, train)
     for level in reversed(range(4)):
       skip = skips[level]

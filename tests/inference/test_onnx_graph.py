@@ -30,13 +30,12 @@ EXPORTS = {
     'restormer': 'any',
     'fftformer': 'any',  # its 8x8-patch FFTs as DFT matrix products (layers.plain_forms)
     'autoencoder:tiny': 'any',
-    # jax2onnx 0.13 writes some of these models' symbolic sizes wrongly (a pixel
-    # shuffle's reshape, a concat of a pooled map with its skip, a reflection pad):
-    # `check` catches the wrong graph, and one size works.
-    'unet': 'one',
-    'resunet': 'one',
+    'unet': 'any',
+    'resunet': 'any',
+    'gan': 'any',
+    # jax2onnx 0.13 pads its dilated flax convolutions wrongly for symbolic sizes: `check`
+    # catches the wrong graph, and one size works.
     'autoencoder:attention,tiny': 'one',
-    'gan': 'one',
     # jax2onnx sizes its windows, stacked on the batch axis, wrongly (a jnp.concatenate
     # along a symbolic axis); with that avoided, its scan's interleave is an interior
     # padding ONNX has no operation for, and a loop form gives ONNX Runtime a graph of

@@ -253,3 +253,20 @@ def test_plain_forms_trace_the_default_form_and_nothing_traced_outside_leaks_in(
   assert 'platform_index' not in plain and 'feature_group_count=2' in plain
   assert not layers.in_plain_forms()
   assert 'platform_index' in str(jax.make_jaxpr(conv)(x, kernel))
+
+
+def test_symbolic_reflection_padding_and_plain_max_pooling_equal_numpy():
+  """reflect_pad for any size (jax.export, no constraint) and max_pool_2x in
+  plain_forms give numpy's numbers."""
+  pad = jax.export.export(jax.jit(lambda x: layers.reflect_pad(x, 3)))(jax.ShapeDtypeStruct(
+      jax.export.symbolic_shape('1, h, w, 2'), jnp.float32))
+  rng = np.random.default_rng(0)
+  for height, width in ((4, 9), (7, 5)):
+    x = rng.normal(size=(1, height, width, 2)).astype(np.float32)
+    np.testing.assert_array_equal(
+        pad.call(x), np.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)), mode='reflect'))
+  x = jnp.asarray(rng.normal(size=(2, 6, 8, 3)), jnp.float32)
+  with layers.plain_forms():
+    plain = layers.max_pool_2x(x)
+  np.testing.assert_array_equal(plain, layers.max_pool_2x(x))
+  np.testing.assert_array_equal(plain, np.asarray(x).reshape(2, 3, 2, 4, 2, 3).max(axis=(2, 4)))
