@@ -23,9 +23,8 @@ inside, checked in ONNX Runtime against the library before it is written:
   python -m deblur_jax.export --workdir=runs/unet --output=unet.onnx --image_size=720x1280
   python -m deblur_jax.export --workdir=runs/mimo --output=mimo16.onnx --dtype=float16
 
-Height and width are dynamic for the models whose size arithmetic the converter
-writes (all but two); the attention autoencoder exports for one --image_size (any
-batch), EVSSM not at all. docs/deployment.md has the table.
+Height and width are dynamic (--image_size fixes them); every model but EVSSM
+exports. docs/deployment.md has the table.
 
 The library parts: deblur_jax.inference.serialize and onnx_graph.
 """

@@ -201,11 +201,11 @@ def check(proto, model, variables, image_size=None, dtype: str = 'float32') -> f
   tolerance = FLOAT16_TOLERANCE if dtype == 'float16' else TOLERANCE
   reference = deblur.make_deblur_fn(model, variables)
   rng = np.random.default_rng(0)
-  worst, where = 0.0, 'load'
+  worst, failing = 0.0, 'load the graph'
   try:
     run_onnx = onnx_runtime_fn(proto)
     for shape in probe_shapes(model, image_size, dtype):
-      where = f'run at {shape[2]}x{shape[3]}'
+      failing = f'run the graph at {shape[2]}x{shape[3]}'
       images = rng.uniform(size=shape).astype(np.float32)
       expected = np.asarray(reference(images.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
       difference = float(np.abs(run_onnx(images) - expected).max())
@@ -215,7 +215,7 @@ def check(proto, model, variables, image_size=None, dtype: str = 'float32') -> f
   except Exception as e:  # pylint: disable=broad-except  (ONNX Runtime's own errors)
     first = str(e).strip().splitlines()[0][:300]
     raise _converter_error(model, RuntimeError(
-        f'ONNX Runtime cannot {where} the graph: {first}'), image_size) from e
+        f'ONNX Runtime cannot {failing}: {first}'), image_size) from e
   if not worst <= tolerance:
     if dtype == 'float16':
       raise InputError(f'{type(model).__name__} in float16 differs from the library by '

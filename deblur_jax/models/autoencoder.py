@@ -123,7 +123,10 @@ class AttentionAutoencoder(nn.Module):
       skips.append(x)
     x = nn.relu(down(8 * b, name='down_3')(x))
     for i, rate in enumerate(self.dilations):
-      x = nn.relu(conv(8 * b, kernel_dilation=(rate, rate), name=f'dilated_{i}')(x))
+      # 'SAME' written out ((rate, rate) for a 3x3 kernel): ONNX's converter pads a
+      # dilated 'SAME' conv wrongly for symbolic sizes.
+      x = nn.relu(_conv(8 * b, kernel_dilation=(rate, rate), padding=((rate, rate), (rate, rate)),
+                        dtype=self.dtype, name=f'dilated_{i}')(x))
     for level in (2, 1, 0):
       skip = skips[level]
       width = skip.shape[-1]

@@ -22,20 +22,18 @@ from helpers import (
 
 pytest.importorskip('jax2onnx')  # the onnx extra, which .ci/run installs
 
-# How each model exports: 'any' size, 'one' size (--image_size, any batch), or the
-# start of the one-line error that says why it cannot.
+# How each model exports: 'any' size, or the start of the one-line error that says why
+# it cannot.
 EXPORTS = {
     'mimo': 'any',
     'nafnet': 'any',
     'restormer': 'any',
     'fftformer': 'any',  # its 8x8-patch FFTs as DFT matrix products (layers.plain_forms)
     'autoencoder:tiny': 'any',
+    'autoencoder:attention,tiny': 'any',
     'unet': 'any',
     'resunet': 'any',
     'gan': 'any',
-    # jax2onnx 0.13 pads its dilated flax convolutions wrongly for symbolic sizes: `check`
-    # catches the wrong graph, and one size works.
-    'autoencoder:attention,tiny': 'one',
     # jax2onnx sizes its windows, stacked on the batch axis, wrongly (a jnp.concatenate
     # along a symbolic axis); with that avoided, its scan's interleave is an interior
     # padding ONNX has no operation for, and a loop form gives ONNX Runtime a graph of
@@ -72,23 +70,36 @@ def test_every_model_exports_and_runs_in_onnx_runtime_and_opencv_as_the_library(
   model = models.build_model(tiny_model_config(*spec))
   variables = random_variables(model)
   expected = EXPORTS[key(spec)]
-  if expected not in ('any', 'one'):
+  if expected != 'any':
     with pytest.raises(InputError, match=f'^{expected}'):
       onnx_graph.convert(model, variables, IMAGE_SIZE)
     return
-  if expected == 'one':
-    with pytest.raises(InputError, match=r'--image_size=HxW'):
-      onnx_graph.check(onnx_graph.convert(model, variables), model, variables)
-  image_size = None if expected == 'any' else IMAGE_SIZE
-  proto = onnx_graph.convert(model, variables, image_size)
-  assert onnx_graph.check(proto, model, variables, image_size) <= 1e-4
-  graph_input = proto.graph.input[0]
-  dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
-  assert graph_input.name == 'images' and dims[:2] == ['batch', 3]
-  assert dims[2:] == (['height', 'width'] if expected == 'any' else list(IMAGE_SIZE))
+  proto = onnx_graph.convert(model, variables)
+  assert onnx_graph.check(proto, model, variables) <= 1e-4
+  assert input_dims(proto) == ['batch', 3, 'height', 'width']
   path = tmp_path / 'model.onnx'
   path.write_bytes(proto.SerializeToString())
-  assert opencv_max_difference(path, model, variables, image_size) <= 1e-4
+  assert opencv_max_difference(path, model, variables, None) <= 1e-4
+
+
+def input_dims(proto) -> list:
+  graph_input = proto.graph.input[0]
+  assert graph_input.name == 'images'
+  return [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+
+
+def test_a_graph_for_one_size_takes_any_batch_and_a_graph_that_fails_the_check_is_refused():
+  """--image_size: fixed height and width; `check` runs every graph before it is written
+  and refuses, naming the model and the way out, one that fails at a probe size."""
+  model = models.build_model(tiny_model_config('mimo', 'tiny', {}))
+  variables = random_variables(model)
+  proto = onnx_graph.convert(model, variables, IMAGE_SIZE)
+  assert input_dims(proto) == ['batch', 3, *IMAGE_SIZE]
+  assert onnx_graph.check(proto, model, variables, IMAGE_SIZE) <= 1e-4  # batch 1 and 2
+  with pytest.raises(InputError, match=r'^MIMOUNet cannot be written as an ONNX graph for any '
+                                       r'image size \(ONNX Runtime cannot run the graph at 21x34'
+                                       r'.*; export it for one size with --image_size=HxW\.$'):
+    onnx_graph.check(proto, model, variables)  # as if it were for any size
 
 
 def test_the_metadata_names_the_model_its_size_config_and_padding(tmp_path):
