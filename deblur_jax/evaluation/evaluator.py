@@ -190,7 +190,7 @@ def _write_results(evaluator: Evaluator, step: int, result: results.EvalResult, 
   """Writes eval/step_N.csv, .json (`summary`, the run, the saved images and `extra`)
   and .html; returns workdir/eval/step_N. `weights` says which were evaluated."""
   run_info = {**evaluator.run_info, 'weights': weights,
-              'num_params': int(sum(x.size for x in jax.tree.leaves(variables['params'])))}
+              'num_params': models.count_params(variables['params'])}
   record = {'step': step, **summary, **extra, 'run': run_info,
             'page_images': page_images.record()}
   base = results.write_files(results_page.eval_dir(evaluator.workdir), step, result, record)

@@ -124,7 +124,7 @@ def convert(model, variables, image_size=None, dtype: str = 'float32', step: int
     proto = _to_float16(proto)
   metadata = {
       'model': type(model).__name__,
-      'parameters': str(sum(x.size for x in jax.tree.leaves(variables['params']))),
+      'parameters': str(models.count_params(variables['params'])),
       'config': json.dumps(models.model_config(model), default=str),
       'padding': padding_rule(model),
       'input': f'{INPUT_NAME}: float32 N x 3 x H x W, RGB in [0, 1]',

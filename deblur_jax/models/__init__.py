@@ -67,6 +67,11 @@ def _build(registry: dict, module_config, field: str, dtype: Any) -> nn.Module:
   return module_class(**kwargs, dtype=dtype)
 
 
+def count_params(params) -> int:
+  """The number of scalars in a pytree of arrays (a model's parameters)."""
+  return sum(x.size for x in jax.tree.leaves(params))
+
+
 def model_config(model: nn.Module) -> dict:
   """The config a model was built from: its registered name and knobs."""
   name = next(key for key, value in MODELS.items() if value is type(model))

@@ -86,6 +86,12 @@ def round_up(size, multiple: int):
   return multiple * ((size + multiple - 1) // multiple)
 
 
+def reflected_rows(rows, n):
+  """The indices `rows` (int array, from -(n - 1) to 2 (n - 1)) reflected into [0, n),
+  as jnp.pad's 'reflect' mode reads them; `n` may be symbolic."""
+  return jnp.where(rows < 0, -rows, jnp.where(rows > n - 1, 2 * (n - 1) - rows, rows))
+
+
 def _pad_end_to_multiple(x, axis: int, multiple: int):
   """Pads the end of `axis` to a multiple of `multiple`, by reflection (by
   repetition for images shorter than the padding), as jnp.pad's 'reflect' and
@@ -96,7 +102,7 @@ def _pad_end_to_multiple(x, axis: int, multiple: int):
   if not jax.export.is_symbolic_dim(n) and padded == n:
     return x
   rows = jax.lax.iota(jnp.int32, padded)
-  reflected = jnp.where(rows < n, rows, 2 * (n - 1) - rows)
+  reflected = reflected_rows(rows, n)
   repeated = jnp.minimum(rows, n - 1)
   source = jnp.where(jnp.less(padded - n, n), reflected, repeated)
   return jnp.take(x, source, axis=axis, mode='clip')

@@ -95,8 +95,7 @@ def reflect_pad(x, pad: int):
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='reflect')
   for axis in (1, 2):
     n = x.shape[axis]
-    rows = jax.lax.iota(jnp.int32, n + 2 * pad) - pad
-    rows = jnp.where(rows < 0, -rows, jnp.where(rows > n - 1, 2 * (n - 1) - rows, rows))
+    rows = image_ops.reflected_rows(jax.lax.iota(jnp.int32, n + 2 * pad) - pad, n)
     x = jnp.take(x, rows, axis=axis, mode='clip')
   return x
 

@@ -71,7 +71,7 @@ def lowerable_train_step(config, mesh, batch: int, height: int, width: int, dtyp
   step_fn, state = benchmarks.train_step_and_state(config, mesh, min(height, width), dtype,
                                                    abstract=True)
   images = abstract_images(batch, height, width, mesh)
-  return step_fn, (state, {'blur': images, 'sharp': images}), benchmarks.count_params(
+  return step_fn, (state, {'blur': images, 'sharp': images}), models.count_params(
       state.params)
 
 
@@ -85,7 +85,7 @@ def lowerable_inference(config, mesh, batch: int, height: int, width: int, dtype
       in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh)),
       out_shardings=sharding.batch_sharded(mesh))
   return deblur_fn, (variables, abstract_images(batch, height, width, mesh)), (
-      benchmarks.count_params(variables['params']))
+      models.count_params(variables['params']))
 
 
 def compile_only(config, what: str, batch: int, height: int, width: int, dtype: str,

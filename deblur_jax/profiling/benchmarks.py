@@ -85,11 +85,6 @@ def compile_timed(jitted, *args):
   return compiled, time.perf_counter() - start
 
 
-def count_params(params) -> int:
-  """The number of scalars in a pytree of arrays."""
-  return sum(x.size for x in jax.tree.leaves(params))
-
-
 def random_batch(batch: int, height: int, width: int, mesh) -> dict:
   """{'blur', 'sharp'}: (batch, height, width, 3) float32 in [0, 1], sharded over `mesh`."""
   rng = np.random.default_rng(0)
@@ -141,7 +136,7 @@ def bench_train(config, mesh, batch: int, height: int, width: int, dtype: str, s
 
   times = time_calls(call, steps, warmup)
   return {'compile_s': compile_s, 'times': times, 'compiled': compiled,
-          'params': count_params(state.params)}
+          'params': models.count_params(state.params)}
 
 
 def bench_infer(config, mesh, batch: int, height: int, width: int, dtype: str, steps: int,
@@ -159,8 +154,8 @@ def bench_infer(config, mesh, batch: int, height: int, width: int, dtype: str, s
   compiled, compile_s = compile_timed(deblur_fn, variables, images)
   times = time_calls(lambda: jax.block_until_ready(compiled(variables, images)), steps, warmup)
   return {'compile_s': compile_s, 'times': times, 'compiled': compiled,
-          'params': count_params(variables['params']), 'variables': variables,
-          'images': images, 'outputs': compiled(variables, images)}
+          'params': models.count_params(variables['params']), 'variables': variables,
+          'images': images}
 
 
 def bench_onnx(config, mesh, batch: int, height: int, width: int, dtype: str, steps: int,
@@ -171,33 +166,33 @@ def bench_onnx(config, mesh, batch: int, height: int, width: int, dtype: str, st
   from deblur_jax.inference import onnx_graph, serialize  # pylint: disable=g-import-not-at-top
 
   result = bench_infer(config, mesh, batch, height, width, 'float32', steps, warmup)
+  variables, images = result.pop('variables'), result.pop('images')
+  expected = np.asarray(result['compiled'](variables, images)).transpose(0, 3, 1, 2)
+  images = np.asarray(images).transpose(0, 3, 1, 2)
   model = models.build_model(config.model)
-  variables = jax.device_get(result.pop('variables'))
   image_size = (height, width) if serialize.sized_by_image(model) else None
   start = time.perf_counter()
-  proto = onnx_graph.convert(model, variables, image_size, dtype)
+  proto = onnx_graph.convert(model, jax.device_get(variables), image_size, dtype)
   convert_s = time.perf_counter() - start
   run_onnx = onnx_graph.onnx_runtime_fn(proto)
-  images = np.asarray(result.pop('images')).transpose(0, 3, 1, 2)
   onnx_times = time_calls(lambda: run_onnx(images), steps, warmup)
-  result['outputs_nchw'] = np.asarray(result.pop('outputs')).transpose(0, 3, 1, 2)
-  difference = np.abs(run_onnx(images) - result['outputs_nchw'])
-  xla_s = statistics.median(result['times'])
-  result['times'] = onnx_times  # the record's step times are ONNX Runtime's
-  opencv = _time_opencv(proto, images, steps, warmup) if dtype == 'float32' else {}
-  if opencv:
-    opencv['max_abs_difference_opencv_from_xla'] = float(np.abs(
-        opencv.pop('outputs') - np.asarray(result['outputs_nchw'])).max())
-  result['extra'] = {
+  difference = np.abs(run_onnx(images) - expected)
+  extra = {
       'runtime': f'onnxruntime {onnx_graph.runtime_version()} CPUExecutionProvider',
       'onnx_dtype': dtype, 'onnx_bytes': proto.ByteSize(),
       'onnx_convert_s': round(convert_s, 3),
-      'xla_step_ms_median': round(1e3 * xla_s, 3), 'xla_compile_s': round(result['compile_s'], 3),
+      'xla_step_ms_median': round(1e3 * statistics.median(result['times']), 3),
+      'xla_compile_s': round(result['compile_s'], 3),
       'max_abs_difference_from_xla': float(difference.max()),
       'mean_abs_difference_from_xla': float(difference.mean()),
-      **opencv,
   }
-  del result['outputs_nchw']
+  if dtype == 'float32':
+    opencv = _time_opencv(proto, images, steps, warmup)
+    opencv['max_abs_difference_opencv_from_xla'] = float(np.abs(
+        opencv.pop('outputs') - expected).max())
+    extra.update(opencv)
+  result['times'] = onnx_times  # the record's step times are ONNX Runtime's
+  result['extra'] = extra
   return result
 
 

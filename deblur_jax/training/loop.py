@@ -219,7 +219,7 @@ def _train(config, workdir: str, setup: _Setup, manager) -> dict:
                                                          steps_per_epoch)
   logging.info('Model %s: %d parameters; %d training images, %d steps per epoch, '
                '%d steps in all.', config.model.name,
-               sum(x.size for x in jax.tree.leaves(state.params)), num_train_images,
+               models.count_params(state.params), num_train_images,
                steps_per_epoch, total_steps)
   if loop_state.stopped_early:
     logging.info('Training stopped early at step %d (best %s at step %d); nothing to do.',

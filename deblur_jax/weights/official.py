@@ -11,9 +11,9 @@ and writes the checkpoint (step 0, items 'model' and 'config').
 
 import os
 
-import jax
 from absl import logging
 
+from deblur_jax import models
 from deblur_jax.core import checkpoints
 from deblur_jax.core.errors import InputError
 from deblur_jax.core.lookup import lookup
@@ -91,7 +91,7 @@ def convert_file(input_path: str, model_name: str | None, output_dir: str) -> tu
   config_dict = {'model': model_config, 'converted_from': os.path.abspath(input_path)}
   state_dicts.save_converted_checkpoint(output_dir, params, config_dict)
   logging.info('Converted %d parameters (%s) from %s into %s (step 0).',
-               sum(x.size for x in jax.tree.leaves(params)), family.describe(model_config),
+               models.count_params(params), family.describe(model_config),
                input_path, checkpoints.checkpoint_dir(output_dir))
   return model_name or matched, model_config
 
